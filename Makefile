@@ -1,0 +1,55 @@
+# OpsPortal: `make run` to try it, `make test` to prove it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: run test lint format setup bench clean-var
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found). On Debian/Ubuntu: apt-get install python3.11 python3.11-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@touch $@
+
+.env:
+	@echo "Creating .env for a local try-out (DEBUG on, a fresh SECRET_KEY); see .env.example."
+	@printf 'DEBUG=true\nSECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+
+setup: $(VENV)/.runtime .env
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py load_defaults
+	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+
+run: setup
+	@echo
+	@echo "  OpsPortal is starting: open http://$(HOST):$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
+	@echo
+	$(BIN)/honcho -f deploy/Procfile.dev start
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(VENV)/.dev lint
+	deploy/dev/test-services.sh
+	set -a && . deploy/dev/test.env && set +a && $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	deploy/dev/test-services.sh
+	set -a && . deploy/dev/test.env && set +a && for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

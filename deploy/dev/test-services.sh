@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Makes sure every service the test suite needs is there, starting what it can:
+# PostgreSQL, Redis, a Docker engine with the locally built test images, Debian's
+# Chromium (browser tests) and promtool (metrics format checks).
+# Stops with a message naming the missing service; it never lets tests skip silently.
+set -euo pipefail
+
+DOCKER_DIR="${OPSPORTAL_TEST_DOCKER_DIR:-/tmp/opsportal-test-docker}"
+DOCKER_SOCK="$DOCKER_DIR/docker.sock"
+PG_HOST="${OPSPORTAL_TEST_PG_HOST:-127.0.0.1}"
+REDIS_PORT="${OPSPORTAL_TEST_REDIS_PORT:-6379}"
+
+say() { printf '[test-services] %s\n' "$*"; }
+fail() { printf '[test-services] ERROR: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+
+apt_updated=""
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq || return 1; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- PostgreSQL and its client tools ----------------------------------------------------
+command -v pg_dump >/dev/null || apt_install postgresql-client || true
+if ! pg_isready -q -h "$PG_HOST" -p 5432; then
+  say "PostgreSQL is not answering on $PG_HOST:5432; trying to start it"
+  if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 20); do pg_isready -q -h "$PG_HOST" -p 5432 && break; sleep 0.5; done
+  pg_isready -q -h "$PG_HOST" -p 5432 || fail "PostgreSQL is not running on $PG_HOST:5432. Start it (e.g. 'pg_ctlcluster 15 main start') with trust auth for user postgres, or set DATABASE_URL in deploy/dev/test.env."
+fi
+psql -h "$PG_HOST" -U postgres -d postgres -Atc 'select 1' >/dev/null || fail "PostgreSQL answers but user postgres cannot log in without a password (the tests need trust auth on $PG_HOST)."
+say "PostgreSQL ok"
+
+# --- Redis --------------------------------------------------------------------------------
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+if ! redis_ping; then
+  command -v redis-server >/dev/null || apt_install redis-server || true
+  say "Redis is not answering on 127.0.0.1:$REDIS_PORT; starting it"
+  mkdir -p /tmp/opsportal-test-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir /tmp/opsportal-test-redis --logfile /tmp/opsportal-test-redis/redis.log || true
+  for _ in $(seq 20); do redis_ping && break; sleep 0.25; done
+  redis_ping || fail "Redis is not running on 127.0.0.1:$REDIS_PORT and could not be started (install redis-server)."
+fi
+say "Redis ok"
+
+# --- Docker engine -------------------------------------------------------------------------
+command -v dockerd >/dev/null || apt_install docker.io || fail "No Docker engine: install Debian's docker.io (apt-get install docker.io)."
+docker_ok() { docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; }
+if ! docker_ok; then
+  say "starting a private Docker engine at $DOCKER_SOCK"
+  mkdir -p "$DOCKER_DIR"
+  rm -f "$DOCKER_SOCK" "$DOCKER_DIR/dockerd.pid"
+  as_root nohup dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
+    --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/dockerd.pid" \
+    -H "unix://$DOCKER_SOCK" >"$DOCKER_DIR/dockerd.log" 2>&1 &
+  for _ in $(seq 60); do docker_ok && break; sleep 0.5; done
+  docker_ok || { tail -n 20 "$DOCKER_DIR/dockerd.log" >&2; fail "the Docker engine did not start (log above: $DOCKER_DIR/dockerd.log)."; }
+fi
+say "Docker engine ok"
+"$(dirname "$0")/build-test-images.sh" "unix://$DOCKER_SOCK"
+
+# --- Browser and promtool ---------------------------------------------------------------
+[ -x /usr/bin/chromium ] || apt_install chromium || fail "Debian's chromium is needed for the browser tests (apt-get install chromium)."
+command -v promtool >/dev/null || apt_install prometheus || fail "promtool is needed to check /metrics (apt-get install prometheus)."
+say "chromium and promtool ok"

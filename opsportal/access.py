@@ -1,0 +1,55 @@
+"""The runbook's roles as Django groups, with what each may see and do."""
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+VIEW_EVERYTHING = "view"
+
+# (app_label, codename) pairs, or "view" for view permission on every portal model.
+ROLE_PERMISSIONS: dict[str, list] = {
+    "Viewers": [VIEW_EVERYTHING],
+    "On-call engineers": [
+        VIEW_EVERYTHING,
+        ("systems", "test_connection"),
+        ("people", "add_oncalloverride"), ("people", "change_oncalloverride"),
+    ],
+    "Database admins": [
+        VIEW_EVERYTHING,
+        ("systems", "test_connection"),
+        ("systems", "add_postgresdatabase"), ("systems", "change_postgresdatabase"),
+    ],
+    "DevOps": [
+        VIEW_EVERYTHING,
+        ("systems", "test_connection"),
+        *[("systems", f"{verb}_{model}") for verb in ("add", "change", "delete")
+          for model in ("dockerengine", "postgresdatabase", "rediscache", "httpendpoint")],
+        *[("people", f"{verb}_{model}") for verb in ("add", "change")
+          for model in ("team", "contact", "oncallrotation", "oncalloverride", "webhookchannel",
+                        "rotationmember")],
+        ("django_celery_beat", "change_periodictask"),
+    ],
+    "Security team": [
+        VIEW_EVERYTHING,
+        ("systems", "test_connection"),
+    ],
+}
+
+PORTAL_APPS = ["systems", "people", "audit", "health", "incidents", "backups", "maintenance",
+               "django_celery_beat"]
+
+
+def groups_load_defaults() -> None:
+    """Create the role groups and add their permissions (never removes what an admin added)."""
+    for group_name, grants in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        query = Q(pk__in=[])
+        for grant in grants:
+            if grant == VIEW_EVERYTHING:
+                query |= Q(content_type__app_label__in=PORTAL_APPS, codename__startswith="view_")
+            else:
+                app_label, codename = grant
+                query |= Q(content_type__app_label=app_label, codename=codename)
+        wanted = set(Permission.objects.filter(query).values_list("pk", flat=True))
+        missing = wanted - set(group.permissions.values_list("pk", flat=True))
+        if missing:
+            group.permissions.add(*missing)

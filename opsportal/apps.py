@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OpsPortalConfig(AppConfig):
+    name = "opsportal"
+    verbose_name = "OpsPortal"

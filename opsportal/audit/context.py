@@ -1,0 +1,36 @@
+"""Who is acting, and from where, for the audit records written during a request or task."""
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from opsportal.audit.models import AuditSource
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    actor: object | None = None
+    source: str = AuditSource.SYSTEM
+    remote_addr: str | None = None
+
+
+_current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
+    "audit_context", default=AuditContext()
+)
+
+
+def current() -> AuditContext:
+    return _current.get()
+
+
+@contextmanager
+def acting(
+    *, actor: object | None = None, source: str, remote_addr: str | None = None
+) -> Iterator[AuditContext]:
+    context = AuditContext(actor=actor, source=source, remote_addr=remote_addr)
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

@@ -1,0 +1,15 @@
+"""Everything the runbook says should exist on a new portal, created once.
+
+Each loader only creates what is missing, so running it again changes nothing and never
+overwrites what an operator edited.
+"""
+
+from opsportal.access import groups_load_defaults
+from opsportal.health.services import health_load_defaults
+from opsportal.people.services import people_load_defaults
+
+
+def load_defaults() -> None:
+    groups_load_defaults()
+    people_load_defaults()
+    health_load_defaults()

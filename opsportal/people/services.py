@@ -1,0 +1,185 @@
+"""Paging people: who gets what, and delivering it reliably."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from opsportal.people.models import (
+    Notification,
+    NotificationChannelKind,
+    NotificationStatus,
+    OnCallRotation,
+    Responsibility,
+    Team,
+)
+from opsportal.people.selectors import on_call_contacts
+from opsportal.people.transports import DeliveryFailed, post_webhook, send_email, webhook_payload
+from opsportal.queueing import enqueue_after_commit
+
+logger = logging.getLogger(__name__)
+
+# How long a "sending" claim may last before the sweeper assumes the worker died.
+SENDING_CLAIM_TIMEOUT = dt.timedelta(minutes=5)
+# Pending rows older than this without delivery were probably never dispatched.
+UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
+
+
+def notify(
+    *,
+    responsibility: str,
+    subject: str,
+    body: str = "",
+    about: models.Model | None = None,
+) -> list[Notification]:
+    """Notify whoever answers for `responsibility` now: the team's address, its chat
+    webhooks, and (for the on-call engineer) the person on call and their pager.
+
+    Rows are created in the caller's transaction and delivered after it commits; a
+    delivery failure is retried by the worker and never raises here.
+    """
+    team = Team.objects.filter(responsibility=responsibility).first()
+    if team is None:
+        logger.warning("No team answers for %s; nobody was notified of %r", responsibility,
+                       subject)
+        return []
+    recipients: list[str] = []
+    if team.email:
+        recipients.append(team.email)
+    if responsibility == Responsibility.ON_CALL:
+        for contact in on_call_contacts(team=team):
+            recipients.extend(a for a in (contact.email, contact.pager_email) if a)
+    about_fields = {}
+    if about is not None:
+        about_fields = {
+            "about_type": ContentType.objects.get_for_model(about),
+            "about_id": str(about.pk),
+        }
+    created = [
+        Notification(channel=NotificationChannelKind.EMAIL, recipient=address,
+                     responsibility=responsibility, subject=subject, body=body, **about_fields)
+        for address in dict.fromkeys(recipients)
+    ]
+    created += [
+        Notification(channel=NotificationChannelKind.WEBHOOK, webhook=webhook,
+                     responsibility=responsibility, subject=subject, body=body, **about_fields)
+        for webhook in team.webhooks.filter(active=True)
+    ]
+    with transaction.atomic():
+        for notification in created:
+            notification.save()
+            _dispatch(notification)
+    return created
+
+
+def _dispatch(notification: Notification) -> None:
+    from opsportal.people.tasks import deliver_notification
+
+    enqueue_after_commit(deliver_notification, notification.pk)
+
+
+def notification_deliver(*, notification_id: int) -> Notification | None:
+    """Deliver one notification once; on failure schedule a retry with backoff."""
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        pk=notification_id,
+        status=NotificationStatus.PENDING,
+    ).update(status=NotificationStatus.SENDING, next_attempt_at=now + SENDING_CLAIM_TIMEOUT)
+    if not claimed:
+        return None
+    notification = Notification.objects.select_related("webhook").get(pk=notification_id)
+    try:
+        _send(notification)
+    except DeliveryFailed as exc:
+        notification.attempts += 1
+        notification.last_error = str(exc)[:2000]
+        if notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+            notification.status = NotificationStatus.FAILED
+            notification.next_attempt_at = None
+        else:
+            notification.status = NotificationStatus.PENDING
+            notification.next_attempt_at = timezone.now() + dt.timedelta(
+                seconds=min(30 * 2 ** (notification.attempts - 1), 1800)
+            )
+        notification.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+        return notification
+    notification.attempts += 1
+    notification.status = NotificationStatus.SENT
+    notification.sent_at = timezone.now()
+    notification.next_attempt_at = None
+    notification.save(update_fields=["attempts", "status", "sent_at", "next_attempt_at"])
+    return notification
+
+
+def _send(notification: Notification) -> None:
+    if notification.channel == NotificationChannelKind.EMAIL:
+        send_email(recipient=notification.recipient, subject=notification.subject,
+                   body=notification.body)
+        return
+    webhook = notification.webhook
+    if webhook is None:
+        raise DeliveryFailed("The webhook channel was deleted before delivery.")
+    payload = webhook_payload(
+        format=webhook.format,
+        subject=notification.subject,
+        body=notification.body,
+        context={"responsibility": notification.responsibility,
+                 "about": f"{notification.about_type.model}:{notification.about_id}"
+                 if notification.about_type_id else None},
+    )
+    post_webhook(name=webhook.name, url=webhook.url, payload=payload)
+
+
+def notifications_sweep() -> int:
+    """Re-dispatch notifications whose retry is due or whose message was lost."""
+    now = timezone.now()
+    stale_claims = Notification.objects.filter(
+        status=NotificationStatus.SENDING, next_attempt_at__lte=now
+    ).update(status=NotificationStatus.PENDING, next_attempt_at=now)
+    due = list(
+        Notification.objects.filter(status=NotificationStatus.PENDING)
+        .filter(Q(next_attempt_at__lte=now)
+                | Q(next_attempt_at__isnull=True, created_at__lte=now - UNDISPATCHED_AFTER))
+        .values_list("pk", flat=True)[:500]
+    )
+    for pk in due:
+        notification_deliver(notification_id=pk)
+    return len(due) + stale_claims
+
+
+def people_load_defaults() -> None:
+    """The runbook's contact list as teams, and an (empty) primary on-call rotation."""
+    for name, responsibility in [
+        ("On-call engineers", Responsibility.ON_CALL),
+        ("Security team", Responsibility.SECURITY),
+        ("Database admins", Responsibility.DATABASE),
+        ("DevOps team", Responsibility.DEVOPS),
+    ]:
+        if not Team.objects.filter(responsibility=responsibility).exists():
+            Team.objects.get_or_create(name=name, defaults={"responsibility": responsibility})
+    on_call = Team.objects.get(responsibility=Responsibility.ON_CALL)
+    if not OnCallRotation.objects.exists():
+        OnCallRotation.objects.create(
+            name="Primary on-call",
+            team=on_call,
+            shift_hours=168,
+            handoff_at=dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC),
+        )
+
+
+def notifications_retry_failed(*, notifications: models.QuerySet[Notification]) -> int:
+    """Give failed notifications a fresh set of attempts (an operator's "retry now")."""
+    ids = list(notifications.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True))
+    Notification.objects.filter(pk__in=ids).update(
+        status=NotificationStatus.PENDING, next_attempt_at=None, attempts=0
+    )
+    for pk in ids:
+        _dispatch(Notification(pk=pk))
+    return len(ids)

@@ -1,0 +1,49 @@
+"""Delivering one notification: email through Django's mail backend, or a webhook POST."""
+
+from __future__ import annotations
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+
+from opsportal.people.models import WebhookFormat
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+def send_email(*, recipient: str, subject: str, body: str) -> None:
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient], fail_silently=False)
+    except Exception as exc:
+        raise DeliveryFailed(f"Email to {recipient} failed: {exc}") from exc
+
+
+def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> dict:
+    if format == WebhookFormat.SLACK:
+        return {
+            "text": f"*{subject}*\n{body}".strip(),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": subject[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": body[:2900] or " "}},
+            ],
+        }
+    return {"subject": subject, "body": body, **context}
+
+
+def post_webhook(*, name: str, url: str, payload: dict) -> None:
+    try:
+        response = requests.post(
+            url, json=payload, timeout=settings.NOTIFICATION_WEBHOOK_TIMEOUT,
+            headers={"User-Agent": "OpsPortal-notifier"},
+        )
+    except requests.exceptions.Timeout as exc:
+        raise DeliveryFailed(
+            f"Webhook {name} did not answer within {settings.NOTIFICATION_WEBHOOK_TIMEOUT:g} s."
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        # The URL carries the token: name the channel, never the URL.
+        raise DeliveryFailed(f"Webhook {name} is not reachable ({type(exc).__name__}).") from exc
+    if response.status_code >= 300:
+        raise DeliveryFailed(f"Webhook {name} answered HTTP {response.status_code}.")

@@ -1,0 +1,81 @@
+"""Adapter for the platform's HTTP endpoints (the API)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import requests
+
+from opsportal.systems.adapters.errors import (
+    AdapterError,
+    OperationFailed,
+    TimedOut,
+    Unreachable,
+)
+from opsportal.systems.adapters.results import PingResult
+
+if TYPE_CHECKING:
+    from opsportal.systems.models import HttpEndpoint
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    latency_ms: float
+
+
+def request(endpoint: HttpEndpoint, *, session: requests.Session | None = None) -> Response:
+    """One request to the endpoint; any status is returned, transport failures raise."""
+    headers = {"User-Agent": "OpsPortal-probe"}
+    if endpoint.authorization_header:
+        headers["Authorization"] = endpoint.authorization_header
+    started = time.perf_counter()
+    try:
+        response = (session or requests).request(
+            endpoint.method,
+            endpoint.url,
+            headers=headers,
+            timeout=endpoint.timeout_seconds,
+            verify=endpoint.verify_tls,
+            allow_redirects=False,
+        )
+        response.close()
+    except requests.exceptions.Timeout as exc:
+        raise TimedOut(
+            f"{endpoint.name} ({endpoint.url}) did not answer within "
+            f"{endpoint.timeout_seconds:g} s."
+        ) from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise Unreachable(f"{endpoint.name} ({endpoint.url}) is not reachable: "
+                          f"{_reason(exc)}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise OperationFailed(f"{endpoint.name} ({endpoint.url}): {_reason(exc)}") from exc
+    return Response(status=response.status_code,
+                    latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Failed to resolve" in text:
+        return "its host name does not resolve"
+    return text[:300]
+
+
+def ping(endpoint: HttpEndpoint) -> PingResult:
+    response = request(endpoint)
+    if response.status != endpoint.expected_status:
+        raise OperationFailed(
+            f"{endpoint.name} ({endpoint.url}) answered HTTP {response.status}, "
+            f"expected {endpoint.expected_status}."
+        )
+    return PingResult(
+        summary=f"HTTP {response.status} in {response.latency_ms:.0f} ms",
+        details={"status": response.status, "latency_ms": round(response.latency_ms, 1)},
+    )
+
+
+__all__ = ["AdapterError", "Response", "ping", "request"]

@@ -1,0 +1,79 @@
+"""Adapter for the Redis caches the portal operates on (redis-py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import redis
+
+from opsportal.systems.adapters.errors import (
+    AdapterError,
+    AuthenticationFailed,
+    OperationFailed,
+    TimedOut,
+    Unreachable,
+)
+from opsportal.systems.adapters.results import PingResult
+
+if TYPE_CHECKING:
+    from opsportal.systems.models import RedisCache
+
+
+def translate_error(cache: RedisCache, exc: Exception) -> AdapterError:
+    where = f"Redis {cache.name} at {cache.host}:{cache.port}/{cache.db}"
+    if isinstance(exc, AdapterError):
+        return exc
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text \
+            or "invalid password" in text.lower():
+        return AuthenticationFailed(f"{where} rejected the credentials.")
+    if isinstance(exc, redis.TimeoutError):
+        return TimedOut(f"{where} did not answer within {cache.timeout_seconds:g} s.")
+    if isinstance(exc, redis.ConnectionError):
+        return Unreachable(f"{where} is not reachable: {text[:300] or 'connection failed'}")
+    return OperationFailed(f"{where}: {text[:300]}")
+
+
+@contextmanager
+def connect(cache: RedisCache) -> Iterator[redis.Redis]:
+    client = redis.Redis(
+        host=cache.host,
+        port=cache.port,
+        db=cache.db,
+        username=cache.username or None,
+        password=cache.password or None,
+        ssl=cache.use_tls,
+        socket_timeout=cache.timeout_seconds,
+        socket_connect_timeout=cache.timeout_seconds,
+        client_name="opsportal",
+        decode_responses=True,
+    )
+    try:
+        yield client
+    except redis.RedisError as exc:
+        raise translate_error(cache, exc) from exc
+    finally:
+        client.close()
+
+
+def ping(cache: RedisCache) -> PingResult:
+    with connect(cache) as client:
+        client.ping()
+        info = client.info()
+    hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
+    hit_rate = hits / (hits + misses) if hits + misses else None
+    return PingResult(
+        summary=(
+            f"Redis {info.get('redis_version')}: {info.get('used_memory_human')} used, "
+            f"{info.get('connected_clients')} clients"
+        ),
+        details={
+            "redis_version": info.get("redis_version"),
+            "used_memory_bytes": info.get("used_memory"),
+            "connected_clients": info.get("connected_clients"),
+            "evicted_keys": info.get("evicted_keys"),
+            "hit_rate": hit_rate,
+        },
+    )

@@ -1,0 +1,111 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache, System
+from opsportal.systems.forms import SecretsWriteOnlyForm
+from opsportal.systems.services import system_test_connection
+
+class SystemAdminBase(admin.ModelAdmin):
+    form = SecretsWriteOnlyForm
+    list_display = ["name", "status", "last_check_message", "last_checked_at", "critical"]
+    list_filter = ["critical", "last_check_ok"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["status", "last_checked_at", "last_check_message", "last_check_duration_ms"]
+    change_form_template = "admin/systems/change_form.html"
+    list_select_related = ["docker_engine"]
+
+    def get_fieldsets(self, request, obj=None):
+        form_fields = list(self.get_form(request, obj).base_fields)
+        extra = [f for f in form_fields if f not in self.common_fields]
+        return [
+            (None, {"fields": ["name", "description", "critical", "check_interval_seconds"]}),
+            ("Connection", {"fields": extra}),
+            ("Runs in a container", {"fields": ["docker_engine", "container_name"],
+                                     "classes": ["collapse"]}),
+            ("Last check", {"fields": self.readonly_fields}),
+        ]
+
+    common_fields = {"name", "description", "critical", "check_interval_seconds",
+                     "docker_engine", "container_name"}
+
+    @admin.display(description="Status")
+    def status(self, system):
+        if system.last_check_ok is None:
+            return "not checked yet"
+        colour, word = ("#2e7d32", "OK") if system.last_check_ok else ("#c62828", "FAILING")
+        return format_html('<strong style="color:{}">{}</strong>', colour, word)
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
+                name="%s_%s_test_connection" % info,
+            ),
+            *super().get_urls(),
+        ]
+
+    def test_connection_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        system = get_object_or_404(self.model, pk=object_id)
+        if not self.has_view_permission(request, system) or not request.user.has_perm(
+            "systems.test_connection"
+        ):
+            raise PermissionDenied
+        check = system_test_connection(system=system, actor=request.user)
+        level = messages.SUCCESS if check.ok else messages.ERROR
+        verdict = "Connection OK" if check.ok else "Connection failed"
+        self.message_user(
+            request, f"{verdict} ({check.duration_ms:.0f} ms): {check.message}", level
+        )
+        info = self.opts.app_label, self.opts.model_name
+        return HttpResponseRedirect(reverse("admin:%s_%s_change" % info, args=[system.pk]))
+
+
+@admin.register(DockerEngine)
+class DockerEngineAdmin(SystemAdminBase):
+    list_display = ["name", "base_url", *SystemAdminBase.list_display[1:]]
+
+
+@admin.register(PostgresDatabase)
+class PostgresDatabaseAdmin(SystemAdminBase):
+    list_display = ["name", "host", "port", "dbname", *SystemAdminBase.list_display[1:]]
+
+
+@admin.register(RedisCache)
+class RedisCacheAdmin(SystemAdminBase):
+    list_display = ["name", "host", "port", "db", *SystemAdminBase.list_display[1:]]
+
+
+@admin.register(HttpEndpoint)
+class HttpEndpointAdmin(SystemAdminBase):
+    list_display = ["name", "url", *SystemAdminBase.list_display[1:]]
+
+
+@admin.register(System)
+class SystemAdmin(admin.ModelAdmin):
+    """All systems in one list; each row links to its kind's page."""
+
+    list_display = ["name", "kind", "status", "last_check_message", "last_checked_at"]
+    list_filter = ["kind", "critical", "last_check_ok"]
+    search_fields = ["name", "description"]
+    status = SystemAdminBase.status
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        system = get_object_or_404(System, pk=object_id)
+        return HttpResponseRedirect(system.get_admin_url())

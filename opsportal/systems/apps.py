@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class SystemsConfig(AppConfig):
+    name = "opsportal.systems"
+    label = "systems"
+    verbose_name = "Systems"
+
+    def ready(self) -> None:
+        from opsportal.audit.services import audit_register
+        from opsportal.systems import models
+
+        for model in (models.DockerEngine, models.PostgresDatabase, models.RedisCache,
+                      models.HttpEndpoint):
+            audit_register(model, secret_fields=model.SECRET_FIELDS,
+                           exclude_fields=models.CHECK_STATE_FIELDS)

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "OpsPortal"
+admin.site.site_title = "OpsPortal"
+admin.site.index_title = "Operations"
+
+urlpatterns = [
+    path("", include("opsportal.health.urls")),
+    path("admin/", admin.site.urls),
+]

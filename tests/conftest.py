@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import uuid
+
+import docker
+import psycopg
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+
+from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
+from tests import realsystems
+
+TEST_IMAGE = "opsportal-test/busybox:1"
+TARGET_DBNAME = "opsportal_target"
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run the suite with `make test`, which starts the "
+                    "services it needs and sets it.", returncode=2)
+    return value
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> str:
+    return _required_env("OPSPORTAL_TEST_DOCKER_HOST")
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_host):
+    client = docker.DockerClient(base_url=docker_host, timeout=30)
+    try:
+        client.ping()
+    except Exception as exc:
+        pytest.exit(f"The test Docker engine at {docker_host} does not answer ({exc}); "
+                    "`make test` starts it.", returncode=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def run_container(docker_client):
+    """Start a container from the test image; it is removed after the test."""
+    started = []
+
+    def start(command: str | list[str], *, name: str | None = None, **kwargs):
+        name = name or f"opsportal-test-{uuid.uuid4().hex[:10]}"
+        started.append(name)
+        kwargs.setdefault("network_mode", "host")
+        return docker_client.containers.run(TEST_IMAGE, command, name=name, detach=True,
+                                            **kwargs)
+
+    yield start
+    for name in started:
+        try:
+            docker_client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.fixture
+def docker_engine(db, docker_host) -> DockerEngine:
+    return DockerEngine.objects.create(name="test-engine", base_url=docker_host,
+                                       timeout_seconds=5)
+
+
+@pytest.fixture(scope="session")
+def target_database_dsn() -> str:
+    """A real database for the portal to operate on, separate from its own."""
+    admin_dsn = _required_env("OPSPORTAL_TEST_PG_DSN")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              [TARGET_DBNAME]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{TARGET_DBNAME}"')
+    return admin_dsn.rsplit("/", 1)[0] + "/" + TARGET_DBNAME
+
+
+@pytest.fixture
+def postgres_target(db, target_database_dsn) -> PostgresDatabase:
+    info = psycopg.conninfo.conninfo_to_dict(target_database_dsn)
+    return PostgresDatabase.objects.create(
+        name="test-postgres", host=info.get("host", "127.0.0.1"),
+        port=int(info.get("port", 5432)), dbname=TARGET_DBNAME,
+        username=info.get("user", "postgres"), connect_timeout_seconds=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _required_env("OPSPORTAL_TEST_REDIS_URL")
+
+
+@pytest.fixture
+def redis_target(db, redis_url) -> RedisCache:
+    url = redis.connection.parse_url(redis_url)
+    cache = RedisCache.objects.create(name="test-redis", host=url.get("host", "127.0.0.1"),
+                                      port=url.get("port", 6379), db=13, timeout_seconds=2)
+    yield cache
+    client = redis.Redis(host=cache.host, port=cache.port, db=13)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def http_server():
+    with realsystems.http_server() as server:
+        yield server
+
+
+@pytest.fixture
+def http_endpoint(db, http_server) -> HttpEndpoint:
+    return HttpEndpoint.objects.create(name="test-api", url=http_server.url + "/health",
+                                       timeout_seconds=2)
+
+
+@pytest.fixture(scope="session")
+def password_postgres_port():
+    with realsystems.password_postgres("s3cret-pg-password") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def password_redis_port():
+    with realsystems.password_redis("s3cret-redis-password") as port:
+        yield port
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123!")
+
+
+@pytest.fixture
+def staff_client(client, superuser):
+    client.force_login(superuser)
+    return client
