@@ -31,10 +31,12 @@ class Incident(models.Model):
     severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.SEV3)
     category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    team = models.ForeignKey("people.Team", null=True, blank=True, on_delete=models.PROTECT,
-                             related_name="incidents")
-    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="+")
+    team = models.ForeignKey(
+        "people.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     symptoms = models.TextField(blank=True)
     detected_at = models.DateTimeField()
 

@@ -11,21 +11,35 @@ ROLE_PERMISSIONS: dict[str, list] = {
     "On-call engineers": [
         VIEW_EVERYTHING,
         ("systems", "test_connection"),
-        ("people", "add_oncalloverride"), ("people", "change_oncalloverride"),
+        ("people", "add_oncalloverride"),
+        ("people", "change_oncalloverride"),
     ],
     "Database admins": [
         VIEW_EVERYTHING,
         ("systems", "test_connection"),
-        ("systems", "add_postgresdatabase"), ("systems", "change_postgresdatabase"),
+        ("systems", "add_postgresdatabase"),
+        ("systems", "change_postgresdatabase"),
     ],
     "DevOps": [
         VIEW_EVERYTHING,
         ("systems", "test_connection"),
-        *[("systems", f"{verb}_{model}") for verb in ("add", "change", "delete")
-          for model in ("dockerengine", "postgresdatabase", "rediscache", "httpendpoint")],
-        *[("people", f"{verb}_{model}") for verb in ("add", "change")
-          for model in ("team", "contact", "oncallrotation", "oncalloverride", "webhookchannel",
-                        "rotationmember")],
+        *[
+            ("systems", f"{verb}_{model}")
+            for verb in ("add", "change", "delete")
+            for model in ("dockerengine", "postgresdatabase", "rediscache", "httpendpoint")
+        ],
+        *[
+            ("people", f"{verb}_{model}")
+            for verb in ("add", "change")
+            for model in (
+                "team",
+                "contact",
+                "oncallrotation",
+                "oncalloverride",
+                "webhookchannel",
+                "rotationmember",
+            )
+        ],
         ("django_celery_beat", "change_periodictask"),
     ],
     "Security team": [
@@ -34,8 +48,18 @@ ROLE_PERMISSIONS: dict[str, list] = {
     ],
 }
 
-PORTAL_APPS = ["systems", "people", "audit", "health", "incidents", "backups", "maintenance",
-               "django_celery_beat"]
+PORTAL_APPS = [
+    "systems",
+    "people",
+    "audit",
+    "health",
+    "operations",
+    "monitoring",
+    "incidents",
+    "backups",
+    "maintenance",
+    "django_celery_beat",
+]
 
 
 def groups_load_defaults() -> None:

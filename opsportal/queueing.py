@@ -19,7 +19,9 @@ def enqueue_after_commit(task: Task, *args: object, **options: object) -> None:
         except Exception:
             logger.warning(
                 "Could not enqueue %s%r; the sweeper will dispatch it again.",
-                task.name, args, exc_info=True,
+                task.name,
+                args,
+                exc_info=True,
             )
 
     transaction.on_commit(send)

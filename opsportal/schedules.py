@@ -22,8 +22,15 @@ def periodic_task_ensure(
         )
     elif crontab is not None:
         schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(
-            timezone="UTC", **{"minute": "0", "hour": "*", "day_of_week": "*",
-                               "day_of_month": "*", "month_of_year": "*", **crontab}
+            timezone="UTC",
+            **{
+                "minute": "0",
+                "hour": "*",
+                "day_of_week": "*",
+                "day_of_month": "*",
+                "month_of_year": "*",
+                **crontab,
+            },
         )
     else:
         raise ValueError("A periodic task needs every_seconds or crontab.")

@@ -22,7 +22,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
 
-_DEV_SECRET_KEY = "insecure-development-key-only-valid-with-DEBUG-true"
+_DEV_SECRET_KEY = "insecure-development-key-only-valid-with-DEBUG-true"  # noqa: S105 (refused unless DEBUG)
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "opsportal.systems",
     "opsportal.people",
     "opsportal.health",
+    "opsportal.operations",
+    "opsportal.monitoring",
     "incidents",
     "backups",
     "maintenance",
@@ -145,11 +147,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Production serves collected, fingerprinted files; development and tests serve from the apps.
+STATIC_MANIFEST = env.bool("STATIC_MANIFEST", default=not DEBUG)
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=not STATIC_MANIFEST)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if STATIC_MANIFEST
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }

@@ -8,4 +8,6 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("", include("opsportal.health.urls")),
     path("admin/", admin.site.urls),
+    path("incidents/", include("incidents.urls")),
+    path("maintenance/", include("maintenance.urls")),
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -13,14 +14,19 @@ from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabas
 from tests import realsystems
 
 TEST_IMAGE = "opsportal-test/busybox:1"
-TARGET_DBNAME = "opsportal_target"
+# Concurrent test runs (several developers on one machine) each set their own of these.
+TARGET_DBNAME = os.environ.get("OPSPORTAL_TEST_TARGET_DB", "opsportal_target")
+REDIS_TARGET_DB = int(os.environ.get("OPSPORTAL_TEST_REDIS_TARGET_DB", "13"))
 
 
 def _required_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        pytest.exit(f"{name} is not set: run the suite with `make test`, which starts the "
-                    "services it needs and sets it.", returncode=2)
+        pytest.exit(
+            f"{name} is not set: run the suite with `make test`, which starts the "
+            "services it needs and sets it.",
+            returncode=2,
+        )
     return value
 
 
@@ -35,8 +41,11 @@ def docker_client(docker_host):
     try:
         client.ping()
     except Exception as exc:
-        pytest.exit(f"The test Docker engine at {docker_host} does not answer ({exc}); "
-                    "`make test` starts it.", returncode=2)
+        pytest.exit(
+            f"The test Docker engine at {docker_host} does not answer ({exc}); "
+            "`make test` starts it.",
+            returncode=2,
+        )
     yield client
     client.close()
 
@@ -50,21 +59,17 @@ def run_container(docker_client):
         name = name or f"opsportal-test-{uuid.uuid4().hex[:10]}"
         started.append(name)
         kwargs.setdefault("network_mode", "host")
-        return docker_client.containers.run(TEST_IMAGE, command, name=name, detach=True,
-                                            **kwargs)
+        return docker_client.containers.run(TEST_IMAGE, command, name=name, detach=True, **kwargs)
 
     yield start
     for name in started:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             docker_client.containers.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 @pytest.fixture
 def docker_engine(db, docker_host) -> DockerEngine:
-    return DockerEngine.objects.create(name="test-engine", base_url=docker_host,
-                                       timeout_seconds=5)
+    return DockerEngine.objects.create(name="test-engine", base_url=docker_host, timeout_seconds=5)
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +77,9 @@ def target_database_dsn() -> str:
     """A real database for the portal to operate on, separate from its own."""
     admin_dsn = _required_env("OPSPORTAL_TEST_PG_DSN")
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              [TARGET_DBNAME]).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [TARGET_DBNAME]
+        ).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{TARGET_DBNAME}"')
     return admin_dsn.rsplit("/", 1)[0] + "/" + TARGET_DBNAME
@@ -83,9 +89,12 @@ def target_database_dsn() -> str:
 def postgres_target(db, target_database_dsn) -> PostgresDatabase:
     info = psycopg.conninfo.conninfo_to_dict(target_database_dsn)
     return PostgresDatabase.objects.create(
-        name="test-postgres", host=info.get("host", "127.0.0.1"),
-        port=int(info.get("port", 5432)), dbname=TARGET_DBNAME,
-        username=info.get("user", "postgres"), connect_timeout_seconds=3,
+        name="test-postgres",
+        host=info.get("host", "127.0.0.1"),
+        port=int(info.get("port", 5432)),
+        dbname=TARGET_DBNAME,
+        username=info.get("user", "postgres"),
+        connect_timeout_seconds=3,
     )
 
 
@@ -97,10 +106,15 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_target(db, redis_url) -> RedisCache:
     url = redis.connection.parse_url(redis_url)
-    cache = RedisCache.objects.create(name="test-redis", host=url.get("host", "127.0.0.1"),
-                                      port=url.get("port", 6379), db=13, timeout_seconds=2)
+    cache = RedisCache.objects.create(
+        name="test-redis",
+        host=url.get("host", "127.0.0.1"),
+        port=url.get("port", 6379),
+        db=REDIS_TARGET_DB,
+        timeout_seconds=2,
+    )
     yield cache
-    client = redis.Redis(host=cache.host, port=cache.port, db=13)
+    client = redis.Redis(host=cache.host, port=cache.port, db=REDIS_TARGET_DB)
     client.flushdb()
     client.close()
 
@@ -113,8 +127,9 @@ def http_server():
 
 @pytest.fixture
 def http_endpoint(db, http_server) -> HttpEndpoint:
-    return HttpEndpoint.objects.create(name="test-api", url=http_server.url + "/health",
-                                       timeout_seconds=2)
+    return HttpEndpoint.objects.create(
+        name="test-api", url=http_server.url + "/health", timeout_seconds=2
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PG_BIN = Path(
-    subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
-    .stdout.strip()
+    subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     or "/usr/lib/postgresql/15/bin"
 )
 
@@ -57,23 +58,46 @@ def password_postgres(password: str) -> Iterator[int]:
         shutil.chown(pwfile, "postgres")
     port = free_port()
     subprocess.run(
-        _as_postgres_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                           "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"]),
-        check=True, capture_output=True,
+        _as_postgres_user(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
-        _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                           "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "-w",
-                           "start"]),
-        check=True, capture_output=True,
+        _as_postgres_user(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         yield port
     finally:
         subprocess.run(
-            _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                               "stop"]),
-            check=False, capture_output=True,
+            _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            check=False,
+            capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -84,9 +108,23 @@ def password_redis(password: str) -> Iterator[int]:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="opsportal-redis-")
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-         "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
@@ -100,7 +138,7 @@ def password_redis(password: str) -> Iterator[int]:
 class _Handler(BaseHTTPRequestHandler):
     server: HttpServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         behaviour = self.server.behaviour
         self.server.requests.append((self.path, dict(self.headers)))
         if behaviour.delay_seconds:
@@ -110,14 +148,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'{"ok": true}')
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         self.server.requests.append((self.path, dict(self.headers), body))
         self.send_response(self.server.behaviour.status)
         self.end_headers()
 
-    do_HEAD = do_GET  # noqa: N815
+    do_HEAD = do_GET
 
     def log_message(self, *args) -> None:
         pass

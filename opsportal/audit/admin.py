@@ -10,8 +10,19 @@ from django.utils.html import format_html
 from opsportal.audit.models import AuditRecord
 
 CSV_COLUMNS = [
-    "id", "at", "actor_name", "source", "action", "object_type", "object_id",
-    "object_repr", "outcome", "message", "changes", "remote_addr", "hash",
+    "id",
+    "at",
+    "actor_name",
+    "source",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "outcome",
+    "message",
+    "changes",
+    "remote_addr",
+    "hash",
 ]
 
 
@@ -22,10 +33,24 @@ class _Echo:
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(admin.ModelAdmin):
-    list_display = ["at", "actor_name", "source", "action", "object_type", "object_link",
-                    "outcome", "short_message"]
-    list_filter = ["action", "source", "outcome", "object_type", ("at", admin.DateFieldListFilter),
-                   ("actor", admin.RelatedOnlyFieldListFilter)]
+    list_display = [
+        "at",
+        "actor_name",
+        "source",
+        "action",
+        "object_type",
+        "object_link",
+        "outcome",
+        "short_message",
+    ]
+    list_filter = [
+        "action",
+        "source",
+        "outcome",
+        "object_type",
+        ("at", admin.DateFieldListFilter),
+        ("actor", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["object_repr", "object_id", "message", "actor_name"]
     date_hierarchy = "at"
     show_full_result_count = False
@@ -73,8 +98,10 @@ class AuditRecordAdmin(admin.ModelAdmin):
             yield writer.writerow(CSV_COLUMNS)
             for record in queryset.iterator(chunk_size=2000):
                 yield writer.writerow(
-                    [getattr(record, c) if c != "changes" else _dump(record.changes)
-                     for c in CSV_COLUMNS]
+                    [
+                        getattr(record, c) if c != "changes" else _dump(record.changes)
+                        for c in CSV_COLUMNS
+                    ]
                 )
 
         response = StreamingHttpResponse(rows(), content_type="text/csv")

@@ -16,7 +16,8 @@ class AuditContext:
 
 
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "audit_context", default=AuditContext()
+    "audit_context",
+    default=AuditContext(),  # noqa: B039 (frozen dataclass)
 )
 
 

@@ -21,7 +21,7 @@ from opsportal.audit import context
 from opsportal.audit.models import AuditAction, AuditOutcome, AuditRecord
 
 GENESIS_HASH = "0" * 64
-SECRET_MASK = "********"
+SECRET_MASK = "********"  # noqa: S105 (the mask, not a secret)
 # Serialises appends so each record chains to the one committed just before it.
 _CHAIN_LOCK_KEY = 7_734_201
 
@@ -92,8 +92,8 @@ def audit_verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | Non
         checked += 1
         if record.prev_hash != expected_prev:
             return checked, ChainBreak(
-                record.pk, "its predecessor hash does not match (a record before it was "
-                "removed or altered)"
+                record.pk,
+                "its predecessor hash does not match (a record before it was removed or altered)",
             )
         if record.compute_hash() != record.hash:
             return checked, ChainBreak(record.pk, "its contents do not match its hash")
@@ -190,11 +190,7 @@ def _on_m2m_changed(sender, instance, action, model, pk_set, **kwargs):
     if type(instance) not in _registry:
         return
     field_name = next(
-        (
-            f.name
-            for f in instance._meta.many_to_many
-            if f.remote_field.through is sender
-        ),
+        (f.name for f in instance._meta.many_to_many if f.remote_field.through is sender),
         sender._meta.model_name,
     )
     verb = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}[action]

@@ -134,6 +134,17 @@ _REMOTE_CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
+def register_check(
+    name: str, check: Callable[[], list[tuple[str, bool, Callable[[], str]]]]
+) -> None:
+    """Let an app add checks: `check()` returns (name, critical, function) triples, so one
+    registration can add a check per row (e.g. each database's backup age)."""
+    _EXTRA_CHECKS[name] = check
+
+
+_EXTRA_CHECKS: dict[str, Callable[[], list[tuple[str, bool, Callable[[], str]]]]] = {}
+
+
 def run_checks(*, timeout: float | None = None) -> list[CheckOutcome]:
     timeout = timeout if timeout is not None else settings.HEALTH_CHECK_TIMEOUT
     critical = set(settings.HEALTH_CRITICAL_CHECKS)
@@ -146,6 +157,9 @@ def run_checks(*, timeout: float | None = None) -> list[CheckOutcome]:
             system.critical and "systems" in critical,
             _system_check(system),
         )
+    for provider in _EXTRA_CHECKS.values():
+        for name, is_critical, check in provider():
+            remote[name] = (is_critical, check)
     futures = {
         _pool.submit(_timed, name, is_critical, check): (name, is_critical)
         for name, (is_critical, check) in remote.items()
@@ -156,8 +170,11 @@ def run_checks(*, timeout: float | None = None) -> list[CheckOutcome]:
         if future in done:
             outcomes.append(future.result())
         else:
-            outcomes.append(CheckOutcome(name, TIMEOUT, f"No answer within {timeout:g} s.",
-                                         timeout * 1000, is_critical))
+            outcomes.append(
+                CheckOutcome(
+                    name, TIMEOUT, f"No answer within {timeout:g} s.", timeout * 1000, is_critical
+                )
+            )
     order = {name: i for i, name in enumerate([*_LOCAL_CHECKS, *remote])}
     outcomes.sort(key=lambda o: order[o.name])
     return outcomes

@@ -50,7 +50,10 @@ def health_detailed(request: HttpRequest) -> JsonResponse:
 @require_GET
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     if settings.METRICS_TOKEN and not _bearer_matches(request, settings.METRICS_TOKEN):
-        return HttpResponse("A bearer token is required.\n", status=401,
-                            content_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
-    return HttpResponse(metrics.render(),
-                        content_type="text/plain; version=0.0.4; charset=utf-8")
+        return HttpResponse(
+            "A bearer token is required.\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

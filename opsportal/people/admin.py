@@ -76,8 +76,15 @@ class WebhookChannelAdmin(admin.ModelAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "subject", "channel", "destination", "status", "attempts",
-                    "last_error"]
+    list_display = [
+        "created_at",
+        "subject",
+        "channel",
+        "destination",
+        "status",
+        "attempts",
+        "last_error",
+    ]
     list_filter = ["status", "channel", "responsibility"]
     search_fields = ["subject", "recipient"]
     list_select_related = ["webhook"]

@@ -25,7 +25,11 @@ class Responsibility(models.TextChoices):
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     responsibility = models.CharField(
-        max_length=16, choices=Responsibility.choices, unique=True, null=True, blank=True,
+        max_length=16,
+        choices=Responsibility.choices,
+        unique=True,
+        null=True,
+        blank=True,
         help_text="The runbook role this team answers for; notifications for it go here.",
     )
     email = models.EmailField(blank=True, help_text="The team's shared address.")
@@ -42,7 +46,10 @@ class Contact(models.Model):
     name = models.CharField(max_length=150)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="contacts")
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="contact",
     )
     email = models.EmailField(blank=True)
@@ -80,8 +87,9 @@ class OnCallRotation(models.Model):
 
 
 class RotationMember(models.Model):
-    rotation = models.ForeignKey(OnCallRotation, on_delete=models.CASCADE,
-                                 related_name="memberships")
+    rotation = models.ForeignKey(
+        OnCallRotation, on_delete=models.CASCADE, related_name="memberships"
+    )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField(default=0)
 
@@ -98,8 +106,7 @@ class RotationMember(models.Model):
 class OnCallOverride(models.Model):
     """Someone else covers the rotation for a while (holiday, swap)."""
 
-    rotation = models.ForeignKey(OnCallRotation, on_delete=models.CASCADE,
-                                 related_name="overrides")
+    rotation = models.ForeignKey(OnCallRotation, on_delete=models.CASCADE, related_name="overrides")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
@@ -134,8 +141,9 @@ class WebhookChannel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="webhooks")
-    format = models.CharField(max_length=16, choices=WebhookFormat.choices,
-                              default=WebhookFormat.SLACK)
+    format = models.CharField(
+        max_length=16, choices=WebhookFormat.choices, default=WebhookFormat.SLACK
+    )
     url = EncryptedTextField(help_text="Stored encrypted: webhook URLs carry their token.")
     active = models.BooleanField(default=True)
 
@@ -165,15 +173,25 @@ class Notification(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     channel = models.CharField(max_length=16, choices=NotificationChannelKind.choices)
-    recipient = models.CharField(max_length=254, blank=True,
-                                 help_text="Email address; empty for a webhook.")
-    webhook = models.ForeignKey(WebhookChannel, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="notifications")
+    recipient = models.CharField(
+        max_length=254, blank=True, help_text="Email address; empty for a webhook."
+    )
+    webhook = models.ForeignKey(
+        WebhookChannel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+    )
     responsibility = models.CharField(max_length=16, choices=Responsibility.choices, blank=True)
     subject = models.CharField(max_length=255)
     body = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=NotificationStatus.choices,
-                              default=NotificationStatus.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16,
+        choices=NotificationStatus.choices,
+        default=NotificationStatus.PENDING,
+        db_index=True,
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -194,6 +212,8 @@ class Notification(models.Model):
 
     @property
     def destination(self) -> str:
-        return self.recipient if self.channel == NotificationChannelKind.EMAIL else str(
-            self.webhook or "deleted webhook"
+        return (
+            self.recipient
+            if self.channel == NotificationChannelKind.EMAIL
+            else str(self.webhook or "deleted webhook")
         )

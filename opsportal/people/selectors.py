@@ -16,8 +16,9 @@ def on_call_now(*, rotation: OnCallRotation, at: dt.datetime | None = None) -> C
     )
     if override:
         return override.contact
-    members = [m.contact for m in rotation.memberships.select_related("contact")
-               if m.contact.active]
+    members = [
+        m.contact for m in rotation.memberships.select_related("contact") if m.contact.active
+    ]
     if not members or at < rotation.handoff_at:
         return None
     turn = int((at - rotation.handoff_at) // rotation.shift) % len(members)
@@ -33,6 +34,8 @@ def on_call_contacts(*, team: Team, at: dt.datetime | None = None) -> list[Conta
     return contacts
 
 
-def on_call_overview(*, at: dt.datetime | None = None) -> list[tuple[OnCallRotation, Contact | None]]:
+def on_call_overview(
+    *, at: dt.datetime | None = None
+) -> list[tuple[OnCallRotation, Contact | None]]:
     rotations = OnCallRotation.objects.select_related("team").order_by("name")
     return [(rotation, on_call_now(rotation=rotation, at=at)) for rotation in rotations]

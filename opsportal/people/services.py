@@ -46,8 +46,7 @@ def notify(
     """
     team = Team.objects.filter(responsibility=responsibility).first()
     if team is None:
-        logger.warning("No team answers for %s; nobody was notified of %r", responsibility,
-                       subject)
+        logger.warning("No team answers for %s; nobody was notified of %r", responsibility, subject)
         return []
     recipients: list[str] = []
     if team.email:
@@ -62,13 +61,25 @@ def notify(
             "about_id": str(about.pk),
         }
     created = [
-        Notification(channel=NotificationChannelKind.EMAIL, recipient=address,
-                     responsibility=responsibility, subject=subject, body=body, **about_fields)
+        Notification(
+            channel=NotificationChannelKind.EMAIL,
+            recipient=address,
+            responsibility=responsibility,
+            subject=subject,
+            body=body,
+            **about_fields,
+        )
         for address in dict.fromkeys(recipients)
     ]
     created += [
-        Notification(channel=NotificationChannelKind.WEBHOOK, webhook=webhook,
-                     responsibility=responsibility, subject=subject, body=body, **about_fields)
+        Notification(
+            channel=NotificationChannelKind.WEBHOOK,
+            webhook=webhook,
+            responsibility=responsibility,
+            subject=subject,
+            body=body,
+            **about_fields,
+        )
         for webhook in team.webhooks.filter(active=True)
     ]
     with transaction.atomic():
@@ -120,8 +131,9 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
 
 def _send(notification: Notification) -> None:
     if notification.channel == NotificationChannelKind.EMAIL:
-        send_email(recipient=notification.recipient, subject=notification.subject,
-                   body=notification.body)
+        send_email(
+            recipient=notification.recipient, subject=notification.subject, body=notification.body
+        )
         return
     webhook = notification.webhook
     if webhook is None:
@@ -130,9 +142,12 @@ def _send(notification: Notification) -> None:
         format=webhook.format,
         subject=notification.subject,
         body=notification.body,
-        context={"responsibility": notification.responsibility,
-                 "about": f"{notification.about_type.model}:{notification.about_id}"
-                 if notification.about_type_id else None},
+        context={
+            "responsibility": notification.responsibility,
+            "about": f"{notification.about_type.model}:{notification.about_id}"
+            if notification.about_type_id
+            else None,
+        },
     )
     post_webhook(name=webhook.name, url=webhook.url, payload=payload)
 
@@ -145,8 +160,10 @@ def notifications_sweep() -> int:
     ).update(status=NotificationStatus.PENDING, next_attempt_at=now)
     due = list(
         Notification.objects.filter(status=NotificationStatus.PENDING)
-        .filter(Q(next_attempt_at__lte=now)
-                | Q(next_attempt_at__isnull=True, created_at__lte=now - UNDISPATCHED_AFTER))
+        .filter(
+            Q(next_attempt_at__lte=now)
+            | Q(next_attempt_at__isnull=True, created_at__lte=now - UNDISPATCHED_AFTER)
+        )
         .values_list("pk", flat=True)[:500]
     )
     for pk in due:

@@ -35,7 +35,9 @@ def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> d
 def post_webhook(*, name: str, url: str, payload: dict) -> None:
     try:
         response = requests.post(
-            url, json=payload, timeout=settings.NOTIFICATION_WEBHOOK_TIMEOUT,
+            url,
+            json=payload,
+            timeout=settings.NOTIFICATION_WEBHOOK_TIMEOUT,
             headers={"User-Agent": "OpsPortal-notifier"},
         )
     except requests.exceptions.Timeout as exc:

@@ -5,9 +5,16 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache, System
 from opsportal.systems.forms import SecretsWriteOnlyForm
+from opsportal.systems.models import (
+    DockerEngine,
+    HttpEndpoint,
+    PostgresDatabase,
+    RedisCache,
+    System,
+)
 from opsportal.systems.services import system_test_connection
+
 
 class SystemAdminBase(admin.ModelAdmin):
     form = SecretsWriteOnlyForm
@@ -24,13 +31,21 @@ class SystemAdminBase(admin.ModelAdmin):
         return [
             (None, {"fields": ["name", "description", "critical", "check_interval_seconds"]}),
             ("Connection", {"fields": extra}),
-            ("Runs in a container", {"fields": ["docker_engine", "container_name"],
-                                     "classes": ["collapse"]}),
+            (
+                "Runs in a container",
+                {"fields": ["docker_engine", "container_name"], "classes": ["collapse"]},
+            ),
             ("Last check", {"fields": self.readonly_fields}),
         ]
 
-    common_fields = {"name", "description", "critical", "check_interval_seconds",
-                     "docker_engine", "container_name"}
+    common_fields = {
+        "name",
+        "description",
+        "critical",
+        "check_interval_seconds",
+        "docker_engine",
+        "container_name",
+    }
 
     @admin.display(description="Status")
     def status(self, system):
@@ -45,7 +60,7 @@ class SystemAdminBase(admin.ModelAdmin):
             path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
-                name="%s_%s_test_connection" % info,
+                name="{}_{}_test_connection".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -65,7 +80,7 @@ class SystemAdminBase(admin.ModelAdmin):
             request, f"{verdict} ({check.duration_ms:.0f} ms): {check.message}", level
         )
         info = self.opts.app_label, self.opts.model_name
-        return HttpResponseRedirect(reverse("admin:%s_%s_change" % info, args=[system.pk]))
+        return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[system.pk]))
 
 
 @admin.register(DockerEngine)

@@ -10,7 +10,12 @@ class SystemsConfig(AppConfig):
         from opsportal.audit.services import audit_register
         from opsportal.systems import models
 
-        for model in (models.DockerEngine, models.PostgresDatabase, models.RedisCache,
-                      models.HttpEndpoint):
-            audit_register(model, secret_fields=model.SECRET_FIELDS,
-                           exclude_fields=models.CHECK_STATE_FIELDS)
+        for model in (
+            models.DockerEngine,
+            models.PostgresDatabase,
+            models.RedisCache,
+            models.HttpEndpoint,
+        ):
+            audit_register(
+                model, secret_fields=model.SECRET_FIELDS, exclude_fields=models.CHECK_STATE_FIELDS
+            )

@@ -7,8 +7,13 @@ from django.urls import reverse
 from opsportal.systems.fields import EncryptedTextField
 
 # Fields the periodic connection check writes; not configuration, so not audited as changes.
-CHECK_STATE_FIELDS = ["last_checked_at", "last_check_ok", "last_check_message",
-                      "last_check_duration_ms", "updated_at"]
+CHECK_STATE_FIELDS = [
+    "last_checked_at",
+    "last_check_ok",
+    "last_check_message",
+    "last_check_duration_ms",
+    "updated_at",
+]
 
 
 class SystemKind(models.TextChoices):
@@ -21,8 +26,9 @@ class SystemKind(models.TextChoices):
 class System(models.Model):
     """What every registered system has; the kind-specific details live in the subclasses."""
 
-    name = models.SlugField(max_length=80, unique=True,
-                            help_text="Short unique name, used in alerts and metric labels.")
+    name = models.SlugField(
+        max_length=80, unique=True, help_text="Short unique name, used in alerts and metric labels."
+    )
     kind = models.CharField(max_length=16, choices=SystemKind.choices, editable=False)
     description = models.CharField(max_length=255, blank=True)
     critical = models.BooleanField(
@@ -30,12 +36,16 @@ class System(models.Model):
         help_text="A failing check of a critical system makes /health/detailed answer 503.",
     )
     docker_engine = models.ForeignKey(
-        "systems.DockerEngine", null=True, blank=True, on_delete=models.SET_NULL,
+        "systems.DockerEngine",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="hosted_systems",
         help_text="The Docker engine this system runs on, if it runs in a container.",
     )
     container_name = models.CharField(
-        max_length=128, blank=True,
+        max_length=128,
+        blank=True,
         help_text="Its container's name on that engine (for logs, restarts, docker exec).",
     )
     check_interval_seconds = models.PositiveIntegerField(
@@ -84,8 +94,9 @@ class DockerEngine(System):
         max_length=255,
         help_text="unix:///var/run/docker.sock, tcp://host:2376 (with TLS) or ssh://user@host",
     )
-    tls_verify = models.BooleanField(default=True,
-                                     help_text="For tcp://: verify the engine's certificate.")
+    tls_verify = models.BooleanField(
+        default=True, help_text="For tcp://: verify the engine's certificate."
+    )
     tls_ca_cert = models.TextField(blank=True, help_text="PEM of the CA that signed the engine.")
     tls_client_cert = models.TextField(blank=True, help_text="PEM client certificate.")
     tls_client_key = EncryptedTextField(blank=True, help_text="PEM client key (write-only).")
@@ -103,7 +114,8 @@ class DockerEngine(System):
 
 class PostgresDatabase(System):
     host = models.CharField(
-        max_length=255, blank=True,
+        max_length=255,
+        blank=True,
         help_text="Leave empty to connect to the container's own address on its engine.",
     )
     port = models.PositiveIntegerField(default=5432, validators=[MaxValueValidator(65535)])
@@ -111,12 +123,15 @@ class PostgresDatabase(System):
     username = models.CharField(max_length=63, default="postgres")
     password = EncryptedTextField(blank=True)
     sslmode = models.CharField(
-        max_length=16, default="prefer",
-        choices=[(m, m) for m in ("disable", "allow", "prefer", "require", "verify-ca",
-                                  "verify-full")],
+        max_length=16,
+        default="prefer",
+        choices=[
+            (m, m) for m in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+        ],
     )
-    connect_timeout_seconds = models.PositiveIntegerField(default=5,
-                                                          validators=[MinValueValidator(1)])
+    connect_timeout_seconds = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1)]
+    )
 
     SECRET_FIELDS = ("password",)
 
@@ -148,10 +163,12 @@ class RedisCache(System):
 
 
 class HttpEndpoint(System):
-    url = models.URLField(max_length=500, help_text="The API's health URL, e.g. "
-                                                    "https://api.example.com/health")
-    method = models.CharField(max_length=8, default="GET",
-                              choices=[("GET", "GET"), ("HEAD", "HEAD")])
+    url = models.URLField(
+        max_length=500, help_text="The API's health URL, e.g. https://api.example.com/health"
+    )
+    method = models.CharField(
+        max_length=8, default="GET", choices=[("GET", "GET"), ("HEAD", "HEAD")]
+    )
     expected_status = models.PositiveSmallIntegerField(default=200)
     timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     verify_tls = models.BooleanField(default=True)

@@ -25,8 +25,7 @@ def test_docker_ping_reports_engine_facts(docker_engine):
 
 
 def test_docker_engine_that_is_not_running_says_so(tmp_path):
-    engine = DockerEngine(name="gone", base_url=f"unix://{tmp_path}/docker.sock",
-                          timeout_seconds=2)
+    engine = DockerEngine(name="gone", base_url=f"unix://{tmp_path}/docker.sock", timeout_seconds=2)
     with pytest.raises(Unreachable) as error:
         docker_adapter.ping(engine)
     assert "gone" in str(error.value)
@@ -34,8 +33,9 @@ def test_docker_engine_that_is_not_running_says_so(tmp_path):
 
 
 def test_docker_engine_on_closed_tcp_port_is_unreachable():
-    engine = DockerEngine(name="closed", base_url=f"tcp://127.0.0.1:{realsystems.free_port()}",
-                          timeout_seconds=2)
+    engine = DockerEngine(
+        name="closed", base_url=f"tcp://127.0.0.1:{realsystems.free_port()}", timeout_seconds=2
+    )
     with pytest.raises(Unreachable) as error:
         docker_adapter.ping(engine)
     assert "connection refused" in str(error.value)
@@ -43,8 +43,7 @@ def test_docker_engine_on_closed_tcp_port_is_unreachable():
 
 def test_docker_engine_that_hangs_times_out():
     with realsystems.silent_listener() as port:
-        engine = DockerEngine(name="hung", base_url=f"tcp://127.0.0.1:{port}",
-                              timeout_seconds=0.5)
+        engine = DockerEngine(name="hung", base_url=f"tcp://127.0.0.1:{port}", timeout_seconds=0.5)
         with pytest.raises(TimedOut) as error:
             docker_adapter.ping(engine)
     assert "did not answer within 0.5 s" in str(error.value)
@@ -68,8 +67,14 @@ def test_postgres_ping(postgres_target):
 
 
 def test_postgres_wrong_password_is_named(password_postgres_port):
-    database = PostgresDatabase(name="pw", host="127.0.0.1", port=password_postgres_port,
-                                dbname="postgres", username="postgres", password="wrong")
+    database = PostgresDatabase(
+        name="pw",
+        host="127.0.0.1",
+        port=password_postgres_port,
+        dbname="postgres",
+        username="postgres",
+        password="wrong",
+    )
     with pytest.raises(AuthenticationFailed) as error:
         postgres.ping(database)
     assert "rejected the password for user 'postgres'" in str(error.value)
@@ -77,15 +82,25 @@ def test_postgres_wrong_password_is_named(password_postgres_port):
 
 
 def test_postgres_right_password(password_postgres_port):
-    database = PostgresDatabase(name="pw", host="127.0.0.1", port=password_postgres_port,
-                                dbname="postgres", username="postgres",
-                                password="s3cret-pg-password")
+    database = PostgresDatabase(
+        name="pw",
+        host="127.0.0.1",
+        port=password_postgres_port,
+        dbname="postgres",
+        username="postgres",
+        password="s3cret-pg-password",
+    )
     assert postgres.ping(database).details["server_version"]
 
 
 def test_postgres_closed_port_is_unreachable():
-    database = PostgresDatabase(name="closed", host="127.0.0.1", port=realsystems.free_port(),
-                                dbname="x", connect_timeout_seconds=2)
+    database = PostgresDatabase(
+        name="closed",
+        host="127.0.0.1",
+        port=realsystems.free_port(),
+        dbname="x",
+        connect_timeout_seconds=2,
+    )
     with pytest.raises(Unreachable) as error:
         postgres.ping(database)
     assert "Connection refused" in str(error.value) or "refused" in str(error.value).lower()
@@ -100,16 +115,18 @@ def test_postgres_missing_database(postgres_target):
 
 def test_postgres_that_hangs_times_out():
     with realsystems.silent_listener() as port:
-        database = PostgresDatabase(name="hung", host="127.0.0.1", port=port, dbname="x",
-                                    connect_timeout_seconds=1)
+        database = PostgresDatabase(
+            name="hung", host="127.0.0.1", port=port, dbname="x", connect_timeout_seconds=1
+        )
         with pytest.raises(TimedOut):
             postgres.ping(database)
 
 
 def test_postgres_statement_timeout_is_enforced(postgres_target):
-    with pytest.raises(TimedOut) as error, postgres.connect(
-        postgres_target, statement_timeout_ms=200
-    ) as conn:
+    with (
+        pytest.raises(TimedOut) as error,
+        postgres.connect(postgres_target, statement_timeout_ms=200) as conn,
+    ):
         conn.execute("SELECT pg_sleep(2)")
     assert "time limit" in str(error.value)
 
@@ -133,8 +150,9 @@ def test_redis_without_password_when_one_is_required(password_redis_port):
 
 
 def test_redis_right_password(password_redis_port):
-    cache = RedisCache(name="pw", host="127.0.0.1", port=password_redis_port,
-                       password="s3cret-redis-password")
+    cache = RedisCache(
+        name="pw", host="127.0.0.1", port=password_redis_port, password="s3cret-redis-password"
+    )
     assert redis_cache.ping(cache).details["redis_version"]
 
 
@@ -166,8 +184,9 @@ def test_http_slow_endpoint_times_out(http_endpoint, http_server):
 
 
 def test_http_closed_port():
-    endpoint = HttpEndpoint(name="closed", url=f"http://127.0.0.1:{realsystems.free_port()}/",
-                            timeout_seconds=1)
+    endpoint = HttpEndpoint(
+        name="closed", url=f"http://127.0.0.1:{realsystems.free_port()}/", timeout_seconds=1
+    )
     with pytest.raises(Unreachable) as error:
         http_adapter.ping(endpoint)
     assert "connection refused" in str(error.value)

@@ -24,12 +24,16 @@ class Command(BaseCommand):
         with context.acting(source=AuditSource.CLI):
             user_model.objects.create_superuser(username=username, email="", password=password)
         if os.environ.get("OPSPORTAL_ADMIN_PASSWORD"):
-            self.stdout.write(self.style.SUCCESS(
-                f"Created admin account {username!r} with the password from "
-                "OPSPORTAL_ADMIN_PASSWORD."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created admin account {username!r} with the password from "
+                    "OPSPORTAL_ADMIN_PASSWORD."
+                )
+            )
         else:
-            self.stdout.write(self.style.WARNING(
-                f"Created admin account {username!r} with password: {password}\n"
-                "It is shown only this once: note it now, or change it in the admin."
-            ))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created admin account {username!r} with password: {password}\n"
+                    "It is shown only this once: note it now, or change it in the admin."
+                )
+            )

@@ -48,12 +48,12 @@ def request(endpoint: HttpEndpoint, *, session: requests.Session | None = None) 
             f"{endpoint.timeout_seconds:g} s."
         ) from exc
     except requests.exceptions.ConnectionError as exc:
-        raise Unreachable(f"{endpoint.name} ({endpoint.url}) is not reachable: "
-                          f"{_reason(exc)}") from exc
+        raise Unreachable(
+            f"{endpoint.name} ({endpoint.url}) is not reachable: {_reason(exc)}"
+        ) from exc
     except requests.exceptions.RequestException as exc:
         raise OperationFailed(f"{endpoint.name} ({endpoint.url}): {_reason(exc)}") from exc
-    return Response(status=response.status_code,
-                    latency_ms=(time.perf_counter() - started) * 1000)
+    return Response(status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000)
 
 
 def _reason(exc: Exception) -> str:

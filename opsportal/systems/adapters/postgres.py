@@ -36,8 +36,10 @@ def resolve_host(database: PostgresDatabase) -> str:
 
 
 def describe(database: PostgresDatabase, host: str | None = None) -> str:
-    return f"PostgreSQL {database.name} ({host or database.host or database.container_name}:" \
-           f"{database.port}/{database.dbname})"
+    return (
+        f"PostgreSQL {database.name} ({host or database.host or database.container_name}:"
+        f"{database.port}/{database.dbname})"
+    )
 
 
 def translate_error(database: PostgresDatabase, exc: Exception, host: str = "") -> AdapterError:
@@ -55,13 +57,15 @@ def translate_error(database: PostgresDatabase, exc: Exception, host: str = "") 
     if "role" in lowered and "does not exist" in lowered:
         return AuthenticationFailed(f"{where}: user {database.username!r} does not exist.")
     if "timeout expired" in lowered or "timed out" in lowered:
-        return TimedOut(
-            f"{where} did not answer within {database.connect_timeout_seconds} s."
-        )
+        return TimedOut(f"{where} did not answer within {database.connect_timeout_seconds} s.")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return TimedOut(f"{where}: the statement ran past its time limit and was cancelled.")
-    if "connection refused" in lowered or "could not connect" in lowered or \
-            "no such file" in lowered or "name or service not known" in lowered:
+    if (
+        "connection refused" in lowered
+        or "could not connect" in lowered
+        or "no such file" in lowered
+        or "name or service not known" in lowered
+    ):
         return Unreachable(f"{where} is not reachable: {_reason(text)}")
     if "too many" in lowered and "connections" in lowered:
         return OperationFailed(f"{where} has too many connections: {_reason(text)}")

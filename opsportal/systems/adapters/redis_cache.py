@@ -26,8 +26,12 @@ def translate_error(cache: RedisCache, exc: Exception) -> AdapterError:
     if isinstance(exc, AdapterError):
         return exc
     text = str(exc)
-    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text \
-            or "invalid password" in text.lower():
+    if (
+        isinstance(exc, redis.AuthenticationError)
+        or "WRONGPASS" in text
+        or "NOAUTH" in text
+        or "invalid password" in text.lower()
+    ):
         return AuthenticationFailed(f"{where} rejected the credentials.")
     if isinstance(exc, redis.TimeoutError):
         return TimedOut(f"{where} did not answer within {cache.timeout_seconds:g} s.")
