@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import docker
 import psycopg
@@ -13,6 +17,7 @@ from django.contrib.auth import get_user_model
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 from tests import realsystems
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "opsportal-test/busybox:1"
 # Concurrent test runs (several developers on one machine) each set their own of these.
 TARGET_DBNAME = os.environ.get("OPSPORTAL_TEST_TARGET_DB", "opsportal_target")
@@ -153,3 +158,42 @@ def superuser(db):
 def staff_client(client, superuser):
     client.force_login(superuser)
     return client
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real Celery worker process on the test broker and the test database."""
+    from django.db import connection
+
+    env = {**os.environ, "DATABASE_URL": _test_database_url(connection.settings_dict)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "opsportal", "worker", "--pool", "threads",
+         "--concurrency", "4", "--loglevel", "WARNING", "--hostname",
+         f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle"],
+        env=env, cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    from opsportal.celery import app
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.exit("The test Celery worker exited: "
+                        + process.stderr.read().decode()[-2000:], returncode=2)
+        if app.control.ping(timeout=0.5):
+            break
+    else:
+        process.kill()
+        pytest.exit("The test Celery worker did not answer a ping within 30 s.", returncode=2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _test_database_url(settings_dict: dict) -> str:
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    user = settings_dict.get("USER") or "postgres"
+    return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from opsportal.systems.adapters.errors import (
     AdapterError,
@@ -53,6 +55,9 @@ def connect(cache: RedisCache) -> Iterator[redis.Redis]:
         socket_connect_timeout=cache.timeout_seconds,
         client_name="opsportal",
         decode_responses=True,
+        # An operator's check must answer within its timeout: no silent retries with backoff
+        # (redis-py retries authentication failures too, since they subclass ConnectionError).
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         yield client
