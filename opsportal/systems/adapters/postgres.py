@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -137,4 +138,53 @@ def ping(database: PostgresDatabase) -> PingResult:
             "connections": connections,
             "database_size_bytes": size,
         },
+    )
+
+
+# --- monitoring: connection states and long-running queries (appended for monitoring) ------
+
+
+@dataclass(frozen=True)
+class ConnectionFigures:
+    """Client connections of the whole server (max_connections is server-wide)."""
+
+    active: int
+    idle: int
+    idle_in_transaction: int
+    waiting: int
+    max_connections: int
+    long_running_queries: int
+
+    @property
+    def total(self) -> int:
+        return self.active + self.idle + self.idle_in_transaction
+
+
+def connection_figures(
+    database: PostgresDatabase, *, long_running_seconds: float = 60.0
+) -> ConnectionFigures:
+    """Connections by state against max_connections, lock waiters, and queries running
+    longer than `long_running_seconds` (the runbook's "Monitor active connections")."""
+    with connect(database, statement_timeout_ms=5000) as conn:
+        row = conn.execute(
+            "SELECT"
+            " count(*) FILTER (WHERE state = 'active'),"
+            " count(*) FILTER (WHERE state = 'idle'),"
+            " count(*) FILTER (WHERE state LIKE 'idle in transaction%%'),"
+            " count(*) FILTER (WHERE wait_event_type = 'Lock'),"
+            " current_setting('max_connections')::int,"
+            " count(*) FILTER (WHERE state = 'active'"
+            "   AND now() - query_start > make_interval(secs => %s))"
+            " FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            [long_running_seconds],
+        ).fetchone()
+    active, idle, idle_in_transaction, waiting, max_connections, long_running = row
+    return ConnectionFigures(
+        active=active,
+        idle=idle,
+        idle_in_transaction=idle_in_transaction,
+        waiting=waiting,
+        max_connections=max_connections,
+        long_running_queries=long_running,
     )

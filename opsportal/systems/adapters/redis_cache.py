@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
@@ -85,4 +86,31 @@ def ping(cache: RedisCache) -> PingResult:
             "evicted_keys": info.get("evicted_keys"),
             "hit_rate": hit_rate,
         },
+    )
+
+
+# --- monitoring: INFO figures (appended for opsportal.monitoring) ----------------------------
+
+
+@dataclass(frozen=True)
+class CacheFigures:
+    keyspace_hits: int
+    keyspace_misses: int
+    used_memory_bytes: int
+    maxmemory_bytes: int  # 0: no limit configured
+    evicted_keys: int
+    connected_clients: int
+
+
+def cache_figures(cache: RedisCache) -> CacheFigures:
+    """The INFO figures behind the runbook's "Check Redis cache hit rates"."""
+    with connect(cache) as client:
+        info = client.info()
+    return CacheFigures(
+        keyspace_hits=int(info.get("keyspace_hits", 0)),
+        keyspace_misses=int(info.get("keyspace_misses", 0)),
+        used_memory_bytes=int(info.get("used_memory", 0)),
+        maxmemory_bytes=int(info.get("maxmemory", 0)),
+        evicted_keys=int(info.get("evicted_keys", 0)),
+        connected_clients=int(info.get("connected_clients", 0)),
     )
