@@ -13,6 +13,8 @@ ROLE_PERMISSIONS: dict[str, list] = {
         ("systems", "test_connection"),
         ("people", "add_oncalloverride"),
         ("people", "change_oncalloverride"),
+        ("monitoring", "change_alertrule"),
+        ("people", "retry_notification"),
     ],
     "Database admins": [
         VIEW_EVERYTHING,
@@ -41,6 +43,12 @@ ROLE_PERMISSIONS: dict[str, list] = {
             )
         ],
         ("django_celery_beat", "change_periodictask"),
+        *[
+            ("monitoring", f"{verb}_{model}")
+            for verb in ("add", "change", "delete")
+            for model in ("alertrule", "collectionschedule")
+        ],
+        ("people", "retry_notification"),
     ],
     "Security team": [
         VIEW_EVERYTHING,

@@ -1,3 +1,6 @@
+from urllib.parse import urlsplit
+
+from django import forms
 from django.contrib import admin
 
 from opsportal.people.models import (
@@ -14,6 +17,22 @@ from opsportal.people.services import notifications_retry_failed
 from opsportal.systems.forms import SecretsWriteOnlyForm
 
 
+class WebhookChannelForm(SecretsWriteOnlyForm):
+    """The URL is write-only like every secret, but a new channel must have one."""
+
+    def clean_url(self):
+        url = self.cleaned_data.get("url", "")
+        if not url:
+            if not self.instance.pk or not self.instance.url:
+                raise forms.ValidationError("Enter the webhook URL.")
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # Say what is wrong without echoing the URL back into the page.
+            raise forms.ValidationError("Enter an http:// or https:// URL.")
+        return url
+
+
 class ContactInline(admin.TabularInline):
     model = Contact
     extra = 0
@@ -22,7 +41,7 @@ class ContactInline(admin.TabularInline):
 
 class WebhookInline(admin.TabularInline):
     model = WebhookChannel
-    form = SecretsWriteOnlyForm
+    form = WebhookChannelForm
     extra = 0
     fields = ["name", "format", "url", "active"]
 
@@ -69,7 +88,7 @@ class OnCallRotationAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookChannel)
 class WebhookChannelAdmin(admin.ModelAdmin):
-    form = SecretsWriteOnlyForm
+    form = WebhookChannelForm
     list_display = ["name", "team", "format", "active"]
     list_select_related = ["team"]
 
@@ -101,7 +120,15 @@ class NotificationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Retry delivery now", permissions=["view"])
+    def get_queryset(self, request):
+        # The list shows the channel's name only; not loading its URL keeps the page
+        # working (and the secret out of memory) even if a URL no longer decrypts.
+        return super().get_queryset(request).defer("webhook__url")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("people.retry_notification")
+
+    @admin.action(description="Retry delivery now", permissions=["retry"])
     def retry_now(self, request, queryset):
-        count = notifications_retry_failed(notifications=queryset)
+        count = notifications_retry_failed(notifications=queryset, actor=request.user)
         self.message_user(request, f"{count} failed notification(s) queued again.")

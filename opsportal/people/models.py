@@ -206,6 +206,7 @@ class Notification(models.Model):
             models.Index(fields=["about_type", "about_id"]),
             models.Index(fields=["status", "next_attempt_at"]),
         ]
+        permissions = [("retry_notification", "Can retry delivery of a failed notification")]
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.destination}"

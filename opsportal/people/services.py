@@ -11,6 +11,8 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from opsportal.audit.models import AuditAction, AuditOutcome
+from opsportal.audit.services import audit_record
 from opsportal.people.models import (
     Notification,
     NotificationChannelKind,
@@ -18,6 +20,7 @@ from opsportal.people.models import (
     OnCallRotation,
     Responsibility,
     Team,
+    WebhookChannel,
 )
 from opsportal.people.selectors import on_call_contacts
 from opsportal.people.transports import DeliveryFailed, post_webhook, send_email, webhook_payload
@@ -42,8 +45,22 @@ def notify(
     webhooks, and (for the on-call engineer) the person on call and their pager.
 
     Rows are created in the caller's transaction and delivered after it commits; a
-    delivery failure is retried by the worker and never raises here.
+    delivery failure is retried by the worker and never raises here. Paging is a side
+    effect of the caller's workflow (opening an incident, starting a window): if even
+    recording the notification fails, that is logged and the workflow goes on.
     """
+    try:
+        # A savepoint, so a failed insert does not poison the caller's transaction.
+        with transaction.atomic():
+            return _notify(responsibility=responsibility, subject=subject, body=body, about=about)
+    except Exception:
+        logger.exception("Could not record the notification %r for %s", subject, responsibility)
+        return []
+
+
+def _notify(
+    *, responsibility: str, subject: str, body: str, about: models.Model | None
+) -> list[Notification]:
     team = Team.objects.filter(responsibility=responsibility).first()
     if team is None:
         logger.warning("No team answers for %s; nobody was notified of %r", responsibility, subject)
@@ -60,6 +77,8 @@ def notify(
             "about_type": ContentType.objects.get_for_model(about),
             "about_id": str(about.pk),
         }
+    # A long subject is cut, not refused: the page matters more than its last words.
+    subject = subject if len(subject) <= 255 else subject[:254] + "…"
     created = [
         Notification(
             channel=NotificationChannelKind.EMAIL,
@@ -71,21 +90,24 @@ def notify(
         )
         for address in dict.fromkeys(recipients)
     ]
+    # Ids only: the URLs are decrypted at delivery, so one webhook whose URL no longer
+    # decrypts fails on its own instead of stopping everyone else's pages.
     created += [
         Notification(
             channel=NotificationChannelKind.WEBHOOK,
-            webhook=webhook,
+            webhook_id=webhook_id,
             responsibility=responsibility,
             subject=subject,
             body=body,
             **about_fields,
         )
-        for webhook in team.webhooks.filter(active=True)
+        for webhook_id in team.webhooks.filter(active=True)
+        .order_by("name")
+        .values_list("pk", flat=True)
     ]
-    with transaction.atomic():
-        for notification in created:
-            notification.save()
-            _dispatch(notification)
+    for notification in created:
+        notification.save()
+        _dispatch(notification)
     return created
 
 
@@ -95,9 +117,19 @@ def _dispatch(notification: Notification) -> None:
     enqueue_after_commit(deliver_notification, notification.pk)
 
 
-def notification_deliver(*, notification_id: int) -> Notification | None:
-    """Deliver one notification once; on failure schedule a retry with backoff."""
-    now = timezone.now()
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Backoff after the `attempts`-th failed attempt: 30 s, 1 min, 2 min, … up to 30 min."""
+    return dt.timedelta(seconds=min(30 * 2 ** (attempts - 1), 1800))
+
+
+def notification_deliver(
+    *, notification_id: int, now: dt.datetime | None = None
+) -> Notification | None:
+    """Deliver one notification once; on failure schedule a retry with backoff.
+
+    Returns None when the row is not due or someone else has claimed it (a redelivered
+    message, or the sweeper racing the worker)."""
+    now = now or timezone.now()
     claimed = Notification.objects.filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
         pk=notification_id,
@@ -105,20 +137,27 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
     ).update(status=NotificationStatus.SENDING, next_attempt_at=now + SENDING_CLAIM_TIMEOUT)
     if not claimed:
         return None
-    notification = Notification.objects.select_related("webhook").get(pk=notification_id)
+    notification = Notification.objects.get(pk=notification_id)
     try:
         _send(notification)
-    except DeliveryFailed as exc:
+    except Exception as exc:
+        # Anything that goes wrong counts as a failed attempt, so a broken row (say, a
+        # webhook URL that no longer decrypts) ends `failed` instead of being retried
+        # for ever. Only DeliveryFailed messages are shown: other exceptions may quote
+        # the webhook URL, which carries its token.
+        if isinstance(exc, DeliveryFailed):
+            error = str(exc)
+        else:
+            logger.warning("Notification %s could not be delivered", notification_id)
+            error = f"Delivery failed: {type(exc).__name__}."
         notification.attempts += 1
-        notification.last_error = str(exc)[:2000]
+        notification.last_error = error[:2000]
         if notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
             notification.status = NotificationStatus.FAILED
             notification.next_attempt_at = None
         else:
             notification.status = NotificationStatus.PENDING
-            notification.next_attempt_at = timezone.now() + dt.timedelta(
-                seconds=min(30 * 2 ** (notification.attempts - 1), 1800)
-            )
+            notification.next_attempt_at = now + retry_delay(notification.attempts)
         notification.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
         return notification
     notification.attempts += 1
@@ -135,7 +174,13 @@ def _send(notification: Notification) -> None:
             recipient=notification.recipient, subject=notification.subject, body=notification.body
         )
         return
-    webhook = notification.webhook
+    # Loaded here, not with select_related, so a URL that fails to decrypt is a failed
+    # attempt of this notification rather than an error while claiming it.
+    webhook = (
+        WebhookChannel.objects.filter(pk=notification.webhook_id).first()
+        if notification.webhook_id
+        else None
+    )
     if webhook is None:
         raise DeliveryFailed("The webhook channel was deleted before delivery.")
     payload = webhook_payload(
@@ -143,6 +188,8 @@ def _send(notification: Notification) -> None:
         subject=notification.subject,
         body=notification.body,
         context={
+            # Delivery is at-least-once: receivers can drop repeats by this id.
+            "notification_id": notification.pk,
             "responsibility": notification.responsibility,
             "about": f"{notification.about_type.model}:{notification.about_id}"
             if notification.about_type_id
@@ -152,9 +199,10 @@ def _send(notification: Notification) -> None:
     post_webhook(name=webhook.name, url=webhook.url, payload=payload)
 
 
-def notifications_sweep() -> int:
-    """Re-dispatch notifications whose retry is due or whose message was lost."""
-    now = timezone.now()
+def notifications_sweep(*, now: dt.datetime | None = None) -> int:
+    """Deliver notifications whose retry is due or whose message was lost (the broker
+    was down when they were queued, or the worker died while sending)."""
+    now = now or timezone.now()
     stale_claims = Notification.objects.filter(
         status=NotificationStatus.SENDING, next_attempt_at__lte=now
     ).update(status=NotificationStatus.PENDING, next_attempt_at=now)
@@ -167,7 +215,11 @@ def notifications_sweep() -> int:
         .values_list("pk", flat=True)[:500]
     )
     for pk in due:
-        notification_deliver(notification_id=pk)
+        try:
+            notification_deliver(notification_id=pk, now=now)
+        except Exception:
+            # One bad row must not stop the others from being delivered.
+            logger.exception("Sweeping notification %s failed", pk)
     return len(due) + stale_claims
 
 
@@ -191,12 +243,26 @@ def people_load_defaults() -> None:
         )
 
 
-def notifications_retry_failed(*, notifications: models.QuerySet[Notification]) -> int:
+def notifications_retry_failed(
+    *, notifications: models.QuerySet[Notification], actor: object | None = None
+) -> int:
     """Give failed notifications a fresh set of attempts (an operator's "retry now")."""
-    ids = list(notifications.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True))
-    Notification.objects.filter(pk__in=ids).update(
-        status=NotificationStatus.PENDING, next_attempt_at=None, attempts=0
-    )
-    for pk in ids:
-        _dispatch(Notification(pk=pk))
+    with transaction.atomic():
+        ids = list(
+            notifications.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True)
+        )
+        Notification.objects.filter(pk__in=ids, status=NotificationStatus.FAILED).update(
+            status=NotificationStatus.PENDING, next_attempt_at=None, attempts=0
+        )
+        for pk in ids:
+            audit_record(
+                action=AuditAction.OPERATION,
+                object_type=Notification._meta.label_lower,
+                object_id=str(pk),
+                object_repr=f"Notification #{pk}",
+                actor=actor,
+                outcome=AuditOutcome.REQUESTED,
+                message="Retry delivery of a failed notification",
+            )
+            _dispatch(Notification(pk=pk))
     return len(ids)

@@ -20,14 +20,23 @@ def send_email(*, recipient: str, subject: str, body: str) -> None:
         raise DeliveryFailed(f"Email to {recipient} failed: {exc}") from exc
 
 
+def _slack_escape(text: str) -> str:
+    # Slack reads <…> as links and mentions; its docs ask for exactly these three escapes.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> dict:
     if format == WebhookFormat.SLACK:
+        # `text` is the fallback shown in notifications; blocks are the message itself.
+        # Slack limits: header 150 characters, section 3000, and rejects empty text.
+        blocks = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
+        if body.strip():
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(body)[:2900]}}
+            )
         return {
-            "text": f"*{subject}*\n{body}".strip(),
-            "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": subject[:150]}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": body[:2900] or " "}},
-            ],
+            "text": f"*{_slack_escape(subject)}*\n{_slack_escape(body)}".strip(),
+            "blocks": blocks,
         }
     return {"subject": subject, "body": body, **context}
 
