@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class BackupsConfig(AppConfig):
     name = "backups"
+    verbose_name = "Backup and recovery"
+
+    def ready(self) -> None:
+        from backups import models, monitoring
+        from opsportal.audit.services import audit_register
+
+        audit_register(models.BackupPlan, exclude_fields=["missed_reported_for", "periodic_task"])
+        monitoring.register()

@@ -1,4 +1,48 @@
+"""The runbook's "Backup & Recovery": plans, backups, restores and restore drills."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
+
+DEFAULT_SCHEDULE = "0 2 * * *"  # the runbook: daily at 2 AM UTC
+
+
+class BackupMethod(models.TextChoices):
+    NETWORK = "network", "pg_dump over the network"
+    CONTAINER = "container", "pg_dump inside the database's container (docker exec)"
+
+
+class BackupFormat(models.TextChoices):
+    CUSTOM = "custom", "Custom (pg_restore)"
+    PLAIN = "plain", "Plain SQL (psql)"
+
+
+class BackupStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class BackupTrigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    SCHEDULED = "scheduled", "Scheduled"
+    SAFETY = "safety", "Safety backup before a restore"
+    MAINTENANCE = "maintenance", "Maintenance window"
+    CLI = "cli", "Command line"
+
+
+class Verification(models.TextChoices):
+    PENDING = "pending", "Not verified yet"
+    VERIFIED = "verified", "Verified"
+    FAILED = "failed", "Verification failed"
+
+
+class DrillResult(models.TextChoices):
+    NONE = "", "No drill yet"
+    PASSED = "passed", "Drill passed"
+    FAILED = "failed", "Drill failed"
 
 
 class BackupPlan(models.Model):
@@ -8,6 +52,198 @@ class BackupPlan(models.Model):
         "systems.PostgresDatabase", on_delete=models.PROTECT, related_name="backup_plan"
     )
     enabled = models.BooleanField(default=True)
+    schedule = models.CharField(
+        max_length=100,
+        default=DEFAULT_SCHEDULE,
+        help_text="Cron expression in UTC: minute hour day-of-month month day-of-week.",
+    )
+    method = models.CharField(
+        max_length=16, choices=BackupMethod.choices, default=BackupMethod.NETWORK
+    )
+    format = models.CharField(
+        max_length=16, choices=BackupFormat.choices, default=BackupFormat.CUSTOM
+    )
+    compression = models.PositiveSmallIntegerField(
+        default=6,
+        validators=[MaxValueValidator(9)],
+        help_text="0 (none) to 9 (smallest, slowest).",
+    )
+    storage_location = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A local directory (or file:// URL); empty means the portal's BACKUP_ROOT.",
+    )
+    keep_daily = models.PositiveSmallIntegerField(default=7)
+    keep_weekly = models.PositiveSmallIntegerField(default=4)
+    keep_monthly = models.PositiveSmallIntegerField(default=6)
+    time_limit_seconds = models.PositiveIntegerField(
+        default=3 * 3600,
+        validators=[MinValueValidator(60)],
+        help_text="A run still going after this long is stopped and recorded as failed.",
+    )
+    open_incident_on_failure = models.BooleanField(
+        default=False,
+        help_text="Besides notifying the database admins, open an incident when a scheduled "
+        "backup fails or is missed.",
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # The due time of the last scheduled run already reported as missed (alert once).
+    missed_reported_for = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["database__name"]
 
     def __str__(self) -> str:
         return f"Backups of {self.database}"
+
+
+class Backup(models.Model):
+    """One backup run: a row first (queued), then the dump written by a worker."""
+
+    database = models.ForeignKey(
+        "systems.PostgresDatabase", on_delete=models.PROTECT, related_name="backups"
+    )
+    plan = models.ForeignKey(
+        BackupPlan, null=True, blank=True, on_delete=models.SET_NULL, related_name="backups"
+    )
+    status = models.CharField(
+        max_length=16, choices=BackupStatus.choices, default=BackupStatus.QUEUED
+    )
+    trigger = models.CharField(max_length=16, choices=BackupTrigger.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    method = models.CharField(max_length=16, choices=BackupMethod.choices)
+    format = models.CharField(max_length=16, choices=BackupFormat.choices)
+    compression = models.PositiveSmallIntegerField(default=6)
+    storage_location = models.CharField(max_length=500, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    server_version = models.CharField(max_length=64, blank=True)
+    # Rows per table in the snapshot the dump was taken from; the drill compares against it.
+    table_row_counts = models.JSONField(default=dict, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Refreshed by the worker while it runs; a stale one means the worker died mid-backup.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    message = models.TextField(blank=True, help_text="What went wrong, with pg_dump's messages.")
+    verification = models.CharField(
+        max_length=16, choices=Verification.choices, default=Verification.PENDING
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_message = models.TextField(blank=True)
+    drill_result = models.CharField(
+        max_length=16, choices=DrillResult.choices, default=DrillResult.NONE, blank=True
+    )
+    pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention deleted the file."
+    )
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [
+            ("run_backup", "Can start a backup"),
+            ("restore_backup", "Can restore a backup"),
+            ("drill_backup", "Can run a restore drill"),
+        ]
+        indexes = [
+            models.Index(fields=["database", "status", "-finished_at"]),
+            models.Index(fields=["status", "requested_at"]),
+        ]
+        constraints = [
+            # Two runs for the same database never overlap: the database enforces it.
+            models.UniqueConstraint(
+                fields=["database"],
+                condition=Q(status="running"),
+                name="backup_one_running_per_database",
+                violation_error_message="A backup of this database is already running.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        when = self.requested_at.strftime("%Y-%m-%d %H:%M") if self.requested_at else "new"
+        return f"Backup #{self.pk} of {self.database} ({when})"
+
+    @property
+    def is_restorable(self) -> bool:
+        return self.status == BackupStatus.SUCCEEDED and self.pruned_at is None
+
+
+class OperationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Restore(models.Model):
+    """The runbook's "Restore": a backup written into a registered database."""
+
+    backup = models.ForeignKey(Backup, on_delete=models.PROTECT, related_name="restores")
+    target = models.ForeignKey(
+        "systems.PostgresDatabase", on_delete=models.PROTECT, related_name="restores"
+    )
+    status = models.CharField(
+        max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED
+    )
+    reason = models.CharField(max_length=500)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    disconnect_sessions = models.BooleanField(
+        default=False, help_text="End other sessions on the target before restoring."
+    )
+    safety_backup = models.ForeignKey(
+        Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["status", "requested_at"])]
+
+    def __str__(self) -> str:
+        return f"Restore #{self.pk} of backup #{self.backup_id} into {self.target}"
+
+
+class RestoreDrill(models.Model):
+    """A backup restored into a scratch database and its row counts compared."""
+
+    backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="drills")
+    status = models.CharField(
+        max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scratch_database = models.CharField(max_length=63, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    tables_compared = models.PositiveIntegerField(default=0)
+    mismatches = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["status", "requested_at"])]
+
+    def __str__(self) -> str:
+        return f"Drill #{self.pk} of backup #{self.backup_id}"

@@ -245,3 +245,46 @@ def engine_figures(engine: DockerEngine, *, max_workers: int = 8) -> EngineFigur
         data_root=data_root,
         data_root_disk=disk,
     )
+
+# --- docker exec, streaming (the runbook's `docker exec … pg_dump`) ----------------------
+
+
+def exec_stream(
+    engine: DockerEngine,
+    container_name: str,
+    command: list[str],
+    *,
+    environment: dict[str, str] | None = None,
+    stdout_sink,
+    stream_timeout_seconds: float = 3600,
+) -> tuple[int, str]:
+    """Run `command` in the container and hand its stdout to `stdout_sink` chunk by chunk.
+
+    Returns (exit code, stderr text). The environment is the exec'd process's own, so a
+    password passed there never appears on a command line. The socket waits up to
+    `stream_timeout_seconds` between chunks: a dump may be silent for a long while.
+    """
+    stderr = bytearray()
+    with client(engine) as docker_client:
+        try:
+            docker_client.containers.get(container_name)
+        except docker.errors.NotFound as exc:
+            raise NotFound(
+                f"Container {container_name!r} does not exist on Docker engine {engine.name}."
+            ) from exc
+        api = docker_client.api
+        exec_id = api.exec_create(
+            container_name, command, stdout=True, stderr=True, environment=environment or {}
+        )["Id"]
+        api.timeout = stream_timeout_seconds
+        try:
+            for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                if out:
+                    stdout_sink(out)
+                if err and len(stderr) < 65536:
+                    stderr.extend(err)
+        finally:
+            api.timeout = engine.timeout_seconds
+        exit_code = api.exec_inspect(exec_id).get("ExitCode")
+    return (exit_code if exit_code is not None else -1), stderr.decode("utf-8", "replace").strip()
+

@@ -1,0 +1,72 @@
+"""Reads of backup state shared by health checks, metrics, the admin and commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import OuterRef, Subquery
+
+from backups.models import Backup, BackupPlan, BackupStatus, RestoreDrill, Verification
+
+
+@dataclass(frozen=True)
+class BackupFreshness:
+    database: str
+    critical: bool
+    last_success_at: dt.datetime | None
+    last_success_size_bytes: int | None
+    last_success_duration_seconds: float | None
+    last_verified_at: dt.datetime | None
+    last_drill_passed: bool | None
+    last_drill_at: dt.datetime | None
+
+
+def backup_freshness() -> list[BackupFreshness]:
+    """Per enabled plan: its newest successful and newest verified backup, and the last
+    drill. A constant number of queries however many plans there are."""
+    succeeded = Backup.objects.filter(
+        database=OuterRef("database"), status=BackupStatus.SUCCEEDED
+    ).order_by("-finished_at")
+    verified = succeeded.filter(verification=Verification.VERIFIED)
+    drills = RestoreDrill.objects.filter(
+        backup__database=OuterRef("database"), finished_at__isnull=False
+    ).order_by("-finished_at")
+    plans = (
+        BackupPlan.objects.filter(enabled=True)
+        .select_related("database")
+        .annotate(
+            last_success_at=Subquery(succeeded.values("finished_at")[:1]),
+            last_success_size=Subquery(succeeded.values("size_bytes")[:1]),
+            last_success_duration=Subquery(succeeded.values("duration_seconds")[:1]),
+            last_verified_at=Subquery(verified.values("finished_at")[:1]),
+            last_drill_status=Subquery(drills.values("status")[:1]),
+            last_drill_at=Subquery(drills.values("finished_at")[:1]),
+        )
+    )
+    return [
+        BackupFreshness(
+            database=plan.database.name,
+            critical=plan.database.critical,
+            last_success_at=plan.last_success_at,
+            last_success_size_bytes=plan.last_success_size,
+            last_success_duration_seconds=plan.last_success_duration,
+            last_verified_at=plan.last_verified_at,
+            last_drill_passed=None
+            if plan.last_drill_status is None
+            else plan.last_drill_status == "succeeded",
+            last_drill_at=plan.last_drill_at,
+        )
+        for plan in plans
+    ]
+
+
+def newest_restorable(database) -> Backup | None:
+    return (
+        Backup.objects.filter(database=database, status=BackupStatus.SUCCEEDED, pruned_at=None)
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+__all__ = ["BackupFreshness", "backup_freshness", "newest_restorable"]

@@ -1,0 +1,1033 @@
+"""Backups, verification, restores, drills and retention: every state change of the app.
+
+A backup is a row first (queued) and a worker's run second; the run claims the row, so a
+redelivered message does nothing, and a partial unique index on running rows means two
+runs for one database never overlap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+
+from celery.schedules import crontab
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from psycopg import sql
+
+from backups.models import (
+    Backup,
+    BackupFormat,
+    BackupMethod,
+    BackupPlan,
+    BackupStatus,
+    BackupTrigger,
+    DrillResult,
+    OperationStatus,
+    Restore,
+    RestoreDrill,
+    Verification,
+)
+from backups.storage import StorageError, storage_for
+from opsportal.audit.models import AuditAction, AuditOutcome
+from opsportal.audit.services import audit_record
+from opsportal.people.models import Responsibility
+from opsportal.people.services import notify
+from opsportal.queueing import enqueue_after_commit
+from opsportal.systems.adapters import pg_tools, postgres
+from opsportal.systems.adapters.errors import AdapterError
+from opsportal.systems.models import PostgresDatabase
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15
+# A running backup whose heartbeat is older than this lost its worker.
+HEARTBEAT_STALE = dt.timedelta(minutes=2)
+# Queued rows older than this were probably never dispatched (broker down).
+UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
+# A scheduled run not requested this long after it was due counts as missed.
+MISSED_GRACE = dt.timedelta(minutes=30)
+OPERATION_TIME_LIMIT = dt.timedelta(hours=3)
+DEFAULT_TIME_LIMIT_SECONDS = 3 * 3600
+
+
+class BackupBusy(Exception):
+    """Another backup of the same database is running; try again later."""
+
+
+# --- plans --------------------------------------------------------------------------------
+
+
+def schedule_crontab(expression: str) -> dict[str, str]:
+    """The plan's cron expression as django-celery-beat crontab fields (validated)."""
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValidationError(
+            "A schedule has five fields: minute hour day-of-month month day-of-week "
+            f"(e.g. '0 2 * * *'); got {expression!r}."
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    fields = {
+        "minute": minute,
+        "hour": hour,
+        "day_of_month": day_of_month,
+        "month_of_year": month_of_year,
+        "day_of_week": day_of_week,
+    }
+    try:
+        crontab(**fields)
+    except ValueError as exc:
+        raise ValidationError(f"The schedule {expression!r} is not valid: {exc}") from exc
+    return fields
+
+
+def backup_plan_save(*, plan: BackupPlan) -> BackupPlan:
+    """Save the plan and make its django-celery-beat entry follow it (audited by the
+    model's change history)."""
+    fields = schedule_crontab(plan.schedule)
+    if plan.method == BackupMethod.CONTAINER and not plan.database.runs_in_container:
+        raise ValidationError(
+            f"{plan.database} has no Docker engine and container, so it cannot be dumped "
+            "inside its container."
+        )
+    with transaction.atomic():
+        plan.save()
+        schedule, _ = CrontabSchedule.objects.get_or_create(timezone="UTC", **fields)
+        task = plan.periodic_task or PeriodicTask.objects.filter(name=_task_name(plan)).first()
+        if task is None:
+            task = PeriodicTask(name=_task_name(plan), task="backups.run_scheduled")
+        task.crontab = schedule
+        task.interval = None
+        task.args = f"[{plan.pk}]"
+        task.enabled = plan.enabled
+        task.description = f"Scheduled backup of {plan.database} (edit the backup plan)."
+        task.save()
+        if plan.periodic_task_id != task.pk:
+            plan.periodic_task = task
+            BackupPlan.objects.filter(pk=plan.pk).update(periodic_task=task)
+    return plan
+
+
+def _task_name(plan: BackupPlan) -> str:
+    return f"Back up {plan.database.name}"
+
+
+def backup_plan_ensure(*, database: PostgresDatabase) -> BackupPlan:
+    """The database's plan, created with the runbook's defaults if it has none."""
+    plan = BackupPlan.objects.filter(database=database).first()
+    if plan is None:
+        plan = backup_plan_save(plan=BackupPlan(database=database))
+    return plan
+
+
+def plan_next_due(plan: BackupPlan, after: dt.datetime) -> dt.datetime:
+    schedule = crontab(**schedule_crontab(plan.schedule))
+    start, delta, _ = schedule.remaining_delta(after.astimezone(dt.UTC))
+    return start + delta
+
+
+# --- requesting and running backups -----------------------------------------------------
+
+
+def backup_request(
+    *,
+    database: PostgresDatabase,
+    actor: object | None = None,
+    reason: str = "",
+    trigger: str = BackupTrigger.MANUAL,
+) -> Backup:
+    """Record a backup of `database` as queued and run it on a worker after commit.
+
+    Poll `Backup.status` until "succeeded" or "failed".
+    """
+    backup = _backup_create(database=database, actor=actor, reason=reason, trigger=trigger)
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=backup,
+        actor=actor,
+        outcome=AuditOutcome.REQUESTED,
+        message=f"Backup of {database} requested ({trigger})" + (f": {reason}" if reason else ""),
+    )
+    _dispatch_backup(backup)
+    return backup
+
+
+def _backup_create(
+    *, database: PostgresDatabase, actor: object | None, reason: str, trigger: str
+) -> Backup:
+    plan = BackupPlan.objects.filter(database=database).first()
+    return Backup.objects.create(
+        database=database,
+        plan=plan,
+        trigger=trigger,
+        reason=reason[:500],
+        requested_by=actor if getattr(actor, "pk", None) else None,
+        method=plan.method if plan else BackupMethod.NETWORK,
+        format=plan.format if plan else BackupFormat.CUSTOM,
+        compression=plan.compression if plan else 6,
+        storage_location=plan.storage_location if plan else "",
+    )
+
+
+def _dispatch_backup(backup: Backup, **options: object) -> None:
+    from backups.tasks import run_backup
+
+    limit = backup.plan.time_limit_seconds if backup.plan else DEFAULT_TIME_LIMIT_SECONDS
+    enqueue_after_commit(
+        run_backup, backup.pk, time_limit=limit + 120, soft_time_limit=limit + 60, **options
+    )
+
+
+def _file_name(backup: Backup) -> str:
+    extension = {BackupFormat.CUSTOM: "dump", BackupFormat.PLAIN: "sql"}[backup.format]
+    if backup.format == BackupFormat.PLAIN and backup.compression:
+        extension += ".gz"
+    stamp = (backup.started_at or timezone.now()).strftime("%Y%m%dT%H%M%SZ")
+    return f"{backup.database.name}/{stamp}-{backup.pk}.{extension}"
+
+
+def backup_claim(*, backup_id: int) -> Backup | None:
+    """Take the queued backup for this worker; None if someone else has it.
+
+    Raises BackupBusy while another backup of the same database is running.
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            claimed = Backup.objects.filter(pk=backup_id, status=BackupStatus.QUEUED).update(
+                status=BackupStatus.RUNNING, started_at=now, heartbeat_at=now
+            )
+    except IntegrityError as exc:
+        raise BackupBusy(
+            f"Another backup of this database is running (backup #{backup_id})."
+        ) from exc
+    if not claimed:
+        return None
+    backup = Backup.objects.select_related("database", "database__docker_engine", "plan").get(
+        pk=backup_id
+    )
+    backup.file_name = _file_name(backup)
+    Backup.objects.filter(pk=backup.pk).update(file_name=backup.file_name)
+    return backup
+
+
+def backup_run(*, backup_id: int) -> Backup | None:
+    """Run a queued backup: claim it, dump, verify, apply the plan's retention."""
+    backup = backup_claim(backup_id=backup_id)
+    if backup is None:
+        return None
+    _backup_execute(backup)
+    if backup.status == BackupStatus.SUCCEEDED:
+        backup_verify(backup=backup)
+        if backup.plan_id and backup.trigger == BackupTrigger.SCHEDULED:
+            backup_plan_apply_retention(plan=backup.plan)
+    elif backup.trigger == BackupTrigger.SCHEDULED:
+        _alert_database_admins(
+            plan=backup.plan,
+            about=backup,
+            subject=f"Scheduled backup of {backup.database} failed",
+            body=backup.message,
+        )
+    return backup
+
+
+class _Heartbeat(threading.Thread):
+    """Marks the running backup alive so the sweeper can tell a dead worker from a slow
+    dump."""
+
+    def __init__(self, backup_id: int) -> None:
+        super().__init__(daemon=True, name=f"backup-heartbeat-{backup_id}")
+        self.backup_id = backup_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_SECONDS):
+                Backup.objects.filter(pk=self.backup_id, status=BackupStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        except Exception:
+            logger.warning("Backup heartbeat failed", exc_info=True)
+        finally:
+            connection.close()
+
+
+_COUNTABLE_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def table_row_counts(conn) -> dict[str, int]:
+    """Rows per ordinary table ("schema.table"), as the connection's snapshot sees them."""
+    counts = {}
+    for schema, table in conn.execute(_COUNTABLE_TABLES).fetchall():
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+class _Counter(threading.Thread):
+    def __init__(self, conn) -> None:
+        super().__init__(daemon=True, name="backup-row-counts")
+        self.conn = conn
+        self.counts: dict[str, int] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.counts = table_row_counts(self.conn)
+        except BaseException as exc:
+            self.error = exc
+
+
+def _backup_execute(backup: Backup) -> None:
+    """Dump into storage under a temporary name, hashing as it streams; record the outcome.
+
+    The row counts are taken in the very snapshot pg_dump dumps (exported with
+    pg_export_snapshot), concurrently with the dump, so the drill can compare exactly.
+    """
+    database = backup.database
+    started = time.monotonic()
+    limit = backup.plan.time_limit_seconds if backup.plan else DEFAULT_TIME_LIMIT_SECONDS
+    heartbeat = _Heartbeat(backup.pk)
+    heartbeat.start()
+    hasher = hashlib.sha256()
+    written = 0
+    try:
+        storage = storage_for(backup.storage_location)
+        dump = (
+            pg_tools.dump_in_container if backup.method == BackupMethod.CONTAINER else pg_tools.dump
+        )
+        with postgres.connect(database, statement_timeout_ms=limit * 1000) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            backup.server_version = conn.execute("SHOW server_version").fetchone()[0]
+            counter = _Counter(conn)
+            counter.start()
+            with storage.writer(backup.file_name) as handle:
+
+                def sink(chunk: bytes) -> None:
+                    nonlocal written
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    written += len(chunk)
+
+                run = dump(
+                    database,
+                    sink=sink,
+                    format=backup.format,
+                    compression=backup.compression,
+                    snapshot=snapshot,
+                    time_limit_seconds=limit,
+                )
+                counter.join()
+                if counter.error:
+                    raise counter.error
+            conn.execute("COMMIT")
+    except (AdapterError, StorageError) as exc:
+        messages = getattr(exc, "messages", "")
+        backup.status = BackupStatus.FAILED
+        backup.message = str(exc) + (f"\n\npg_dump said:\n{messages}" if messages else "")
+    except Exception as exc:
+        logger.exception("Backup #%s failed unexpectedly", backup.pk)
+        backup.status = BackupStatus.FAILED
+        backup.message = f"Unexpected error: {type(exc).__name__}: {exc}"
+    else:
+        backup.status = BackupStatus.SUCCEEDED
+        backup.size_bytes = written
+        backup.sha256 = hasher.hexdigest()
+        backup.table_row_counts = counter.counts
+        backup.message = run.messages
+    finally:
+        heartbeat.stopped.set()
+    backup.finished_at = timezone.now()
+    backup.duration_seconds = round(time.monotonic() - started, 3)
+    if backup.status == BackupStatus.FAILED:
+        backup.size_bytes, backup.sha256 = None, ""
+    Backup.objects.filter(pk=backup.pk).update(
+        status=backup.status,
+        finished_at=backup.finished_at,
+        duration_seconds=backup.duration_seconds,
+        size_bytes=backup.size_bytes,
+        sha256=backup.sha256,
+        server_version=backup.server_version,
+        table_row_counts=backup.table_row_counts,
+        message=backup.message,
+    )
+    ok = backup.status == BackupStatus.SUCCEEDED
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=backup,
+        actor=backup.requested_by,
+        outcome=AuditOutcome.SUCCESS if ok else AuditOutcome.FAILURE,
+        message=(
+            f"Backup of {database} written: {backup.file_name}, {backup.size_bytes} bytes, "
+            f"sha256 {backup.sha256}, {backup.duration_seconds:.1f} s"
+            if ok
+            else f"Backup of {database} failed: {backup.message.splitlines()[0]}"
+        ),
+    )
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    decompressor = zlib.decompressobj(wbits=31)
+    for chunk in chunks:
+        data = decompressor.decompress(chunk)
+        if data:
+            yield data
+    tail = decompressor.flush()
+    if tail:
+        yield tail
+
+
+def _archive_chunks(backup: Backup, chunks: Iterable[bytes]) -> Iterable[bytes]:
+    """The bytes pg_restore/psql read: plain dumps written compressed are gzip."""
+    if backup.format == BackupFormat.PLAIN and backup.compression:
+        return _gunzip(chunks)
+    return chunks
+
+
+class _Hashing:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.hasher.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
+
+
+def _check_plain(chunks: Iterable[bytes]) -> str:
+    head, tail = b"", b""
+    for chunk in chunks:
+        if len(head) < 4096:
+            head += chunk[: 4096 - len(head)]
+        tail = (tail + chunk)[-4096:]
+    if b"PostgreSQL database dump" not in head:
+        raise pg_tools.ToolFailed("It does not start like a pg_dump SQL script.")
+    if b"PostgreSQL database dump complete" not in tail:
+        raise pg_tools.ToolFailed("It is cut short: pg_dump's closing line is missing.")
+    return "SQL script complete (header and closing line present)"
+
+
+def backup_verify(*, backup: Backup, actor: object | None = None) -> Backup:
+    """Re-read the file: its SHA-256 must match what was recorded, and the archive must be
+    readable end to end (pg_restore reads every block; a plain script must be complete)."""
+    storage = storage_for(backup.storage_location)
+    problems: list[str] = []
+    detail = ""
+    try:
+        hashing = _Hashing(storage.read_chunks(backup.file_name))
+        try:
+            if backup.format == BackupFormat.CUSTOM:
+                pg_tools.archive_read_through(hashing)
+            else:
+                detail = _check_plain(_archive_chunks(backup, hashing))
+        except (AdapterError, zlib.error, EOFError) as exc:
+            problems.append(f"It is not readable: {exc}")
+        hashing.drain()
+        if hashing.hasher.hexdigest() != backup.sha256 or hashing.size != backup.size_bytes:
+            # The checksum outranks the readability message: the file was altered.
+            problems.insert(
+                0,
+                f"Checksum mismatch: the file changed after it was written (recorded sha256 "
+                f"{backup.sha256}, {backup.size_bytes} bytes; found "
+                f"{hashing.hasher.hexdigest()}, {hashing.size} bytes).",
+            )
+        if not problems and backup.format == BackupFormat.CUSTOM:
+            listing = pg_tools.archive_list(storage.read_chunks(backup.file_name))
+            entries = sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+            detail = f"pg_restore --list: {entries} entries; every data block read"
+    except (StorageError, AdapterError) as exc:
+        problems.append(str(exc))
+    backup.verification = Verification.FAILED if problems else Verification.VERIFIED
+    backup.verified_at = timezone.now()
+    backup.verification_message = " ".join(problems) if problems else f"Checksum matches; {detail}."
+    Backup.objects.filter(pk=backup.pk).update(
+        verification=backup.verification,
+        verified_at=backup.verified_at,
+        verification_message=backup.verification_message,
+    )
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=backup,
+        actor=actor,
+        outcome=AuditOutcome.FAILURE if problems else AuditOutcome.SUCCESS,
+        message=f"Verification: {backup.verification_message}",
+    )
+    if problems:
+        _alert_database_admins(
+            plan=backup.plan,
+            about=backup,
+            subject=f"Backup #{backup.pk} of {backup.database} failed verification",
+            body=backup.verification_message,
+            open_incident=False,
+        )
+    return backup
+
+
+# --- restore ------------------------------------------------------------------------------
+
+
+def _require(actor: object | None, permission: str) -> None:
+    if actor is not None and not actor.has_perm(permission):
+        raise PermissionDenied(f"You need the {permission!r} permission for this.")
+
+
+def restore_request(
+    *,
+    backup: Backup,
+    target: PostgresDatabase,
+    actor: object | None,
+    reason: str,
+    confirmation: str,
+    disconnect_sessions: bool = False,
+) -> Restore:
+    """Record a restore of `backup` into `target` and run it on a worker after commit.
+
+    The operator confirms by typing the target's database name; a reason is required.
+    """
+    _require(actor, "backups.restore_backup")
+    if not backup.is_restorable:
+        raise ValidationError(
+            f"Backup #{backup.pk} cannot be restored: "
+            + ("its file was deleted by retention." if backup.pruned_at else "it did not succeed.")
+        )
+    if confirmation.strip() != target.dbname:
+        raise ValidationError(
+            f"Type the target's database name, {target.dbname!r}, exactly to confirm."
+        )
+    if not reason.strip():
+        raise ValidationError("Give a reason for the restore.")
+    restore = Restore.objects.create(
+        backup=backup,
+        target=target,
+        reason=reason.strip()[:500],
+        requested_by=actor if getattr(actor, "pk", None) else None,
+        disconnect_sessions=disconnect_sessions,
+    )
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=restore,
+        actor=actor,
+        outcome=AuditOutcome.REQUESTED,
+        message=f"Restore of backup #{backup.pk} into {target} requested: {reason.strip()}",
+    )
+    from backups.tasks import run_restore
+
+    enqueue_after_commit(run_restore, restore.pk)
+    return restore
+
+
+def _other_sessions(target: PostgresDatabase) -> list[tuple[int, str, str]]:
+    with postgres.connect(target, statement_timeout_ms=10_000) as conn:
+        return conn.execute(
+            "SELECT pid, coalesce(usename, ''), coalesce(application_name, '') "
+            "FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).fetchall()
+
+
+def _terminate_sessions(target: PostgresDatabase) -> int:
+    with postgres.connect(target, statement_timeout_ms=10_000) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        ).fetchall()
+    return len(rows)
+
+
+def _claim(model, pk: int):
+    return model.objects.filter(pk=pk, status=OperationStatus.QUEUED).update(
+        status=OperationStatus.RUNNING, started_at=timezone.now()
+    )
+
+
+def restore_run(*, restore_id: int) -> Restore | None:
+    """Checksum, sessions, safety backup, then the restore in one transaction."""
+    if not _claim(Restore, restore_id):
+        return None
+    restore = Restore.objects.select_related("backup", "backup__database", "target").get(
+        pk=restore_id
+    )
+    started = time.monotonic()
+    backup, target = restore.backup, restore.target
+    status, message = OperationStatus.FAILED, ""
+    try:
+        message = _restore_steps(restore)
+        status = OperationStatus.SUCCEEDED
+    except (AdapterError, StorageError, ValidationError) as exc:
+        text = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+        tool_messages = getattr(exc, "messages", "")
+        message = text + (
+            f"\n\nThe tool said:\n{tool_messages}"
+            if isinstance(tool_messages, str) and tool_messages
+            else ""
+        )
+    except Exception as exc:
+        logger.exception("Restore #%s failed unexpectedly", restore.pk)
+        message = f"Unexpected error: {type(exc).__name__}: {exc}"
+    restore.status, restore.message = status, message
+    restore.finished_at = timezone.now()
+    restore.duration_seconds = round(time.monotonic() - started, 3)
+    Restore.objects.filter(pk=restore.pk).update(
+        status=restore.status,
+        message=restore.message,
+        finished_at=restore.finished_at,
+        duration_seconds=restore.duration_seconds,
+        safety_backup=restore.safety_backup,
+    )
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=restore,
+        actor=restore.requested_by,
+        outcome=AuditOutcome.SUCCESS
+        if status == OperationStatus.SUCCEEDED
+        else AuditOutcome.FAILURE,
+        message=f"Restore of backup #{backup.pk} into {target}: {message.splitlines()[0]}",
+    )
+    return restore
+
+
+def _file_matches_checksum(backup: Backup) -> None:
+    hashing = _Hashing(storage_for(backup.storage_location).read_chunks(backup.file_name))
+    hashing.drain()
+    if hashing.hasher.hexdigest() != backup.sha256:
+        raise ValidationError(
+            f"Checksum mismatch: backup #{backup.pk}'s file changed after it was written "
+            f"(recorded sha256 {backup.sha256}, found {hashing.hasher.hexdigest()}); "
+            "nothing was restored."
+        )
+
+
+def _restore_steps(restore: Restore) -> str:
+    backup, target = restore.backup, restore.target
+    _file_matches_checksum(backup)
+    sessions = _other_sessions(target)
+    if sessions and not restore.disconnect_sessions:
+        who = ", ".join(sorted({f"{user}/{app or '?'}" for _, user, app in sessions}))
+        raise ValidationError(
+            f"{len(sessions)} other session(s) are connected to {target.dbname} ({who}); "
+            "stop them, or request the restore again with 'disconnect sessions'. Nothing "
+            "was changed."
+        )
+    safety = _backup_create(
+        database=target,
+        actor=restore.requested_by,
+        reason=f"Safety backup before restore #{restore.pk}",
+        trigger=BackupTrigger.SAFETY,
+    )
+    restore.safety_backup = safety
+    Restore.objects.filter(pk=restore.pk).update(safety_backup=safety)
+    try:
+        claimed = backup_claim(backup_id=safety.pk)
+    except BackupBusy as exc:
+        Backup.objects.filter(pk=safety.pk).update(
+            status=BackupStatus.FAILED, message=str(exc), finished_at=timezone.now()
+        )
+        raise ValidationError(
+            f"A backup of {target} is running, so the safety backup could not be taken; "
+            "the restore did not start. Try again when it finishes."
+        ) from exc
+    _backup_execute(claimed)
+    if claimed.status != BackupStatus.SUCCEEDED:
+        raise ValidationError(
+            f"The safety backup of {target} failed, so the restore did not start: "
+            f"{claimed.message.splitlines()[0]}"
+        )
+    terminated = _terminate_sessions(target) if restore.disconnect_sessions else 0
+    storage = storage_for(backup.storage_location)
+    run = pg_tools.restore(
+        target,
+        chunks=_archive_chunks(backup, storage.read_chunks(backup.file_name)),
+        format=backup.format,
+        time_limit_seconds=OPERATION_TIME_LIMIT.total_seconds(),
+    )
+    return (
+        f"Restored backup #{backup.pk} into {target.dbname} in {run.duration_seconds:.1f} s "
+        f"(safety backup #{claimed.pk} taken first"
+        + (f"; {terminated} session(s) disconnected" if terminated else "")
+        + ")."
+        + (f"\n{run.messages}" if run.messages else "")
+    )
+
+
+# --- restore drills -----------------------------------------------------------------------
+
+
+def drill_request(*, backup: Backup, actor: object | None = None) -> RestoreDrill:
+    _require(actor, "backups.drill_backup")
+    if not backup.is_restorable:
+        raise ValidationError(f"Backup #{backup.pk} has no file to drill with.")
+    drill = RestoreDrill.objects.create(
+        backup=backup, requested_by=actor if getattr(actor, "pk", None) else None
+    )
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=drill,
+        actor=actor,
+        outcome=AuditOutcome.REQUESTED,
+        message=f"Restore drill of backup #{backup.pk} requested",
+    )
+    from backups.tasks import run_drill
+
+    enqueue_after_commit(run_drill, drill.pk)
+    return drill
+
+
+def drills_request_newest() -> list[RestoreDrill]:
+    """The weekly drill: the newest good backup of every enabled plan's database."""
+    drills = []
+    for plan in BackupPlan.objects.filter(enabled=True).select_related("database"):
+        newest = (
+            Backup.objects.filter(
+                database=plan.database, status=BackupStatus.SUCCEEDED, pruned_at=None
+            )
+            .order_by("-finished_at")
+            .first()
+        )
+        if newest is not None:
+            drills.append(drill_request(backup=newest))
+    return drills
+
+
+def _maintenance_connection(database: PostgresDatabase):
+    return postgres.connect(database, dbname="postgres", statement_timeout_ms=60_000)
+
+
+def drill_run(*, drill_id: int) -> RestoreDrill | None:
+    """Restore into a scratch database on the source's server, compare row counts with the
+    ones recorded in the backup's snapshot, drop the scratch database."""
+    if not _claim(RestoreDrill, drill_id):
+        return None
+    drill = RestoreDrill.objects.select_related("backup", "backup__database").get(pk=drill_id)
+    backup, database = drill.backup, drill.backup.database
+    started = time.monotonic()
+    scratch = f"opsportal_drill_{backup.pk}_{secrets.token_hex(4)}"
+    drill.scratch_database = scratch
+    status, message, mismatches, compared = OperationStatus.FAILED, "", {}, 0
+    created = False
+    try:
+        _file_matches_checksum(backup)
+        with _maintenance_connection(database) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+            )
+        created = True
+        storage = storage_for(backup.storage_location)
+        pg_tools.restore(
+            database,
+            dbname=scratch,
+            chunks=_archive_chunks(backup, storage.read_chunks(backup.file_name)),
+            format=backup.format,
+            time_limit_seconds=OPERATION_TIME_LIMIT.total_seconds(),
+        )
+        with postgres.connect(database, dbname=scratch, statement_timeout_ms=0) as conn:
+            restored = table_row_counts(conn)
+        recorded = backup.table_row_counts
+        compared = len(recorded)
+        for table in sorted(set(recorded) | set(restored)):
+            if recorded.get(table) != restored.get(table):
+                mismatches[table] = {
+                    "recorded": recorded.get(table),
+                    "restored": restored.get(table),
+                }
+        if mismatches:
+            message = f"{len(mismatches)} of {compared} tables differ in row count after restore."
+        else:
+            status = OperationStatus.SUCCEEDED
+            message = f"Restored into {scratch}; row counts of all {compared} tables match."
+    except (AdapterError, StorageError, ValidationError) as exc:
+        text = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
+        tool_messages = getattr(exc, "messages", "")
+        message = f"Restore into the scratch database failed: {text}" + (
+            f"\n\n{tool_messages}" if isinstance(tool_messages, str) and tool_messages else ""
+        )
+    except Exception as exc:
+        logger.exception("Drill #%s failed unexpectedly", drill.pk)
+        message = f"Unexpected error: {type(exc).__name__}: {exc}"
+    finally:
+        if created:
+            try:
+                with _maintenance_connection(database) as conn:
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(scratch)
+                        )
+                    )
+            except AdapterError as exc:
+                message += f"\nThe scratch database {scratch} could not be dropped: {exc}"
+    drill.status, drill.message = status, message
+    drill.mismatches, drill.tables_compared = mismatches, compared
+    drill.finished_at = timezone.now()
+    drill.duration_seconds = round(time.monotonic() - started, 3)
+    drill.save(
+        update_fields=[
+            "status",
+            "message",
+            "mismatches",
+            "tables_compared",
+            "finished_at",
+            "duration_seconds",
+            "scratch_database",
+        ]
+    )
+    passed = status == OperationStatus.SUCCEEDED
+    backup.drill_result = DrillResult.PASSED if passed else DrillResult.FAILED
+    Backup.objects.filter(pk=backup.pk).update(drill_result=backup.drill_result)
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=drill,
+        actor=drill.requested_by,
+        outcome=AuditOutcome.SUCCESS if passed else AuditOutcome.FAILURE,
+        message=f"Restore drill of backup #{backup.pk} in {drill.duration_seconds:.1f} s: "
+        + message.splitlines()[0],
+    )
+    if not passed:
+        _alert_database_admins(
+            plan=backup.plan,
+            about=backup,
+            subject=f"Backup #{backup.pk} of {database} failed its restore drill",
+            body=message,
+            open_incident=False,
+        )
+    return drill
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def retention_keep(backups: list[Backup], *, daily: int, weekly: int, monthly: int) -> set[int]:
+    """Which backups the plan keeps: the newest of each of the last `daily` days, `weekly`
+    ISO weeks and `monthly` months that have a backup, plus the newest verified one."""
+    ordered = sorted(backups, key=lambda b: b.finished_at, reverse=True)
+    keep: set[int] = set()
+    for count, bucket in (
+        (daily, lambda b: b.finished_at.date()),
+        (weekly, lambda b: b.finished_at.isocalendar()[:2]),
+        (monthly, lambda b: (b.finished_at.year, b.finished_at.month)),
+    ):
+        seen: list = []
+        for backup in ordered:
+            key = bucket(backup)
+            if key in seen:
+                continue
+            if len(seen) >= count:
+                break
+            seen.append(key)
+            keep.add(backup.pk)
+    newest_verified = next((b for b in ordered if b.verification == Verification.VERIFIED), None)
+    if newest_verified is not None:
+        keep.add(newest_verified.pk)
+    return keep
+
+
+def backup_plan_apply_retention(*, plan: BackupPlan, actor: object | None = None) -> list[Backup]:
+    """Delete the files the plan no longer keeps; each deletion is audited."""
+    candidates = list(
+        Backup.objects.filter(
+            database=plan.database, status=BackupStatus.SUCCEEDED, pruned_at=None
+        ).exclude(finished_at=None)
+    )
+    keep = retention_keep(
+        candidates, daily=plan.keep_daily, weekly=plan.keep_weekly, monthly=plan.keep_monthly
+    )
+    pruned = []
+    for backup in candidates:
+        if backup.pk in keep:
+            continue
+        try:
+            storage_for(backup.storage_location).delete(backup.file_name)
+        except (StorageError, OSError) as exc:
+            logger.warning("Retention could not delete backup #%s: %s", backup.pk, exc)
+            continue
+        backup.pruned_at = timezone.now()
+        Backup.objects.filter(pk=backup.pk).update(pruned_at=backup.pruned_at)
+        audit_record(
+            action=AuditAction.DELETE,
+            obj=backup,
+            actor=actor,
+            message=f"Retention deleted {backup.file_name} (keeping {plan.keep_daily} daily, "
+            f"{plan.keep_weekly} weekly, {plan.keep_monthly} monthly)",
+        )
+        pruned.append(backup)
+    return pruned
+
+
+# --- schedules, sweeping and alerts -------------------------------------------------------
+
+
+def backup_plan_run_scheduled(*, plan_id: int) -> Backup | None:
+    plan = BackupPlan.objects.select_related("database").filter(pk=plan_id, enabled=True).first()
+    if plan is None:
+        return None
+    return backup_request(
+        database=plan.database, trigger=BackupTrigger.SCHEDULED, reason="Scheduled backup"
+    )
+
+
+def _alert_database_admins(
+    *,
+    plan: BackupPlan | None,
+    about: object,
+    subject: str,
+    body: str,
+    open_incident: bool = True,
+) -> None:
+    """Notify the database admins; open an incident too if the plan asks for it."""
+    notify(responsibility=Responsibility.DATABASE, subject=subject, body=body, about=about)
+    if not (open_incident and plan is not None and plan.open_incident_on_failure):
+        return
+    try:
+        from incidents.services import incident_open
+
+        incident_open(
+            title=subject,
+            severity="sev2",
+            category="database",
+            affected_systems=[plan.database],
+            source="schedule",
+        )
+    except Exception:
+        # The page to the DBAs has gone out already; an incident is a bonus, never a blocker.
+        logger.exception("Could not open an incident for %r", subject)
+
+
+def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Re-dispatch work the broker lost, fail runs whose worker died, report missed
+    scheduled backups (CONVENTIONS "Background operations")."""
+    from backups.tasks import run_drill, run_restore
+
+    now = now or timezone.now()
+    counts = {"redispatched": 0, "failed": 0, "missed": 0}
+    for backup in Backup.objects.filter(
+        status=BackupStatus.QUEUED, requested_at__lt=now - UNDISPATCHED_AFTER
+    ).select_related("plan"):
+        _dispatch_backup(backup)
+        counts["redispatched"] += 1
+    for model, task in ((Restore, run_restore), (RestoreDrill, run_drill)):
+        for pk in model.objects.filter(
+            status=OperationStatus.QUEUED, requested_at__lt=now - UNDISPATCHED_AFTER
+        ).values_list("pk", flat=True):
+            enqueue_after_commit(task, pk)
+            counts["redispatched"] += 1
+        counts["failed"] += model.objects.filter(
+            status=OperationStatus.RUNNING, started_at__lt=now - OPERATION_TIME_LIMIT
+        ).update(
+            status=OperationStatus.FAILED,
+            finished_at=now,
+            message="The worker stopped before finishing (past the time limit).",
+        )
+    for backup in Backup.objects.filter(
+        status=BackupStatus.RUNNING, heartbeat_at__lt=now - HEARTBEAT_STALE
+    ).select_related("database", "plan"):
+        counts["failed"] += backup_fail_abandoned(backup=backup, now=now)
+    for plan in BackupPlan.objects.filter(enabled=True).select_related("database"):
+        counts["missed"] += _report_missed(plan, now)
+    return counts
+
+
+def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
+    """The worker died mid-backup: fail the row and remove its partial file."""
+    message = (
+        f"The worker running this backup stopped (no heartbeat since "
+        f"{backup.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); its partial file was removed."
+    )
+    updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
+        status=BackupStatus.FAILED, finished_at=now, message=message
+    )
+    if not updated:
+        return 0
+    if backup.file_name:
+        try:
+            storage_for(backup.storage_location).discard_partial(backup.file_name)
+        except (StorageError, OSError):
+            logger.warning("Could not remove the partial file of backup #%s", backup.pk)
+    backup.status, backup.message = BackupStatus.FAILED, message
+    audit_record(
+        action=AuditAction.OPERATION, obj=backup, outcome=AuditOutcome.FAILURE, message=message
+    )
+    if backup.trigger == BackupTrigger.SCHEDULED:
+        _alert_database_admins(
+            plan=backup.plan,
+            about=backup,
+            subject=f"Scheduled backup of {backup.database} failed",
+            body=message,
+        )
+    return 1
+
+
+def _report_missed(plan: BackupPlan, now: dt.datetime) -> int:
+    last = (
+        Backup.objects.filter(database=plan.database, trigger=BackupTrigger.SCHEDULED)
+        .order_by("-requested_at")
+        .values_list("requested_at", flat=True)
+        .first()
+    )
+    due = plan_next_due(plan, last or plan.created_at)
+    if now < due + MISSED_GRACE or plan.missed_reported_for == due:
+        return 0
+    BackupPlan.objects.filter(pk=plan.pk).update(missed_reported_for=due)
+    plan.missed_reported_for = due
+    message = (
+        f"The scheduled backup of {plan.database} due at {due:%Y-%m-%d %H:%M} UTC did not "
+        "start. Check that Celery beat and a worker are running."
+    )
+    audit_record(
+        action=AuditAction.OPERATION, obj=plan, outcome=AuditOutcome.FAILURE, message=message
+    )
+    _alert_database_admins(
+        plan=plan, about=plan, subject=f"Scheduled backup of {plan.database} missed", body=message
+    )
+    return 1
+
+
+def backups_load_defaults() -> None:
+    """Plans for registered databases, and the sweeper, drill and retention schedules."""
+    from opsportal.schedules import periodic_task_ensure
+
+    for database in PostgresDatabase.objects.filter(backup_plan__isnull=True):
+        backup_plan_ensure(database=database)
+    periodic_task_ensure(
+        name="Sweep backups",
+        task="backups.sweep",
+        every_seconds=60,
+        description="Re-dispatches lost backup work, fails runs whose worker died, reports "
+        "missed scheduled backups.",
+    )
+    periodic_task_ensure(
+        name="Weekly restore drill",
+        task="backups.drill_newest",
+        crontab={"minute": "0", "hour": "4", "day_of_week": "0"},
+        description="Restores the newest backup of every plan into a scratch database and "
+        "compares row counts.",
+    )
