@@ -11,6 +11,7 @@ from django.utils import timezone
 from maintenance.models import (
     FINISHED_STATUSES,
     MaintenanceWindow,
+    OccurrenceStatus,
     TaskOccurrence,
     WindowStatus,
 )
@@ -94,12 +95,14 @@ def windows_overlapping(*, window: MaintenanceWindow, system_ids: Iterable[int] 
     )
 
 
-def occurrences_overdue(*, now: dt.datetime | None = None) -> QuerySet[TaskOccurrence]:
-    from maintenance.models import OccurrenceStatus
-
+def occurrences_overdue(
+    *, now: dt.datetime | None = None, repeat_after: dt.timedelta = dt.timedelta(days=1)
+) -> QuerySet[TaskOccurrence]:
+    """Open occurrences past their due date whose owner was not reminded recently."""
     now = now or timezone.now()
     return (
         TaskOccurrence.objects.filter(status=OccurrenceStatus.OPEN, due_at__lt=now)
-        .filter(Q(reminded_at__isnull=True) | Q(reminded_at__lt=now - dt.timedelta(days=1)))
+        .filter(Q(reminded_at__isnull=True) | Q(reminded_at__lt=now - repeat_after))
         .select_related("task", "task__team")
+        .order_by("due_at")
     )

@@ -49,10 +49,19 @@ ROLE_PERMISSIONS: dict[str, list] = {
             for model in ("alertrule", "collectionschedule")
         ],
         ("people", "retry_notification"),
+        *[
+            ("maintenance", f"{verb}_{model}")
+            for verb in ("add", "change")
+            for model in ("maintenancewindow", "maintenanceplan")
+        ],
+        ("maintenance", "conduct_maintenancewindow"),
     ],
     "Security team": [
         VIEW_EVERYTHING,
         ("systems", "test_connection"),
+        ("maintenance", "add_recurringtask"),
+        ("maintenance", "change_recurringtask"),
+        ("maintenance", "complete_taskoccurrence"),
     ],
 }
 

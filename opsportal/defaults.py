@@ -4,6 +4,7 @@ Each loader only creates what is missing, so running it again changes nothing an
 overwrites what an operator edited.
 """
 
+from maintenance.services import maintenance_load_defaults
 from opsportal.access import groups_load_defaults
 from opsportal.health.services import health_load_defaults
 from opsportal.people.services import people_load_defaults
@@ -13,3 +14,4 @@ def load_defaults() -> None:
     groups_load_defaults()
     people_load_defaults()
     health_load_defaults()
+    maintenance_load_defaults()

@@ -1,0 +1,130 @@
+"""Recurrence rules (RFC 5545 RRULE, read by python-dateutil) and their occurrences.
+
+Rules are read in the plan's own time zone, so "02:00 on the third Saturday" stays 02:00
+local across daylight-saving changes; occurrences are returned in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import zoneinfo
+from functools import lru_cache
+
+from dateutil import rrule as dateutil_rrule
+from django.core.exceptions import ValidationError
+
+# How far ahead a rule is searched when validating it (and for its shortest gap).
+VALIDATION_HORIZON = dt.timedelta(days=366 * 5)
+EXAMPLE = "FREQ=MONTHLY;BYDAY=SA;BYSETPOS=3 (the third Saturday of every month)"
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA time zone called `name`, or a ValidationError saying what to fix."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValidationError(
+            {
+                "time_zone": f"The time zone {name!r} does not exist. Use an IANA name such "
+                "as UTC, Europe/Paris or America/New_York."
+            }
+        ) from None
+
+
+def _rule_text(text: str) -> str:
+    text = (text or "").strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[6:]
+    return text
+
+
+def parse_rule(text: str, *, first_start: dt.datetime, time_zone: str) -> dateutil_rrule.rrule:
+    """The rule anchored at `first_start` (aware), as a dateutil rrule over naive local times."""
+    text = _rule_text(text)
+    if not text:
+        raise ValidationError({"rrule": f"Enter a recurrence rule, e.g. {EXAMPLE}."})
+    if "DTSTART" in text.upper():
+        raise ValidationError(
+            {"rrule": "Leave DTSTART out of the rule: the first start is its own field."}
+        )
+    if "FREQ=" not in text.upper():
+        raise ValidationError(
+            {"rrule": f"The rule needs a FREQ (YEARLY, MONTHLY, WEEKLY or DAILY); e.g. {EXAMPLE}."}
+        )
+    tz = zone(time_zone)
+    local_start = first_start.astimezone(tz).replace(tzinfo=None)
+    try:
+        rule = dateutil_rrule.rrulestr(text, dtstart=local_start)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ValidationError(
+            {"rrule": f"The recurrence rule cannot be read ({exc}). Example: {EXAMPLE}."}
+        ) from None
+    if not isinstance(rule, dateutil_rrule.rrule):
+        raise ValidationError({"rrule": "Enter a single RRULE, not a set of rules or dates."})
+    if rule._until is not None and rule._until.tzinfo is not None:
+        # UNTIL in UTC ("...Z") against naive local starts: compare in local time.
+        rule = rule.replace(until=rule._until.astimezone(tz).replace(tzinfo=None))
+    return rule
+
+
+def occurrences(
+    rule: dateutil_rrule.rrule,
+    *,
+    time_zone: str,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> list[dt.datetime]:
+    """Occurrence starts in [start, end), in UTC."""
+    tz = zone(time_zone)
+    local_start = start.astimezone(tz).replace(tzinfo=None)
+    local_end = end.astimezone(tz).replace(tzinfo=None)
+    found = []
+    for local in rule.between(local_start, local_end, inc=True):
+        at = local.replace(tzinfo=tz).astimezone(dt.UTC)
+        if start <= at < end:
+            found.append(at)
+    return found
+
+
+def validate_plan(
+    *, rrule: str, first_start: dt.datetime, time_zone: str, duration: dt.timedelta
+) -> dateutil_rrule.rrule:
+    """Refuse impossible rules, empty durations and windows longer than their interval."""
+    if duration <= dt.timedelta(0):
+        raise ValidationError(
+            {"duration_minutes": "A window must last at least one minute; enter its length."}
+        )
+    rule = parse_rule(rrule, first_start=first_start, time_zone=time_zone)
+    starts = occurrences(
+        rule, time_zone=time_zone, start=first_start, end=first_start + VALIDATION_HORIZON
+    )
+    if not starts:
+        raise ValidationError(
+            {
+                "rrule": "This rule has no occurrence in the five years after the first start "
+                "(e.g. the 30th of February, or an UNTIL before the first start). "
+                f"Check BYMONTH/BYMONTHDAY/BYSETPOS and UNTIL; example: {EXAMPLE}."
+            }
+        )
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    if gaps and min(gaps) < duration:
+        shortest = min(gaps)
+        raise ValidationError(
+            {
+                "duration_minutes": f"A window lasts {_human(duration)} but occurrences of "
+                f"this rule can be only {_human(shortest)} apart, so they would overlap. "
+                "Shorten the window or make the rule less frequent."
+            }
+        )
+    return rule
+
+
+def _human(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes % (60 * 24) == 0:
+        return f"{minutes // (60 * 24)} day(s)"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
