@@ -167,18 +167,38 @@ def celery_worker_process(django_db_setup, django_db_blocker):
 
     env = {**os.environ, "DATABASE_URL": _test_database_url(connection.settings_dict)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsportal", "worker", "--pool", "threads",
-         "--concurrency", "4", "--loglevel", "WARNING", "--hostname",
-         f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle"],
-        env=env, cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "opsportal",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "WARNING",
+            "--hostname",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=str(PROJECT_ROOT),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     from opsportal.celery import app
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.exit("The test Celery worker exited: "
-                        + process.stderr.read().decode()[-2000:], returncode=2)
+            pytest.exit(
+                "The test Celery worker exited: " + process.stderr.read().decode()[-2000:],
+                returncode=2,
+            )
         if app.control.ping(timeout=0.5):
             break
     else:

@@ -69,7 +69,7 @@ def check_cache() -> str:
 
 
 def check_broker() -> str:
-    with celery_app.connection_for_write() as conn:
+    with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT)
         return f"{conn.transport_cls} broker reachable"
 

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from opsportal.systems.forms import SecretsWriteOnlyForm
+from opsportal.systems.forms import secrets_form_for
 from opsportal.systems.models import (
     DockerEngine,
     HttpEndpoint,
@@ -17,7 +17,6 @@ from opsportal.systems.services import system_test_connection
 
 
 class SystemAdminBase(admin.ModelAdmin):
-    form = SecretsWriteOnlyForm
     list_display = ["name", "status", "last_check_message", "last_checked_at", "critical"]
     list_filter = ["critical", "last_check_ok"]
     search_fields = ["name", "description"]
@@ -26,26 +25,18 @@ class SystemAdminBase(admin.ModelAdmin):
     list_select_related = ["docker_engine"]
 
     def get_fieldsets(self, request, obj=None):
-        form_fields = list(self.get_form(request, obj).base_fields)
-        extra = [f for f in form_fields if f not in self.common_fields]
+        connection = []
+        for field in self.model._meta.local_fields:
+            if field.editable and not field.auto_created and not field.remote_field:
+                connection.append(field.name)
+                if field.name in self.model.SECRET_FIELDS:
+                    connection.append(f"clear_{field.name}")
         return [
             (None, {"fields": ["name", "description", "critical", "check_interval_seconds"]}),
-            ("Connection", {"fields": extra}),
-            (
-                "Runs in a container",
-                {"fields": ["docker_engine", "container_name"], "classes": ["collapse"]},
-            ),
+            ("Connection", {"fields": connection}),
+            ("Runs in a container", {"fields": ["docker_engine", "container_name"]}),
             ("Last check", {"fields": self.readonly_fields}),
         ]
-
-    common_fields = {
-        "name",
-        "description",
-        "critical",
-        "check_interval_seconds",
-        "docker_engine",
-        "container_name",
-    }
 
     @admin.display(description="Status")
     def status(self, system):
@@ -85,21 +76,25 @@ class SystemAdminBase(admin.ModelAdmin):
 
 @admin.register(DockerEngine)
 class DockerEngineAdmin(SystemAdminBase):
+    form = secrets_form_for(DockerEngine)
     list_display = ["name", "base_url", *SystemAdminBase.list_display[1:]]
 
 
 @admin.register(PostgresDatabase)
 class PostgresDatabaseAdmin(SystemAdminBase):
+    form = secrets_form_for(PostgresDatabase)
     list_display = ["name", "host", "port", "dbname", *SystemAdminBase.list_display[1:]]
 
 
 @admin.register(RedisCache)
 class RedisCacheAdmin(SystemAdminBase):
+    form = secrets_form_for(RedisCache)
     list_display = ["name", "host", "port", "db", *SystemAdminBase.list_display[1:]]
 
 
 @admin.register(HttpEndpoint)
 class HttpEndpointAdmin(SystemAdminBase):
+    form = secrets_form_for(HttpEndpoint)
     list_display = ["name", "url", *SystemAdminBase.list_display[1:]]
 
 
@@ -116,9 +111,6 @@ class SystemAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -36,15 +36,25 @@ def test_liveness_answers_without_touching_the_database(client, django_assert_nu
     assert response.json() == {"status": "ok"}
 
 
-def test_detailed_with_every_system_up(client, docker_engine, postgres_target, redis_target,
-                                       http_endpoint):
+def test_detailed_with_every_system_up(
+    client, docker_engine, postgres_target, redis_target, http_endpoint
+):
     response = client.get("/health/detailed", **DETAILS)
     body = response.json()
     checks = by_name(body)
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    for name in ["database", "cache", "broker", "disk", "memory", "docker:test-engine",
-                 "postgres:test-postgres", "redis:test-redis", "http:test-api"]:
+    for name in [
+        "database",
+        "cache",
+        "broker",
+        "disk",
+        "memory",
+        "docker:test-engine",
+        "postgres:test-postgres",
+        "redis:test-redis",
+        "http:test-api",
+    ]:
         assert checks[name]["status"] == "ok", checks[name]
         assert checks[name]["duration_ms"] >= 0
     assert checks["docker:test-engine"]["critical"] is True
@@ -76,8 +86,12 @@ def test_a_critical_system_down_gives_503(client, http_endpoint, http_server):
 
 
 def test_a_non_critical_system_down_is_reported_but_not_fatal(client, db):
-    HttpEndpoint.objects.create(name="optional", url=f"http://127.0.0.1:{realsystems.free_port()}/",
-                                critical=False, timeout_seconds=1)
+    HttpEndpoint.objects.create(
+        name="optional",
+        url=f"http://127.0.0.1:{realsystems.free_port()}/",
+        critical=False,
+        timeout_seconds=1,
+    )
     response = client.get("/health/detailed", **DETAILS)
     assert response.status_code == 200
     assert by_name(response.json())["http:optional"]["status"] == "failing"
@@ -95,8 +109,9 @@ def test_a_stopped_container_engine_gives_503(client, db, tmp_path):
 def test_a_hung_system_cannot_make_the_endpoint_hang(client, settings, db):
     settings.HEALTH_CHECK_TIMEOUT = 1.0
     with realsystems.silent_listener() as port:
-        HttpEndpoint.objects.create(name="hung", url=f"http://127.0.0.1:{port}/",
-                                    timeout_seconds=60)
+        HttpEndpoint.objects.create(
+            name="hung", url=f"http://127.0.0.1:{port}/", timeout_seconds=60
+        )
         started = time.monotonic()
         response = client.get("/health/detailed", **DETAILS)
         elapsed = time.monotonic() - started
@@ -107,20 +122,35 @@ def test_a_hung_system_cannot_make_the_endpoint_hang(client, settings, db):
     assert "No answer within 1 s" in check["message"]
 
 
-def test_secrets_never_appear_in_health_output(client, db, password_postgres_port,
-                                               password_redis_port):
-    PostgresDatabase.objects.create(name="pg-secret", host="127.0.0.1",
-                                    port=password_postgres_port, dbname="postgres",
-                                    password="pg-Password-Not-To-Leak")
-    RedisCache.objects.create(name="redis-secret", host="127.0.0.1", port=password_redis_port,
-                              password="redis-Password-Not-To-Leak")
-    HttpEndpoint.objects.create(name="api-secret", url=f"http://127.0.0.1:{realsystems.free_port()}/",
-                                authorization_header="Bearer api-Token-Not-To-Leak")
+def test_secrets_never_appear_in_health_output(
+    client, db, password_postgres_port, password_redis_port
+):
+    PostgresDatabase.objects.create(
+        name="pg-secret",
+        host="127.0.0.1",
+        port=password_postgres_port,
+        dbname="postgres",
+        password="pg-Password-Not-To-Leak",
+    )
+    RedisCache.objects.create(
+        name="redis-secret",
+        host="127.0.0.1",
+        port=password_redis_port,
+        password="redis-Password-Not-To-Leak",
+    )
+    HttpEndpoint.objects.create(
+        name="api-secret",
+        url=f"http://127.0.0.1:{realsystems.free_port()}/",
+        authorization_header="Bearer api-Token-Not-To-Leak",
+    )
     text = client.get("/health/detailed", **DETAILS).content.decode()
     assert "rejected the password" in text
     assert "rejected the credentials" in text
-    for secret in ["pg-Password-Not-To-Leak", "redis-Password-Not-To-Leak",
-                   "api-Token-Not-To-Leak"]:
+    for secret in [
+        "pg-Password-Not-To-Leak",
+        "redis-Password-Not-To-Leak",
+        "api-Token-Not-To-Leak",
+    ]:
         assert secret not in text
 
 
@@ -154,14 +184,8 @@ def test_workers_check_with_a_real_worker(client, settings, celery_worker_proces
 
 
 def test_broker_down_is_reported(client, settings):
-    from opsportal.celery import app
-
     settings.HEALTH_CRITICAL_CHECKS = ["broker"]
-    original = app.conf.broker_url
-    app.conf.broker_url = f"redis://127.0.0.1:{realsystems.free_port()}/0"
-    try:
-        response = client.get("/health/detailed", **DETAILS)
-    finally:
-        app.conf.broker_url = original
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{realsystems.free_port()}/0"
+    response = client.get("/health/detailed", **DETAILS)
     assert response.status_code == 503
     assert by_name(response.json())["broker"]["status"] in {"failing", "timeout"}
