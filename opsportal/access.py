@@ -65,6 +65,49 @@ ROLE_PERMISSIONS: dict[str, list] = {
     ],
 }
 
+# Incidents and operations: any member of a role may open and work an incident; each
+# operation kind is its own permission, granted to the roles whose runbook steps use it.
+_OPERATIONS_READ_ONLY = [
+    "container_list",
+    "container_inspect",
+    "container_logs",
+    "container_stats",
+    "engine_events",
+    "db_connections",
+    "db_long_queries",
+    "db_statistics",
+    "db_container_logs",
+    "cache_statistics",
+    "api_probe",
+]
+_OPERATIONS_BY_ROLE = {
+    "On-call engineers": ["container_restart", "cache_clear", "db_cancel_queries"],
+    "Database admins": ["db_cancel_queries", "db_terminate_queries", "db_terminate_idle"],
+    "DevOps": [
+        "container_restart",
+        "container_stop",
+        "container_start",
+        "service_scale",
+        "container_update_limits",
+        "cache_clear",
+        "container_isolate",
+        "evidence_preserve",
+    ],
+    "Security team": ["container_isolate", "evidence_preserve", "container_stop"],
+}
+for _role, _kinds in _OPERATIONS_BY_ROLE.items():
+    ROLE_PERMISSIONS[_role] += [
+        ("incidents", "add_incident"),
+        ("incidents", "change_incident"),
+        ("incidents", "manage_incident"),
+        ("incidents", "run_incident_steps"),
+        ("incidents", "add_actionitem"),
+        ("incidents", "change_actionitem"),
+        ("operations", "view_evidence"),
+        *[("operations", f"run_{kind}") for kind in [*_OPERATIONS_READ_ONLY, *_kinds]],
+    ]
+ROLE_PERMISSIONS["Viewers"] += [("incidents", "add_incident")]
+
 PORTAL_APPS = [
     "systems",
     "people",

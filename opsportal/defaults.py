@@ -4,9 +4,11 @@ Each loader only creates what is missing, so running it again changes nothing an
 overwrites what an operator edited.
 """
 
+from incidents.services import incidents_load_defaults
 from maintenance.services import maintenance_load_defaults
 from opsportal.access import groups_load_defaults
 from opsportal.health.services import health_load_defaults
+from opsportal.operations.services import operations_load_defaults
 from opsportal.people.services import people_load_defaults
 
 
@@ -14,4 +16,6 @@ def load_defaults() -> None:
     groups_load_defaults()
     people_load_defaults()
     health_load_defaults()
+    incidents_load_defaults()
+    operations_load_defaults()
     maintenance_load_defaults()

@@ -220,6 +220,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Health and metrics
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Alertmanager sends it as "Authorization: Bearer <token>"; empty turns the webhook off.
+ALERTMANAGER_WEBHOOK_TOKEN = env.str("ALERTMANAGER_WEBHOOK_TOKEN", default="")
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)
 HEALTH_CRITICAL_CHECKS = env.list(
     "HEALTH_CRITICAL_CHECKS", default=["database", "broker", "workers", "disk", "systems"]
