@@ -160,6 +160,30 @@ def backup_request(
     return backup
 
 
+def backup_run_now(
+    *,
+    database: PostgresDatabase,
+    actor: object | None = None,
+    reason: str = "",
+    trigger: str = BackupTrigger.CLI,
+) -> Backup:
+    """Record and run a backup in this process (`manage.py backup_now`), no worker needed."""
+    backup = _backup_create(database=database, actor=actor, reason=reason, trigger=trigger)
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=backup,
+        actor=actor,
+        outcome=AuditOutcome.REQUESTED,
+        message=f"Backup of {database} requested ({trigger})" + (f": {reason}" if reason else ""),
+    )
+    return backup_run(backup_id=backup.pk) or backup
+
+
+def restore_run_now(*, restore: Restore) -> Restore:
+    """Run a recorded restore in this process (`manage.py restore_backup`)."""
+    return restore_run(restore_id=restore.pk) or restore
+
+
 def _backup_create(
     *, database: PostgresDatabase, actor: object | None, reason: str, trigger: str
 ) -> Backup:
@@ -510,8 +534,10 @@ def restore_request(
     reason: str,
     confirmation: str,
     disconnect_sessions: bool = False,
+    dispatch: bool = True,
 ) -> Restore:
-    """Record a restore of `backup` into `target` and run it on a worker after commit.
+    """Record a restore of `backup` into `target` and run it on a worker after commit
+    (`dispatch=False`: the caller runs it, as `manage.py restore_backup` does).
 
     The operator confirms by typing the target's database name; a reason is required.
     """
@@ -541,9 +567,10 @@ def restore_request(
         outcome=AuditOutcome.REQUESTED,
         message=f"Restore of backup #{backup.pk} into {target} requested: {reason.strip()}",
     )
-    from backups.tasks import run_restore
+    if dispatch:
+        from backups.tasks import run_restore
 
-    enqueue_after_commit(run_restore, restore.pk)
+        enqueue_after_commit(run_restore, restore.pk)
     return restore
 
 

@@ -21,6 +21,12 @@ ROLE_PERMISSIONS: dict[str, list] = {
         ("systems", "test_connection"),
         ("systems", "add_postgresdatabase"),
         ("systems", "change_postgresdatabase"),
+        # Backup and recovery (the runbook's "Database Admin" owns restores).
+        ("backups", "run_backup"),
+        ("backups", "restore_backup"),
+        ("backups", "drill_backup"),
+        ("backups", "add_backupplan"),
+        ("backups", "change_backupplan"),
     ],
     "DevOps": [
         VIEW_EVERYTHING,

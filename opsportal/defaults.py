@@ -4,6 +4,7 @@ Each loader only creates what is missing, so running it again changes nothing an
 overwrites what an operator edited.
 """
 
+from backups.services import backups_load_defaults
 from incidents.services import incidents_load_defaults
 from maintenance.services import maintenance_load_defaults
 from opsportal.access import groups_load_defaults
@@ -19,3 +20,4 @@ def load_defaults() -> None:
     incidents_load_defaults()
     operations_load_defaults()
     maintenance_load_defaults()
+    backups_load_defaults()
