@@ -1,3 +1,6 @@
+"""Incidents (the runbook's "Incident Response"), their timelines and checklists, the
+runbooks they follow, and the alerts that open them."""
+
 from django.conf import settings
 from django.db import models
 
@@ -26,22 +29,267 @@ class Status(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+ACTIVE_STATUSES = (Status.OPEN, Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATED)
+# Severities whose post-incident review must be written before the incident can close.
+REVIEW_REQUIRED = (Severity.SEV1, Severity.SEV2)
+
+
+class Source(models.TextChoices):
+    PERSON = "person", "Person"
+    SCHEDULE = "schedule", "Schedule"
+    ALERT = "alert", "Alert"
+    WORKER = "worker", "Worker"
+
+
 class Incident(models.Model):
     title = models.CharField(max_length=200)
     severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.SEV3)
     category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.PERSON)
     team = models.ForeignKey(
         "people.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
+    commander = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="incident commander",
     )
     reporter = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    affected_systems = models.ManyToManyField(
+        "systems.System", blank=True, related_name="incidents"
+    )
+    runbook = models.ForeignKey(
+        "incidents.Runbook", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    alert_fingerprint = models.CharField(max_length=128, blank=True)
     symptoms = models.TextField(blank=True)
+    impact = models.TextField(blank=True)
+    summary = models.TextField(blank=True)
+    resolution = models.TextField(blank=True)
+    # Post-incident review (required before a SEV1/SEV2 incident closes)
+    review_what_happened = models.TextField("what happened", blank=True)
+    review_root_cause = models.TextField("root cause", blank=True)
+
     detected_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    mitigated_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-detected_at"]
+        ordering = ["-detected_at", "-id"]
+        indexes = [
+            models.Index(fields=["-detected_at", "-id"]),
+            models.Index(fields=["status", "-detected_at"]),
+            models.Index(fields=["severity", "-detected_at"]),
+            models.Index(fields=["category", "-detected_at"]),
+            models.Index(fields=["team", "status", "-detected_at"]),
+        ]
+        constraints = [
+            # One open incident per alert fingerprint: a repeat firing joins it.
+            models.UniqueConstraint(
+                fields=["alert_fingerprint"],
+                condition=~models.Q(alert_fingerprint="")
+                & models.Q(status__in=["open", "acknowledged", "investigating", "mitigated"]),
+                name="one_open_incident_per_fingerprint",
+            )
+        ]
+        permissions = [
+            ("manage_incident", "Can acknowledge, escalate, resolve, close and reopen incidents"),
+            ("run_incident_steps", "Can mark incident checklist steps done"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def time_to_acknowledge(self):
+        return self.acknowledged_at - self.detected_at if self.acknowledged_at else None
+
+    @property
+    def time_to_resolve(self):
+        return self.resolved_at - self.detected_at if self.resolved_at else None
+
+    @property
+    def severity_label(self) -> str:
+        return self.get_severity_display().split(" ")[0]
+
+
+class TimelineKind(models.TextChoices):
+    OPENED = "opened", "Opened"
+    NOTE = "note", "Note"
+    STATUS = "status", "Status change"
+    STEP = "step", "Step done"
+    OPERATION = "operation", "Operation result"
+    NOTIFICATION = "notification", "Notification sent"
+    ALERT = "alert", "Alert"
+    CHANGE = "change", "Change"
+
+
+class TimelineEvent(models.Model):
+    """Append-only: what happened during the incident, who or what did it, and when."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="timeline")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=TimelineKind.choices)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.PERSON)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.TextField()
+    output = models.TextField(blank=True)
+    operation = models.ForeignKey(
+        "operations.Operation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["incident", "at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.message[:80]}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise PermissionError("Timeline events are append-only.")
+        super().save(*args, **kwargs)
+
+
+class ActionItem(models.Model):
+    """A follow-up from the post-incident review, with an owner and a due date."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="action_items")
+    description = models.CharField(max_length=500)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    due_date = models.DateField()
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["due_date", "id"]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class Phase(models.TextChoices):
+    SYMPTOMS = "symptoms", "Symptoms"
+    INVESTIGATION = "investigation", "Investigation"
+    RESOLUTION = "resolution", "Resolution"
+    IMMEDIATE_RESPONSE = "immediate", "Immediate Response"
+    RECOVERY = "recovery", "Recovery"
+
+
+class Runbook(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    symptoms = models.TextField(blank=True, help_text="One symptom per line, as the runbook has.")
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunbookStep(models.Model):
+    """One step of a playbook: manual, or bound to an operation kind with parameters."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="steps")
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    position = models.PositiveSmallIntegerField()
+    text = models.CharField(max_length=300)
+    operation_kind = models.CharField(
+        max_length=40, blank=True, help_text="Empty: a manual step (mark done with a note)."
+    )
+    operation_params = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["runbook", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["runbook", "position"], name="runbook_step_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_phase_display()} {self.position}. {self.text}"
+
+
+class IncidentStep(models.Model):
+    """A runbook step copied into an incident as a checklist item."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="steps")
+    runbook_step = models.ForeignKey(
+        RunbookStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    position = models.PositiveSmallIntegerField()
+    text = models.CharField(max_length=300)
+    operation_kind = models.CharField(max_length=40, blank=True)
+    operation_params = models.JSONField(default=dict, blank=True)
+    target = models.ForeignKey(
+        "systems.System", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    done = models.BooleanField(default=False)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    last_operation = models.ForeignKey(
+        "operations.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["incident", "position"]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class AlertStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Alert(models.Model):
+    """One alert notification received (Alertmanager or a threshold rule)."""
+
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    fingerprint = models.CharField(max_length=128, db_index=True)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices)
+    title = models.CharField(max_length=300)
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    source = models.CharField(max_length=32, default="alertmanager")
+    evidence = models.TextField(blank=True)
+    systems = models.ManyToManyField("systems.System", blank=True, related_name="+")
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    suppressed_by = models.ForeignKey(
+        "maintenance.MaintenanceWindow",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="suppressed_alerts",
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.title}"

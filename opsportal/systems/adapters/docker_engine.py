@@ -288,3 +288,380 @@ def exec_stream(
         exit_code = api.exec_inspect(exec_id).get("ExitCode")
     return (exit_code if exit_code is not None else -1), stderr.decode("utf-8", "replace").strip()
 
+
+# --- operations: containers, Compose/Swarm scaling, engine events, isolation, evidence -----
+# (appended for opsportal.operations; the runbook's "Container Issues" and security steps)
+
+
+def _get_container(docker_client: docker.DockerClient, engine: DockerEngine, name: str):
+    try:
+        return docker_client.containers.get(name)
+    except docker.errors.NotFound as exc:
+        raise NotFound(
+            f"Container {name!r} does not exist on Docker engine {engine.name}."
+        ) from exc
+
+
+def _container_row(attrs: dict) -> dict:
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    return {
+        "name": (attrs.get("Name") or "").lstrip("/"),
+        "id": attrs.get("Id", "")[:12],
+        "image": (attrs.get("Config") or {}).get("Image", ""),
+        "state": state.get("Status", "unknown"),
+        "health": (state.get("Health") or {}).get("Status"),
+        "restart_count": int(attrs.get("RestartCount") or 0),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "exit_code": state.get("ExitCode"),
+        "started_at": state.get("StartedAt"),
+        "compose_project": labels.get("com.docker.compose.project"),
+        "compose_service": labels.get("com.docker.compose.service"),
+    }
+
+
+def containers_list(engine: DockerEngine, *, name_contains: str = "") -> list[dict]:
+    """Every container (running or not) with state, health and restart count."""
+    with client(engine) as docker_client:
+        api = docker_client.api
+        rows = []
+        for summary in api.containers(all=True):
+            names = [n.lstrip("/") for n in summary.get("Names") or []]
+            if name_contains and not any(name_contains in n for n in names):
+                continue
+            try:
+                rows.append(_container_row(api.inspect_container(summary["Id"])))
+            except docker.errors.NotFound:
+                continue  # removed between the listing and the inspection
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def container_inspect(engine: DockerEngine, name: str) -> dict:
+    with client(engine) as docker_client:
+        return _get_container(docker_client, engine, name).attrs
+
+
+def container_logs(
+    engine: DockerEngine, name: str, *, lines: int | None = 200, since_minutes: int | None = None
+) -> str:
+    """The container's last `lines` log lines (stdout and stderr), optionally only recent."""
+    import datetime as dt
+
+    kwargs: dict = {"stdout": True, "stderr": True, "timestamps": True}
+    kwargs["tail"] = lines if lines else "all"
+    if since_minutes:
+        kwargs["since"] = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=since_minutes)
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        raw = container.logs(**kwargs)
+    return raw.decode("utf-8", errors="replace")
+
+
+def container_stats(engine: DockerEngine, name: str) -> dict:
+    """CPU % (over the engine's one-second sample), memory used and its limit, as `docker
+    stats` shows them."""
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        if container.status != "running":
+            raise OperationFailed(
+                f"Container {name!r} on {engine.name} is {container.status}, not running: "
+                "it has no resource usage to show."
+            )
+        stats = container.stats(stream=False)
+        host_config = container.attrs.get("HostConfig") or {}
+    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        precpu.get("cpu_usage") or {}
+    ).get("total_usage", 0)
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (precpu.get("system_cpu_usage") or 0)
+    cpus = (
+        cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    )
+    cpu_percent = cpu_delta / system_delta * cpus * 100 if system_delta > 0 else 0.0
+    memory_stats = stats.get("memory_stats") or {}
+    inner = memory_stats.get("stats") or {}
+    usage = memory_stats.get("usage")
+    if usage is not None:
+        usage = max(usage - inner.get("inactive_file", inner.get("total_inactive_file", 0)), 0)
+    configured = host_config.get("Memory") or 0
+    limit = configured or memory_stats.get("limit")
+    return {
+        "cpu_percent": round(cpu_percent, 2),
+        "online_cpus": cpus,
+        "cpu_limit": (host_config.get("NanoCpus") or 0) / 1e9
+        or (
+            host_config.get("CpuQuota") / host_config.get("CpuPeriod")
+            if host_config.get("CpuQuota") and host_config.get("CpuPeriod")
+            else None
+        ),
+        "memory_bytes": usage,
+        "memory_limit_bytes": limit,
+        "memory_limit_configured": bool(configured),
+        "memory_percent": round(usage / limit * 100, 2) if usage is not None and limit else None,
+        "pids": (stats.get("pids_stats") or {}).get("current"),
+    }
+
+
+def container_restart(engine: DockerEngine, name: str, *, timeout_seconds: int = 10) -> dict:
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        container.restart(timeout=timeout_seconds)
+        container.reload()
+        return _container_row(container.attrs)
+
+
+def container_stop(engine: DockerEngine, name: str, *, timeout_seconds: int = 10) -> dict:
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        container.stop(timeout=timeout_seconds)
+        container.reload()
+        return _container_row(container.attrs)
+
+
+def container_start(engine: DockerEngine, name: str) -> dict:
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        container.start()
+        container.reload()
+        return _container_row(container.attrs)
+
+
+def container_update_limits(
+    engine: DockerEngine,
+    name: str,
+    *,
+    memory_bytes: int | None = None,
+    cpus: float | None = None,
+) -> dict:
+    """Change the memory and/or CPU limit of a running container (`docker update`)."""
+    period = 100_000
+    kwargs: dict = {}
+    if memory_bytes:
+        # Swap limit = memory limit: no extra swap, the same as `docker update --memory`.
+        kwargs.update(mem_limit=memory_bytes, memswap_limit=memory_bytes)
+    if cpus:
+        kwargs.update(cpu_period=period, cpu_quota=int(cpus * period))
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        if (container.attrs.get("HostConfig") or {}).get("NanoCpus") and cpus:
+            raise OperationFailed(
+                f"Container {name!r} was started with --cpus; the engine cannot change that "
+                "limit on a running container. Recreate it with the new limit."
+            )
+        docker_client.api.update_container(container.id, **kwargs)
+        container.reload()
+        host_config = container.attrs.get("HostConfig") or {}
+    return {
+        "memory_limit_bytes": host_config.get("Memory") or None,
+        "cpu_quota": host_config.get("CpuQuota") or None,
+        "cpu_period": host_config.get("CpuPeriod") or None,
+    }
+
+
+_COMPOSE_PROJECT = "com.docker.compose.project"
+_COMPOSE_SERVICE = "com.docker.compose.service"
+_COMPOSE_NUMBER = "com.docker.compose.container-number"
+
+
+def compose_service_scale(engine: DockerEngine, name: str, *, replicas: int) -> dict:
+    """Scale the Compose service that container `name` belongs to, as `docker compose up
+    --scale service=N` would: new replicas copy an existing replica's configuration and are
+    named and labelled <project>-<service>-<number>; scaling down removes the highest
+    numbers first."""
+    with client(engine) as docker_client:
+        reference = _get_container(docker_client, engine, name)
+        labels = reference.labels or {}
+        project, service = labels.get(_COMPOSE_PROJECT), labels.get(_COMPOSE_SERVICE)
+        if not project or not service:
+            raise OperationFailed(
+                f"Container {name!r} on {engine.name} has no Compose labels "
+                f"({_COMPOSE_PROJECT}, {_COMPOSE_SERVICE}); it is not part of a Compose "
+                "service that could be scaled."
+            )
+        replicas_now = docker_client.containers.list(
+            all=True,
+            filters={"label": [f"{_COMPOSE_PROJECT}={project}", f"{_COMPOSE_SERVICE}={service}"]},
+        )
+        replicas_now = [
+            c for c in replicas_now if (c.labels or {}).get("com.docker.compose.oneoff") != "True"
+        ]
+        replicas_now.sort(key=lambda c: int((c.labels or {}).get(_COMPOSE_NUMBER) or 0))
+        before = len(replicas_now)
+        created, removed = [], []
+        if replicas > before:
+            template = reference.attrs
+            numbers = {int((c.labels or {}).get(_COMPOSE_NUMBER) or 0) for c in replicas_now}
+            number = 0
+            for _ in range(replicas - before):
+                number += 1
+                while number in numbers:
+                    number += 1
+                numbers.add(number)
+                created.append(
+                    _compose_replica(docker_client, template, project, service, number).name
+                )
+        elif replicas < before:
+            for container in reversed(replicas_now[replicas:]):
+                container.stop(timeout=10)
+                container.remove()
+                removed.append(container.name)
+    return {
+        "project": project,
+        "service": service,
+        "replicas_before": before,
+        "replicas_after": before + len(created) - len(removed),
+        "created": created,
+        "removed": removed,
+    }
+
+
+def _compose_replica(
+    docker_client: docker.DockerClient, template: dict, project: str, service: str, number: int
+):
+    config = template.get("Config") or {}
+    host_config = template.get("HostConfig") or {}
+    labels = dict(config.get("Labels") or {})
+    labels[_COMPOSE_NUMBER] = str(number)
+    restart = host_config.get("RestartPolicy") or {}
+    kwargs = {
+        "image": config.get("Image"),
+        "command": config.get("Cmd"),
+        "entrypoint": config.get("Entrypoint"),
+        "environment": config.get("Env"),
+        "labels": labels,
+        "working_dir": config.get("WorkingDir") or None,
+        "user": config.get("User") or None,
+        "name": f"{project}-{service}-{number}",
+        "network_mode": host_config.get("NetworkMode") or None,
+        "volumes": host_config.get("Binds") or None,
+        "mem_limit": host_config.get("Memory") or None,
+        "nano_cpus": host_config.get("NanoCpus") or None,
+        "restart_policy": {"Name": restart["Name"]} if restart.get("Name") else None,
+        "detach": True,
+    }
+    return docker_client.containers.run(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def swarm_service_scale(engine: DockerEngine, service_name: str, *, replicas: int) -> dict:
+    with client(engine) as docker_client:
+        try:
+            service = docker_client.services.get(service_name)
+        except docker.errors.NotFound as exc:
+            raise NotFound(
+                f"Swarm service {service_name!r} does not exist on Docker engine {engine.name}."
+            ) from exc
+        except docker.errors.APIError as exc:
+            if "not a swarm manager" in str(exc).lower() or exc.status_code == 503:
+                raise OperationFailed(
+                    f"Docker engine {engine.name} is not a Swarm manager, so it has no Swarm "
+                    f"service {service_name!r} to scale."
+                ) from exc
+            raise
+        before = (service.attrs.get("Spec", {}).get("Mode", {}).get("Replicated") or {}).get(
+            "Replicas"
+        )
+        if not service.scale(replicas):
+            raise OperationFailed(f"Docker engine {engine.name} refused to scale {service_name}.")
+    return {"service": service_name, "replicas_before": before, "replicas_after": replicas}
+
+
+def engine_info_and_events(engine: DockerEngine, *, since_minutes: int = 60) -> dict:
+    """The engine's own facts and its recent events (die, oom, kill, restart, health…): what
+    the runbook's "Review Docker daemon logs" looks for, read through the engine's API."""
+    import time
+
+    until = int(time.time())
+    with client(engine) as docker_client:
+        info = docker_client.info()
+        events = list(
+            docker_client.events(since=until - since_minutes * 60, until=until, decode=True)
+        )
+    return {
+        "server_version": info.get("ServerVersion"),
+        "containers_running": info.get("ContainersRunning"),
+        "containers_stopped": info.get("ContainersStopped"),
+        "containers_paused": info.get("ContainersPaused"),
+        "memory_bytes": info.get("MemTotal"),
+        "cpus": info.get("NCPU"),
+        "storage_driver": info.get("Driver"),
+        "warnings": info.get("Warnings") or [],
+        "events": [
+            {
+                "time": event.get("time"),
+                "type": event.get("Type"),
+                "action": event.get("Action"),
+                "actor": ((event.get("Actor") or {}).get("Attributes") or {}).get("name")
+                or (event.get("Actor") or {}).get("ID", "")[:12],
+            }
+            for event in events
+        ],
+    }
+
+
+def container_isolate(engine: DockerEngine, name: str, *, method: str = "auto") -> dict:
+    """Cut a container off (security incident response's "Isolate affected systems").
+
+    disconnect: remove it from every network it is attached to (it keeps running, so its
+    memory and processes stay there to examine); pause: freeze its processes; stop: stop it.
+    auto: disconnect when it has networks that can be disconnected, otherwise pause.
+    """
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        networks = list(
+            ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).keys()
+        )
+        mode = (container.attrs.get("HostConfig") or {}).get("NetworkMode") or ""
+        detachable = [n for n in networks if n not in {"host", "none"}]
+        steps: list[str] = []
+        chosen = method
+        if method == "auto":
+            chosen = "disconnect" if detachable else "pause"
+            if not detachable:
+                steps.append(
+                    f"It uses {mode or 'no'} networking, which cannot be disconnected; "
+                    "paused it instead."
+                )
+        if chosen == "disconnect":
+            if not detachable:
+                raise OperationFailed(
+                    f"Container {name!r} uses {mode or 'no'} networking, which cannot be "
+                    "disconnected; isolate it with pause or stop instead."
+                )
+            for network_name in detachable:
+                docker_client.networks.get(network_name).disconnect(container, force=True)
+                steps.append(f"Disconnected from network {network_name}.")
+        elif chosen == "pause":
+            if container.status != "running":
+                raise OperationFailed(f"Container {name!r} is {container.status}; cannot pause.")
+            container.pause()
+            steps.append("Paused its processes (memory kept for examination).")
+        elif chosen == "stop":
+            container.stop(timeout=10)
+            steps.append("Stopped it.")
+        container.reload()
+    return {"method": chosen, "steps": steps, "state": container.status}
+
+
+def container_diff(engine: DockerEngine, name: str) -> list[dict]:
+    """Filesystem changes since the container was created (`docker diff`)."""
+    kinds = {0: "changed", 1: "added", 2: "deleted"}
+    with client(engine) as docker_client:
+        changes = _get_container(docker_client, engine, name).diff() or []
+    return [
+        {"kind": kinds.get(c.get("Kind"), c.get("Kind")), "path": c.get("Path")} for c in changes
+    ]
+
+
+def container_export(engine: DockerEngine, name: str, *, path: str) -> tuple[int, str]:
+    """Write the container's filesystem as a tar file at `path`; returns (size, sha256)."""
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    with client(engine) as docker_client:
+        container = _get_container(docker_client, engine, name)
+        with open(path, "wb") as handle:
+            for chunk in container.export(chunk_size=1024 * 1024):
+                handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    return size, digest.hexdigest()

@@ -79,3 +79,48 @@ def ping(endpoint: HttpEndpoint) -> PingResult:
 
 
 __all__ = ["AdapterError", "Response", "ping", "request"]
+
+
+# --- operations: latency probe (appended for opsportal.operations) --------------------------
+
+
+def probe(endpoint: HttpEndpoint, *, count: int = 20, interval_ms: int = 0) -> dict:
+    """Request the endpoint `count` times over one keep-alive session; report p50/p95
+    latency and the error rate (transport failures and unexpected statuses)."""
+    import statistics
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    statuses: dict[str, int] = {}
+    with requests.Session() as session:
+        for attempt in range(count):
+            if attempt and interval_ms:
+                time.sleep(interval_ms / 1000)
+            try:
+                response = request(endpoint, session=session)
+            except AdapterError as exc:
+                errors.append(exc.message)
+                statuses["error"] = statuses.get("error", 0) + 1
+                continue
+            latencies.append(response.latency_ms)
+            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+            if response.status != endpoint.expected_status:
+                errors.append(f"HTTP {response.status}")
+
+    def percentile(p: float) -> float | None:
+        if not latencies:
+            return None
+        if len(latencies) == 1:
+            return round(latencies[0], 1)
+        return round(statistics.quantiles(latencies, n=100, method="inclusive")[int(p) - 1], 1)
+
+    return {
+        "requests": count,
+        "p50_ms": percentile(50),
+        "p95_ms": percentile(95),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "error_rate": round(len(errors) / count, 4),
+        "statuses": statuses,
+        "first_errors": list(dict.fromkeys(errors))[:5],
+        "target_p95_ms": endpoint.latency_target_ms,
+    }

@@ -188,3 +188,175 @@ def connection_figures(
         max_connections=max_connections,
         long_running_queries=long_running,
     )
+
+
+# --- operations: connections, long queries, cancel/terminate, statistics ------------------
+# (appended for opsportal.operations; the runbook's "Database Connection Issues")
+
+_CLIENTS = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
+
+
+def connection_summary(database: PostgresDatabase) -> dict:
+    """Client connections of the server by state, user, application and database, against
+    max_connections (the runbook's "Check connection pool status")."""
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        max_connections, reserved = conn.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int"
+        ).fetchone()
+
+        def grouped(column: str) -> list[list]:
+            return [
+                list(row)
+                for row in conn.execute(
+                    f"SELECT coalesce({column}::text, '(none)'), count(*) FROM pg_stat_activity"  # noqa: S608 (column names are constants)
+                    f" WHERE {_CLIENTS} GROUP BY 1 ORDER BY 2 DESC, 1"
+                ).fetchall()
+            ]
+
+        by_state = grouped("state")
+        by_user = grouped("usename")
+        by_application = grouped("nullif(application_name, '')")
+        by_database = grouped("datname")
+    total = sum(count for _, count in by_state)
+    return {
+        "max_connections": max_connections,
+        "superuser_reserved_connections": reserved,
+        "total": total,
+        "used_percent": round(total / max_connections * 100, 1) if max_connections else None,
+        "by_state": by_state,
+        "by_user": by_user,
+        "by_application": by_application,
+        "by_database": by_database,
+    }
+
+
+def long_running_queries(database: PostgresDatabase, *, min_seconds: float) -> list[dict]:
+    """Statements in this database running for more than `min_seconds`, longest first."""
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        rows = conn.execute(
+            "SELECT pid, usename, application_name, host(client_addr), state,"
+            " extract(epoch FROM now() - query_start)::float8, wait_event_type, left(query, 500)"
+            " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+            " AND state NOT IN ('idle') AND query_start IS NOT NULL"
+            " AND now() - query_start > make_interval(secs => %s)"
+            " ORDER BY query_start",
+            [min_seconds],
+        ).fetchall()
+    keys = ["pid", "user", "application", "client", "state", "seconds", "waiting_on", "query"]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def signal_backends(
+    database: PostgresDatabase,
+    *,
+    pids: list[int] | None = None,
+    min_seconds: float | None = None,
+    terminate: bool = False,
+) -> list[dict]:
+    """Cancel (or terminate) the named backends, or every statement of this database running
+    longer than `min_seconds`; only client backends of this database, never the portal's own."""
+    if not pids and min_seconds is None:
+        raise OperationFailed("Name the backends (pids) or a threshold (min_seconds) to act on.")
+    function = "pg_terminate_backend" if terminate else "pg_cancel_backend"
+    condition = (
+        "pid = ANY(%s)"
+        if pids
+        else ("state NOT IN ('idle') AND now() - query_start > make_interval(secs => %s)")
+    )
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        rows = conn.execute(
+            f"SELECT pid, usename, state, extract(epoch FROM now() - query_start)::float8,"  # noqa: S608 (function and condition are constants)
+            f" left(query, 300), {function}(pid) FROM pg_stat_activity"
+            f" WHERE {_CLIENTS} AND datname = current_database() AND {condition}"
+            " ORDER BY query_start",
+            [list(pids) if pids else min_seconds],
+        ).fetchall()
+    found = {row[0] for row in rows}
+    if pids:
+        missing = [pid for pid in pids if pid not in found]
+        if missing and not rows:
+            raise NotFound(
+                f"{describe(database)}: no client backend of this database has pid "
+                f"{', '.join(map(str, missing))} (it finished, or belongs elsewhere)."
+            )
+    keys = ["pid", "user", "state", "seconds", "query", "signalled"]
+    result = [dict(zip(keys, row, strict=True)) for row in rows]
+    for pid in pids or []:
+        if pid not in found:
+            result.append({"pid": pid, "signalled": False, "query": "(no such backend)"})
+    return result
+
+
+def terminate_idle_connections(
+    database: PostgresDatabase, *, idle_seconds: float, state: str = "any"
+) -> list[dict]:
+    """Terminate this database's connections idle (or idle in a transaction) for longer than
+    `idle_seconds` (the runbook's "Restart database connections")."""
+    states = {
+        "any": ["idle", "idle in transaction", "idle in transaction (aborted)"],
+        "idle": ["idle"],
+        "idle in transaction": ["idle in transaction", "idle in transaction (aborted)"],
+    }[state]
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        rows = conn.execute(
+            "SELECT pid, usename, application_name, state,"
+            " extract(epoch FROM now() - state_change)::float8, pg_terminate_backend(pid)"
+            " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+            " AND state = ANY(%s) AND now() - state_change > make_interval(secs => %s)"
+            " ORDER BY state_change",
+            [states, idle_seconds],
+        ).fetchall()
+    keys = ["pid", "user", "application", "state", "idle_seconds", "terminated"]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def database_statistics(database: PostgresDatabase) -> dict:
+    """Size, cache hit ratio, transactions, deadlocks, temp files and the largest tables."""
+    with connect(database, statement_timeout_ms=15_000) as conn:
+        row = conn.execute(
+            "SELECT pg_database_size(current_database()), numbackends, xact_commit,"
+            " xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched, tup_inserted,"
+            " tup_updated, tup_deleted, conflicts, temp_files, temp_bytes, deadlocks,"
+            " stats_reset FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        tables = conn.execute(
+            "SELECT relname, pg_total_relation_size(relid), n_live_tup, n_dead_tup,"
+            " seq_scan, idx_scan FROM pg_stat_user_tables"
+            " ORDER BY pg_total_relation_size(relid) DESC LIMIT 10"
+        ).fetchall()
+    keys = [
+        "size_bytes",
+        "connections",
+        "commits",
+        "rollbacks",
+        "blocks_read",
+        "blocks_hit",
+        "rows_returned",
+        "rows_fetched",
+        "rows_inserted",
+        "rows_updated",
+        "rows_deleted",
+        "conflicts",
+        "temp_files",
+        "temp_bytes",
+        "deadlocks",
+        "stats_reset",
+    ]
+    stats = dict(zip(keys, row, strict=True))
+    stats["stats_reset"] = stats["stats_reset"].isoformat() if stats["stats_reset"] else None
+    reads = (stats["blocks_read"] or 0) + (stats["blocks_hit"] or 0)
+    stats["cache_hit_ratio"] = round(stats["blocks_hit"] / reads, 4) if reads else None
+    stats["largest_tables"] = [
+        dict(
+            zip(
+                ["table", "size_bytes", "live_rows", "dead_rows", "seq_scans", "index_scans"],
+                t,
+                strict=True,
+            )
+        )
+        for t in tables
+    ]
+    return stats

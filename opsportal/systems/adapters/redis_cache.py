@@ -114,3 +114,49 @@ def cache_figures(cache: RedisCache) -> CacheFigures:
         evicted_keys=int(info.get("evicted_keys", 0)),
         connected_clients=int(info.get("connected_clients", 0)),
     )
+
+
+# --- operations: cache statistics and clearing (appended for opsportal.operations) ---------
+
+
+def cache_statistics(cache: RedisCache) -> dict:
+    """Hit rate, memory, evictions, clients and this database's key count (from INFO)."""
+    with connect(cache) as client:
+        info = client.info()
+        keys = client.dbsize()
+    hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
+    return {
+        "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "keyspace_hits": hits,
+        "keyspace_misses": misses,
+        "used_memory_bytes": int(info.get("used_memory", 0)),
+        "used_memory_human": info.get("used_memory_human"),
+        "maxmemory_bytes": int(info.get("maxmemory", 0)),
+        "maxmemory_policy": info.get("maxmemory_policy"),
+        "evicted_keys": int(info.get("evicted_keys", 0)),
+        "expired_keys": int(info.get("expired_keys", 0)),
+        "connected_clients": int(info.get("connected_clients", 0)),
+        "keys_in_database": keys,
+        "database": cache.db,
+    }
+
+
+def cache_clear(cache: RedisCache, *, pattern: str = "", batch_size: int = 500) -> int:
+    """Remove every key of the cache's logical database, or only those matching `pattern`
+    (walked with SCAN and removed with UNLINK in batches, never KEYS, so Redis keeps
+    answering everyone else meanwhile). Returns how many keys were removed."""
+    with connect(cache) as client:
+        if not pattern:
+            count = client.dbsize()
+            client.flushdb(asynchronous=True)
+            return count
+        removed = 0
+        batch: list[str] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= batch_size:
+                removed += client.unlink(*batch)
+                batch = []
+        if batch:
+            removed += client.unlink(*batch)
+    return removed

@@ -1,0 +1,265 @@
+"""Every kind of operation: what it acts on, whether it changes anything, who may run it,
+how long it may take and which parameters it accepts (validated before a row is written).
+
+Plain data, so models, services and the admin can all read it without import cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class TargetType:
+    CONTAINER = "container"  # a system that runs in a container, or an engine + "container"
+    ENGINE = "engine"  # a Docker engine, or a system that runs on one
+    POSTGRES = "postgres"
+    REDIS = "redis"
+    HTTP = "http"
+
+
+@dataclass(frozen=True)
+class Param:
+    type: type
+    default: object = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    label: str
+    target: str
+    changing: bool = False
+    time_limit_seconds: int = 60
+    params: dict[str, Param] = field(default_factory=dict)
+    group: str = ""
+
+    @property
+    def permission(self) -> str:
+        return f"run_{self._key}"
+
+    @property
+    def permission_label(self) -> str:
+        return f"Can run operation: {self.label}"
+
+    _key: str = ""
+
+
+_CONTAINER = {"container": Param(str, help="Container name, when the target is an engine.")}
+
+_SPECS: dict[str, KindSpec] = {
+    # Containers (runbook: "Check container logs", "Monitor resource usage", "Restart …")
+    "container_list": KindSpec(
+        "List containers",
+        TargetType.ENGINE,
+        params={"name_contains": Param(str, default="")},
+        group="Containers",
+    ),
+    "container_inspect": KindSpec("Inspect container", TargetType.CONTAINER, params=_CONTAINER),
+    "container_logs": KindSpec(
+        "Container logs",
+        TargetType.CONTAINER,
+        params={
+            **_CONTAINER,
+            "lines": Param(int, default=200, minimum=1, maximum=10_000),
+            "since_minutes": Param(int, minimum=1, maximum=60 * 24 * 30),
+        },
+    ),
+    "container_stats": KindSpec(
+        "Container resource usage", TargetType.CONTAINER, params=_CONTAINER
+    ),
+    "container_restart": KindSpec(
+        "Restart container",
+        TargetType.CONTAINER,
+        changing=True,
+        time_limit_seconds=180,
+        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+    ),
+    "container_stop": KindSpec(
+        "Stop container",
+        TargetType.CONTAINER,
+        changing=True,
+        time_limit_seconds=180,
+        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+    ),
+    "container_start": KindSpec(
+        "Start container", TargetType.CONTAINER, changing=True, params=_CONTAINER
+    ),
+    "service_scale": KindSpec(
+        "Scale service",
+        TargetType.CONTAINER,
+        changing=True,
+        time_limit_seconds=300,
+        params={
+            **_CONTAINER,
+            "replicas": Param(int, required=True, minimum=0, maximum=50),
+            "swarm_service": Param(str, help="Scale this Swarm service instead of Compose's."),
+        },
+    ),
+    "container_update_limits": KindSpec(
+        "Change resource limits",
+        TargetType.CONTAINER,
+        changing=True,
+        params={
+            **_CONTAINER,
+            "memory_mb": Param(int, minimum=6, maximum=1_048_576),
+            "cpus": Param(float, minimum=0.01, maximum=1024),
+        },
+    ),
+    "engine_events": KindSpec(
+        "Docker engine info and recent events",
+        TargetType.ENGINE,
+        params={"since_minutes": Param(int, default=60, minimum=1, maximum=60 * 24 * 7)},
+    ),
+    # Database (runbook: "Check connection pool status", "Kill long-running queries", …)
+    "db_connections": KindSpec("Connection summary", TargetType.POSTGRES),
+    "db_long_queries": KindSpec(
+        "Long-running queries",
+        TargetType.POSTGRES,
+        params={"min_seconds": Param(float, default=30, minimum=0, maximum=86400 * 7)},
+    ),
+    "db_cancel_queries": KindSpec(
+        "Cancel queries",
+        TargetType.POSTGRES,
+        changing=True,
+        params={
+            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
+            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+        },
+    ),
+    "db_terminate_queries": KindSpec(
+        "Terminate queries",
+        TargetType.POSTGRES,
+        changing=True,
+        params={
+            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
+            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+        },
+    ),
+    "db_terminate_idle": KindSpec(
+        "Terminate idle connections",
+        TargetType.POSTGRES,
+        changing=True,
+        params={
+            "idle_seconds": Param(float, default=300, minimum=0, maximum=86400 * 30),
+            "state": Param(str, default="any", choices=("any", "idle", "idle in transaction")),
+        },
+    ),
+    "db_statistics": KindSpec("Database size and activity", TargetType.POSTGRES),
+    "db_container_logs": KindSpec(
+        "Database container logs",
+        TargetType.POSTGRES,
+        params={"lines": Param(int, default=200, minimum=1, maximum=10_000)},
+    ),
+    # Cache (runbook: "Check Redis cache hit rates", "Clear cache if needed")
+    "cache_statistics": KindSpec("Cache hit rate and memory", TargetType.REDIS),
+    "cache_clear": KindSpec(
+        "Clear cache",
+        TargetType.REDIS,
+        changing=True,
+        time_limit_seconds=300,
+        params={"pattern": Param(str, default="", help="Keys matching this; empty: all keys.")},
+    ),
+    # API (runbook: "API response time (target: <200ms P95)")
+    "api_probe": KindSpec(
+        "Probe the API",
+        TargetType.HTTP,
+        time_limit_seconds=300,
+        params={
+            "count": Param(int, default=20, minimum=1, maximum=500),
+            "interval_ms": Param(int, default=0, minimum=0, maximum=10_000),
+        },
+    ),
+    # Security incident response ("Isolate affected systems", "Preserve evidence")
+    "container_isolate": KindSpec(
+        "Isolate container",
+        TargetType.CONTAINER,
+        changing=True,
+        time_limit_seconds=120,
+        params={
+            **_CONTAINER,
+            "method": Param(str, default="auto", choices=("auto", "disconnect", "stop", "pause")),
+        },
+    ),
+    "evidence_preserve": KindSpec(
+        "Preserve evidence",
+        TargetType.CONTAINER,
+        time_limit_seconds=1800,
+        params={
+            **_CONTAINER,
+            "log_lines": Param(int, default=10_000, minimum=1, maximum=1_000_000),
+            "export_filesystem": Param(bool, default=False),
+        },
+    ),
+}
+
+KINDS: dict[str, KindSpec] = {}
+for _key, _spec in _SPECS.items():
+    object.__setattr__(_spec, "_key", _key)
+    KINDS[_key] = _spec
+
+
+class InvalidParameters(ValueError):
+    """The parameters of an operation are unusable; the message says which and why."""
+
+
+def clean_params(kind: str, params: dict | None) -> dict:
+    """The parameters with defaults filled in and types checked, or InvalidParameters."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise InvalidParameters(f"Unknown operation kind {kind!r}.")
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        raise InvalidParameters(
+            f"{spec.label} does not take {', '.join(unknown)} "
+            f"(it takes: {', '.join(spec.params) or 'no parameters'})."
+        )
+    cleaned: dict = {}
+    for name, param in spec.params.items():
+        value = params.get(name)
+        if value is None or value == "":
+            if param.required:
+                raise InvalidParameters(f"{spec.label} needs {name}.")
+            if param.default is not None:
+                cleaned[name] = param.default
+            continue
+        cleaned[name] = _coerce(spec, name, param, value)
+    return cleaned
+
+
+def _coerce(spec: KindSpec, name: str, param: Param, value: object) -> object:
+    try:
+        if param.type is bool:
+            if isinstance(value, str):
+                value = value.strip().lower() in {"1", "true", "yes", "on"}
+            value = bool(value)
+        elif param.type is list:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            value = [int(v) for v in value]
+        elif param.type is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            value = int(value)
+        else:
+            value = param.type(value)
+    except (TypeError, ValueError):
+        kind_name = {int: "a whole number", float: "a number", list: "a list of numbers"}.get(
+            param.type, param.type.__name__
+        )
+        raise InvalidParameters(f"{name} must be {kind_name}, got {value!r}.") from None
+    if param.minimum is not None and isinstance(value, int | float) and value < param.minimum:
+        raise InvalidParameters(f"{name} must be at least {param.minimum:g}, got {value:g}.")
+    if param.maximum is not None and isinstance(value, int | float) and value > param.maximum:
+        raise InvalidParameters(f"{name} must be at most {param.maximum:g}, got {value:g}.")
+    if param.choices and value not in param.choices:
+        raise InvalidParameters(
+            f"{name} must be one of {', '.join(map(str, param.choices))}, got {value!r}."
+        )
+    if param.type is list and any(v <= 0 for v in value):
+        raise InvalidParameters(f"{name} must list positive numbers, got {value!r}.")
+    return value

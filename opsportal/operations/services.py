@@ -1,0 +1,300 @@
+"""Requesting, running, cancelling and sweeping operations on real systems.
+
+A request is a row first (status queued) and a task second, dispatched after commit; the
+worker claims the row atomically, acts, and stores the outcome; the sweeper re-dispatches
+rows the broker lost and fails rows whose worker died (CONVENTIONS.md, "Background
+operations").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from opsportal.audit.models import AuditAction, AuditOutcome
+from opsportal.audit.services import audit_record
+from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
+from opsportal.operations.models import (
+    ACTIVE_STATUSES,
+    OUTPUT_LIMIT_CHARS,
+    Operation,
+    OperationStatus,
+)
+from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target
+from opsportal.operations.signals import operation_finished
+from opsportal.queueing import enqueue_after_commit
+from opsportal.systems.adapters.errors import AdapterError
+from opsportal.systems.models import SPECIFIC_RELATIONS
+
+logger = logging.getLogger(__name__)
+
+# A queued row not picked up this long after its last dispatch was probably lost by the
+# broker: dispatch it again.
+REDISPATCH_AFTER = dt.timedelta(seconds=30)
+# A queued operation that could not start for this long is given up: restarting a
+# container an hour after someone asked is more likely to hurt than help.
+GIVE_UP_QUEUED_AFTER = dt.timedelta(hours=1)
+# Grace after the time limit before a running row is considered orphaned (the worker's own
+# hard limit fires first and the task records the failure itself).
+RUNNING_GRACE = dt.timedelta(seconds=30)
+
+
+class OperationRefused(Exception):
+    """The operation cannot be requested; `str()` says why, in words for the operator."""
+
+    def __init__(self, message: str, *, conflicting: Operation | None = None):
+        super().__init__(message)
+        self.message = message
+        self.conflicting = conflicting
+
+
+def operation_permission(kind: str) -> str:
+    """The permission (app_label.codename) a user needs to request this kind."""
+    return f"operations.{KINDS[kind].permission}"
+
+
+def _describe_conflict(first: Operation) -> str:
+    who = first.requested_by.get_username() if first.requested_by else "the system"
+    return (
+        f"{first.target} already has a changing operation in progress: "
+        f"{first.get_kind_display()} (#{first.pk}), {first.get_status_display().lower()}, "
+        f"requested by {who} at {timezone.localtime(first.requested_at):%Y-%m-%d %H:%M:%S}. "
+        "Wait for it to finish or cancel it first."
+    )
+
+
+def active_changing_operation(*, target) -> Operation | None:
+    return (
+        Operation.objects.select_related("requested_by", "target")
+        .filter(target=target, changing=True, status__in=ACTIVE_STATUSES)
+        .first()
+    )
+
+
+def operation_request(
+    *,
+    kind: str,
+    target,
+    params: dict,
+    actor,
+    reason: str = "",
+    incident=None,
+) -> Operation:
+    """Record the operation (queued) and dispatch its task once the row is committed.
+
+    Callers check `operation_permission(kind)` for the user first. Refused (with a message
+    naming the problem) for unknown kinds, bad parameters, an unsuitable target, or a
+    changing operation while another one is in progress on the same target.
+    """
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise OperationRefused(f"Unknown operation kind {kind!r}.")
+    try:
+        params = clean_params(kind, params)
+        check_target(kind, target, params)
+    except (InvalidParameters, InvalidTarget) as exc:
+        raise OperationRefused(str(exc)) from exc
+    actor = actor if getattr(actor, "pk", None) else None
+    with transaction.atomic():
+        if spec.changing:
+            first = active_changing_operation(target=target)
+            if first is not None:
+                raise OperationRefused(_describe_conflict(first), conflicting=first)
+        try:
+            with transaction.atomic():
+                operation = Operation.objects.create(
+                    kind=kind,
+                    target_id=target.pk,
+                    params=params,
+                    changing=spec.changing,
+                    requested_by=actor,
+                    reason=reason.strip()[:500],
+                    incident=incident,
+                    time_limit_seconds=spec.time_limit_seconds,
+                    dispatch_count=1,
+                    last_dispatched_at=timezone.now(),
+                )
+        except IntegrityError as exc:
+            # Another request for the same target won the race between check and insert.
+            first = active_changing_operation(target=target)
+            raise OperationRefused(
+                _describe_conflict(first) if first else "Another change is in progress.",
+                conflicting=first,
+            ) from exc
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=operation,
+            actor=actor,
+            outcome=AuditOutcome.REQUESTED,
+            message=f"Requested {spec.label} on {target}"
+            + (f" with {params}" if params else "")
+            + (f": {operation.reason}" if operation.reason else ""),
+        )
+        _dispatch(operation)
+    return operation
+
+
+def _dispatch(operation: Operation) -> None:
+    from opsportal.operations.tasks import execute_operation
+
+    # The hard limit ends the task; the soft limit (a little earlier) lets it record why.
+    enqueue_after_commit(
+        execute_operation,
+        operation.pk,
+        time_limit=operation.time_limit_seconds + 15,
+        soft_time_limit=operation.time_limit_seconds,
+    )
+
+
+def operation_execute(*, operation_id: int) -> Operation | None:
+    """Claim the queued operation, run it, store its outcome. Returns None when the row was
+    not queued (another worker has it, it was cancelled, or it already ran)."""
+    claimed = Operation.objects.filter(pk=operation_id, status=OperationStatus.QUEUED).update(
+        status=OperationStatus.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    operation = (
+        Operation.objects.select_related(
+            "requested_by", *(f"target__{relation}" for relation in SPECIFIC_RELATIONS)
+        )
+        .select_related("target")
+        .get(pk=operation_id)
+    )
+    status, output, result, error = OperationStatus.SUCCEEDED, "", {}, ""
+    try:
+        outcome = RUNNERS[operation.kind](operation.target, operation.params, operation)
+        output, result = outcome.output, outcome.result
+    except (AdapterError, InvalidTarget) as exc:
+        status, error = OperationStatus.FAILED, str(exc)
+    except SoftTimeLimitExceeded:
+        status = OperationStatus.FAILED
+        error = (
+            f"Stopped after its time limit of {operation.time_limit_seconds} s; the system "
+            "may have finished the action anyway: check its state before trying again."
+        )
+    except Exception as exc:
+        logger.exception("Operation %s (%s) failed unexpectedly", operation.pk, operation.kind)
+        status = OperationStatus.FAILED
+        error = f"Unexpected error ({type(exc).__name__}): {str(exc)[:500]}"
+    return _finish(operation, status=status, output=output, result=result, error=error)
+
+
+def _finish(
+    operation: Operation,
+    *,
+    status: str,
+    output: str = "",
+    result: dict | None = None,
+    error: str = "",
+    from_statuses=(OperationStatus.RUNNING,),
+) -> Operation | None:
+    if len(output) > OUTPUT_LIMIT_CHARS:
+        cut = len(output) - OUTPUT_LIMIT_CHARS
+        output = output[:OUTPUT_LIMIT_CHARS] + f"\n… ({cut} more characters not kept)"
+    now = timezone.now()
+    updated = Operation.objects.filter(pk=operation.pk, status__in=from_statuses).update(
+        status=status,
+        output=output,
+        result=result or {},
+        error=error,
+        finished_at=now,
+    )
+    if not updated:
+        return None  # the sweeper (or a cancel) got there first
+    operation.refresh_from_db()
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=operation,
+        actor=operation.requested_by,
+        outcome=AuditOutcome.SUCCESS
+        if status == OperationStatus.SUCCEEDED
+        else AuditOutcome.FAILURE,
+        message=f"{operation.get_kind_display()} on {operation.target}: "
+        + (error or output.split("\n", 1)[0])[:1000],
+    )
+    operation_finished.send(sender=Operation, operation=operation)
+    return operation
+
+
+def operation_cancel(*, operation: Operation, actor) -> Operation:
+    """Cancel an operation that has not started; a running one cannot be taken back."""
+    who = actor.get_username() if getattr(actor, "pk", None) else "the system"
+    finished = _finish(
+        operation,
+        status=OperationStatus.CANCELLED,
+        error=f"Cancelled by {who} before it started.",
+        from_statuses=(OperationStatus.QUEUED,),
+    )
+    if finished is None:
+        operation.refresh_from_db()
+        raise OperationRefused(
+            f"Operation #{operation.pk} is {operation.get_status_display().lower()}; only a "
+            "queued operation can be cancelled."
+        )
+    return finished
+
+
+def operations_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Re-dispatch queued rows whose message was lost, give up on rows queued for too long,
+    and fail running rows whose worker stopped answering."""
+    now = now or timezone.now()
+    counts = {"redispatched": 0, "given_up": 0, "orphaned": 0}
+    stale_queued = Operation.objects.filter(
+        status=OperationStatus.QUEUED, last_dispatched_at__lt=now - REDISPATCH_AFTER
+    ).order_by("requested_at")[:500]
+    for operation in stale_queued:
+        if operation.requested_at < now - GIVE_UP_QUEUED_AFTER:
+            if _finish(
+                operation,
+                status=OperationStatus.FAILED,
+                error=(
+                    f"No worker started it within {GIVE_UP_QUEUED_AFTER.total_seconds() / 60:.0f}"
+                    " minutes (broker or workers down); request it again if it is still needed."
+                ),
+                from_statuses=(OperationStatus.QUEUED,),
+            ):
+                counts["given_up"] += 1
+            continue
+        moved = Operation.objects.filter(
+            pk=operation.pk,
+            status=OperationStatus.QUEUED,
+            last_dispatched_at=operation.last_dispatched_at,
+        ).update(last_dispatched_at=now, dispatch_count=operation.dispatch_count + 1)
+        if moved:
+            operation.last_dispatched_at = now
+            _dispatch(operation)
+            counts["redispatched"] += 1
+    running = Operation.objects.filter(status=OperationStatus.RUNNING, started_at__isnull=False)
+    for operation in running.order_by("started_at")[:500]:
+        deadline = operation.started_at + dt.timedelta(seconds=operation.time_limit_seconds)
+        if now < deadline + RUNNING_GRACE:
+            continue
+        if _finish(
+            operation,
+            status=OperationStatus.FAILED,
+            error=(
+                f"The worker running it stopped answering: no result "
+                f"{(now - operation.started_at).total_seconds():.0f} s after it started "
+                f"(time limit {operation.time_limit_seconds} s). The worker probably died; "
+                "check the system's state before trying again."
+            ),
+        ):
+            counts["orphaned"] += 1
+    return counts
+
+
+def operations_load_defaults() -> None:
+    from opsportal.schedules import periodic_task_ensure
+
+    periodic_task_ensure(
+        name="Operations: re-dispatch lost and fail orphaned operations",
+        task="operations.sweep",
+        every_seconds=30,
+        description="Queued operations whose message the broker lost run again; running "
+        "ones whose worker died are failed with that reason.",
+    )
