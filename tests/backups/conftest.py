@@ -90,15 +90,14 @@ def pgbench_source_db() -> str:
 
 def _register(name: str, dbname: str, **extra) -> PostgresDatabase:
     info = psycopg.conninfo.conninfo_to_dict(admin_dsn())
-    return PostgresDatabase.objects.create(
-        name=name,
-        host=info.get("host", "127.0.0.1"),
-        port=int(info.get("port", 5432)),
-        dbname=dbname,
-        username=info.get("user", "postgres"),
-        connect_timeout_seconds=3,
+    fields = {
+        "host": info.get("host", "127.0.0.1"),
+        "port": int(info.get("port", 5432)),
+        "username": info.get("user", "postgres"),
+        "connect_timeout_seconds": 3,
         **extra,
-    )
+    }
+    return PostgresDatabase.objects.create(name=name, dbname=dbname, **fields)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def test_backup_streams_to_storage_with_checksum_and_row_counts(source_database,
     assert backup.server_version.startswith("15")
     assert backup.table_row_counts["public.pgbench_accounts"] == 100_000
     assert backup.table_row_counts["public.pgbench_history"] == 250
-    assert backup.table_row_counts['audit_trail.Odd Name'] == 42
+    assert backup.table_row_counts["audit_trail.Odd Name"] == 42
     assert backup.started_at and backup.finished_at and backup.duration_seconds > 0
     assert backup.verification == Verification.VERIFIED, backup.verification_message
     assert "Checksum matches" in backup.verification_message
