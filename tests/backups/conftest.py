@@ -36,11 +36,11 @@ def table_contents_digest(dbname: str) -> dict[str, tuple[int, str]]:
     """Row count and an md5 over every row, per pgbench table: equal means same contents."""
     digests = {}
     for table in ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"):
-        [(count, digest)] = query(
-            dbname,
-            f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') "
-            f"FROM {table} t",
+        statement = (
+            "SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') "
+            "FROM " + table + " t"
         )
+        [(count, digest)] = query(dbname, statement)
         digests[table] = (count, digest)
     return digests
 
