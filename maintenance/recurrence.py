@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import zoneinfo
 from functools import lru_cache
 
@@ -40,6 +41,20 @@ def _rule_text(text: str) -> str:
     return text
 
 
+_UNTIL = re.compile(r"(?:^|;)UNTIL=([0-9TZ]+)", re.IGNORECASE)
+
+
+def _local_until(value: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    value = value.upper()
+    if "T" not in value:
+        # A date: the whole of that day, in the rule's zone.
+        return dt.datetime.strptime(value, "%Y%m%d").replace(hour=23, minute=59, second=59)
+    if value.endswith("Z"):
+        at = dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        return at.astimezone(tz).replace(tzinfo=None)
+    return dt.datetime.strptime(value, "%Y%m%dT%H%M%S")
+
+
 def parse_rule(text: str, *, first_start: dt.datetime, time_zone: str) -> dateutil_rrule.rrule:
     """The rule anchored at `first_start` (aware), as a dateutil rrule over naive local times."""
     text = _rule_text(text)
@@ -55,17 +70,23 @@ def parse_rule(text: str, *, first_start: dt.datetime, time_zone: str) -> dateut
         )
     tz = zone(time_zone)
     local_start = first_start.astimezone(tz).replace(tzinfo=None)
+    # dateutil refuses a UTC UNTIL ("...Z") next to the naive local starts used here, so
+    # UNTIL is read apart and given to the rule in local time.
+    until_match = _UNTIL.search(text)
+    text = _UNTIL.sub("", text).strip(";")
     try:
         rule = dateutil_rrule.rrulestr(text, dtstart=local_start)
+        until = _local_until(until_match.group(1), tz) if until_match else None
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise ValidationError(
             {"rrule": f"The recurrence rule cannot be read ({exc}). Example: {EXAMPLE}."}
         ) from None
     if not isinstance(rule, dateutil_rrule.rrule):
         raise ValidationError({"rrule": "Enter a single RRULE, not a set of rules or dates."})
-    if rule._until is not None and rule._until.tzinfo is not None:
-        # UNTIL in UTC ("...Z") against naive local starts: compare in local time.
-        rule = rule.replace(until=rule._until.astimezone(tz).replace(tzinfo=None))
+    if until is not None:
+        if rule._count:
+            raise ValidationError({"rrule": "Use COUNT or UNTIL, not both (RFC 5545)."})
+        rule = rule.replace(until=until)
     return rule
 
 

@@ -52,11 +52,13 @@ def systems_in_maintenance(*, at: dt.datetime | None = None) -> dict[int, Mainte
     at = at or timezone.now()
     through = MaintenanceWindow.systems.through
     rows = (
-        through.objects.filter(window__suppress_from__lte=at, window__suppress_until__gt=at)
-        .select_related("window")
-        .order_by("-window__suppress_from")
+        through.objects.filter(
+            maintenancewindow__suppress_from__lte=at, maintenancewindow__suppress_until__gt=at
+        )
+        .select_related("maintenancewindow")
+        .order_by("-maintenancewindow__suppress_from")
     )
-    return {row.system_id: row.window for row in rows}
+    return {row.system_id: row.maintenancewindow for row in rows}
 
 
 def windows_upcoming(*, now: dt.datetime | None = None) -> QuerySet[MaintenanceWindow]:

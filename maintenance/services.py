@@ -224,47 +224,63 @@ def window_start(
                 f"The window's end ({_utc(window.ends_at)}) has passed: move its end first."
             )
         blockers = window_start_blockers(window=window)
-        if blockers and not override_reason:
-            audit_record(
-                action=AuditAction.OPERATION,
-                obj=window,
-                outcome=AuditOutcome.FAILURE,
-                message="Start refused: " + " ".join(blockers),
-                actor=actor,
+        refused = bool(blockers and not override_reason)
+        if not refused:
+            _window_mark_started(
+                window, now=now, override_reason=override_reason, blockers=blockers, actor=actor
             )
-            raise MaintenanceError(
-                " ".join(blockers) + " Complete them, or start anyway with a reason."
-            )
-        window.status = WindowStatus.IN_PROGRESS
-        window.started_at = now
-        window.suppress_from = now
-        window.suppress_until = window.ends_at
-        window.start_override_reason = override_reason if blockers else ""
-        window.save(
-            update_fields=[
-                "status",
-                "started_at",
-                "suppress_from",
-                "suppress_until",
-                "start_override_reason",
-            ]
-        )
-        message = f"Started; alerts about its systems are suppressed until {_utc(window.ends_at)}."
-        if blockers:
-            message += f" Started despite: {' '.join(blockers)} Reason given: {override_reason}"
+    if refused:
+        # Recorded outside the transaction above, so the refusal itself stays audited.
         audit_record(
             action=AuditAction.OPERATION,
             obj=window,
-            message=message,
-            changes={
-                "status": [WindowStatus.PLANNED, WindowStatus.IN_PROGRESS],
-                "override_reason": override_reason if blockers else "",
-            },
+            outcome=AuditOutcome.FAILURE,
+            message="Start refused: " + " ".join(blockers),
             actor=actor,
         )
-        window_announce(window=window, kind=AnnouncementKind.START)
-        _steps_queue(window=window, phase=Phase.DURING, actor=actor)
+        raise MaintenanceError(
+            " ".join(blockers) + " Complete them, or start anyway with a reason."
+        )
     return window
+
+
+def _window_mark_started(
+    window: MaintenanceWindow,
+    *,
+    now: dt.datetime,
+    override_reason: str,
+    blockers: list[str],
+    actor: object | None,
+) -> None:
+    window.status = WindowStatus.IN_PROGRESS
+    window.started_at = now
+    window.suppress_from = now
+    window.suppress_until = window.ends_at
+    window.start_override_reason = override_reason if blockers else ""
+    window.save(
+        update_fields=[
+            "status",
+            "started_at",
+            "suppress_from",
+            "suppress_until",
+            "start_override_reason",
+        ]
+    )
+    message = f"Started; alerts about its systems are suppressed until {_utc(window.ends_at)}."
+    if blockers:
+        message += f" Started despite: {' '.join(blockers)} Reason given: {override_reason}"
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=window,
+        message=message,
+        changes={
+            "status": [WindowStatus.PLANNED, WindowStatus.IN_PROGRESS],
+            "override_reason": override_reason if blockers else "",
+        },
+        actor=actor,
+    )
+    window_announce(window=window, kind=AnnouncementKind.START)
+    _steps_queue(window=window, phase=Phase.DURING, actor=actor)
 
 
 def window_finish(
