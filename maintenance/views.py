@@ -1,5 +1,6 @@
 """The .ics feed, behind each person's secret link (calendar apps cannot log in)."""
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -8,6 +9,8 @@ from maintenance.models import CalendarSubscription
 from maintenance.selectors import windows_upcoming
 
 
+# The secret link is the credential: calendar apps cannot log in.
+@login_not_required
 @require_GET
 def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     subscription = (
