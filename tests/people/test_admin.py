@@ -108,7 +108,7 @@ def test_adding_a_webhook_in_the_admin_stores_the_url_and_never_shows_it_again(
 @pytest.mark.parametrize(
     ("url", "error"),
     [
-        ("", b"Enter the webhook URL."),
+        ("", b"This field is required."),
         (f"ftp://files.example.com/{WEBHOOK_TOKEN}", b"Enter an http:// or https:// URL."),
     ],
 )

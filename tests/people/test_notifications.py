@@ -473,3 +473,38 @@ def test_sweeper_retakes_a_claim_whose_worker_died(
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.SENT
     assert [m.subject for m in mailoutbox] == ["Worker died"]
+
+
+def test_sweep_stops_starting_deliveries_when_out_of_time(
+    on_call_team, django_capture_on_commit_callbacks, settings, monkeypatch
+):
+    """Webhooks that hang until their timeout must not push the sweep past its task's
+    time limit: it stops in time and leaves the rest for the next sweep."""
+    from opsportal.people import services
+    from tests.realsystems import silent_listener
+
+    settings.NOTIFICATION_WEBHOOK_TIMEOUT = 0.4
+    monkeypatch.setattr(services, "SWEEP_BUDGET_SECONDS", 1.0)
+    with silent_listener() as port:
+        for i in range(6):
+            WebhookChannel.objects.create(
+                name=f"hung-{i}", team=on_call_team, url=f"http://127.0.0.1:{port}/hook/{i}"
+            )
+        with django_capture_on_commit_callbacks(execute=False):
+            created = notify(responsibility=Responsibility.ON_CALL, subject="Hung webhooks")
+        webhooks = [n.pk for n in created if n.channel == NotificationChannelKind.WEBHOOK]
+        assert len(webhooks) == 6
+
+        started = timezone.now()
+        notifications_sweep(now=started + UNDISPATCHED_AFTER + SECOND)
+        elapsed = (timezone.now() - started).total_seconds()
+
+    attempted = Notification.objects.filter(pk__in=webhooks, attempts=1)
+    untouched = Notification.objects.filter(pk__in=webhooks, attempts=0)
+    assert elapsed < 1.0 + 0.4 + 0.5
+    assert 1 <= attempted.count() < 6
+    assert untouched.count() == 6 - attempted.count()
+    assert {n.last_error for n in attempted} == {
+        f"Webhook {n.webhook.name} did not answer within 0.4 s." for n in attempted
+    }
+    assert set(untouched.values_list("status", flat=True)) == {NotificationStatus.PENDING}
