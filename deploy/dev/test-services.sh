@@ -64,6 +64,36 @@ if ! docker_ok; then
   docker_ok || { tail -n 20 "$DOCKER_DIR/dockerd.log" >&2; fail "the Docker engine did not start (log above: $DOCKER_DIR/dockerd.log)."; }
 fi
 say "Docker engine ok"
+
+# A second, empty engine that only speaks tcp:// with mutual TLS, for the TLS adapter tests.
+TLS_DIR="$DOCKER_DIR/tls"
+TLS_PORT="${OPSPORTAL_TEST_DOCKER_TLS_PORT:-23760}"
+if [ ! -f "$TLS_DIR/client-key.pem" ]; then
+  mkdir -p "$TLS_DIR" && (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=opsportal-test-ca" \
+      -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=opsportal-client" -keyout client-key.pem -out client.csr 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.pem 2>/dev/null
+  ) || fail "openssl could not make the test TLS certificates (apt-get install openssl)."
+fi
+tls_ok() { docker --tlsverify --tlscacert "$TLS_DIR/ca.pem" --tlscert "$TLS_DIR/client.pem" \
+  --tlskey "$TLS_DIR/client-key.pem" -H "tcp://127.0.0.1:$TLS_PORT" version >/dev/null 2>&1; }
+if ! tls_ok; then
+  as_root nohup dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
+    --data-root "$DOCKER_DIR/tls-data" --exec-root "$DOCKER_DIR/tls-exec" --pidfile "$DOCKER_DIR/dockerd-tls.pid" \
+    --tlsverify --tlscacert "$TLS_DIR/ca.pem" --tlscert "$TLS_DIR/server.pem" --tlskey "$TLS_DIR/server-key.pem" \
+    -H "tcp://127.0.0.1:$TLS_PORT" >"$DOCKER_DIR/dockerd-tls.log" 2>&1 &
+  for _ in $(seq 60); do tls_ok && break; sleep 0.5; done
+  tls_ok || { tail -n 20 "$DOCKER_DIR/dockerd-tls.log" >&2; fail "the TLS Docker engine did not start."; }
+fi
+say "TLS Docker engine ok (tcp://127.0.0.1:$TLS_PORT)"
 "$(dirname "$0")/build-test-images.sh" "unix://$DOCKER_SOCK"
 
 # --- Browser and promtool ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import docker
+import docker.constants
 import docker.errors
 import docker.tls
 import requests
@@ -70,8 +71,13 @@ def client(engine: DockerEngine) -> Iterator[docker.DockerClient]:
                 timeout=engine.timeout_seconds,
                 tls=tls,
                 use_ssh_client=engine.base_url.startswith("ssh://"),
-                version="auto",
+                version=docker.constants.MINIMUM_DOCKER_API_VERSION,
             )
+            # The engine is addressed directly: no proxy from the environment, and no
+            # REQUESTS_CA_BUNDLE overriding the engine's own CA (requests lets the
+            # environment win over the session's `verify`). Negotiate the API version after.
+            docker_client.api.trust_env = False
+            docker_client.api._version = docker_client.api._retrieve_server_version()
         except Exception as exc:
             raise translate_error(engine, exc) from exc
         try:
@@ -245,6 +251,7 @@ def engine_figures(engine: DockerEngine, *, max_workers: int = 8) -> EngineFigur
         data_root=data_root,
         data_root_disk=disk,
     )
+
 
 # --- docker exec, streaming (the runbook's `docker exec … pg_dump`) ----------------------
 
@@ -570,7 +577,7 @@ def engine_info_and_events(engine: DockerEngine, *, since_minutes: int = 60) -> 
     the runbook's "Review Docker daemon logs" looks for, read through the engine's API."""
     import time
 
-    until = int(time.time())
+    until = int(time.time()) + 1  # include events of the current second
     with client(engine) as docker_client:
         info = docker_client.info()
         events = list(
