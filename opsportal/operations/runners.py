@@ -68,7 +68,9 @@ _TYPES = {
 def check_target(kind: str, target, params: dict) -> None:
     """Raise InvalidTarget when `target` cannot take this kind of operation."""
     spec = KINDS[kind]
-    if spec.target == TargetType.CONTAINER:
+    if kind == "service_scale" and params.get("swarm_service"):
+        resolve_engine(target)  # a Swarm service is named on its engine, not by a container
+    elif spec.target == TargetType.CONTAINER:
         resolve_container(target, params)
     elif spec.target == TargetType.ENGINE:
         resolve_engine(target)
@@ -76,6 +78,11 @@ def check_target(kind: str, target, params: dict) -> None:
         model, words = _TYPES[spec.target]
         if not isinstance(target.specific(), model):
             raise InvalidTarget(f"{spec.label} needs {words}; {target.name} is not one.")
+        if kind == "db_container_logs" and not target.runs_in_container:
+            raise InvalidTarget(
+                f"{target.name} does not run in a container the portal knows, so its logs "
+                "cannot be read here: set its Docker engine and container name."
+            )
 
 
 def _mib(value: float | None) -> str:
@@ -467,7 +474,9 @@ def run_container_isolate(target, params, operation) -> Outcome:
 
 
 def evidence_directory(operation) -> Path:
-    return Path(settings.MEDIA_ROOT) / "evidence" / f"operation-{operation.pk}"
+    # The timestamp keeps a restored or re-created database from reusing a directory.
+    stamp = operation.requested_at.strftime("%Y%m%dT%H%M%S%f")
+    return Path(settings.MEDIA_ROOT) / "evidence" / f"operation-{operation.pk}-{stamp}"
 
 
 def run_evidence_preserve(target, params, operation) -> Outcome:

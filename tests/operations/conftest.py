@@ -1,0 +1,26 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from opsportal.operations.models import Operation
+from opsportal.operations.services import operation_request
+from opsportal.operations.tasks import execute_operation
+
+
+@pytest.fixture
+def operator(db):
+    return get_user_model().objects.create_user("oscar", "oscar@example.com", "pw-oscar-123!")
+
+
+@pytest.fixture
+def run_operation(operator):
+    """Request an operation as a user would, then run its task for real (in this process)."""
+
+    def run(kind: str, target, params: dict | None = None, reason: str = "test") -> Operation:
+        operation = operation_request(
+            kind=kind, target=target, params=params or {}, actor=operator, reason=reason
+        )
+        execute_operation.apply(args=[operation.pk])
+        operation.refresh_from_db()
+        return operation
+
+    return run
