@@ -130,8 +130,11 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
     admin(f'CREATE DATABASE "{source}"')
     created.append(source)
     print(f"pgbench -i -s {scale} ...", file=sys.stderr, flush=True)
-    subprocess.run(["pgbench", "-i", "-q", "-s", str(scale), *pg_args(), source], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", str(scale), *pg_args(), source],
+        check=True,
+        capture_output=True,
+    )
     info = conninfo()
     database = PostgresDatabase.objects.create(
         name=f"bench-s{scale}",
@@ -147,12 +150,21 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
     plain_dump, portal_dump, peak, verify_s = [], [], 0, 0.0
     plain_file = workdir / f"plain-{scale}.dump"
     backup = None
-    for _ in range(repeat):
-        plain_dump.append(timed(["pg_dump", "-Fc", "-Z6", *pg_args(), "-f", str(plain_file), source]))
+    for attempt in range(repeat):
+
+        def plain() -> None:
+            command = ["pg_dump", "-Fc", "-Z6", *pg_args(), "-f", str(plain_file), source]
+            plain_dump.append(timed(command))
+
+        # Alternate which goes first so neither always meets the other's checkpoint.
+        if attempt % 2 == 0:
+            plain()
         with PeakRss() as rss:
             started = time.perf_counter()
             backup = services.backup_run_now(database=database, reason="bench")
             total = time.perf_counter() - started
+        if attempt % 2 == 1:
+            plain()
         assert backup.status == BackupStatus.SUCCEEDED, backup.message
         portal_dump.append(backup.duration_seconds)
         verify_s = total - backup.duration_seconds
@@ -165,6 +177,23 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
         for name in (target_plain, target_portal):
             admin(f'CREATE DATABASE "{name}"')
             created.append(name)
+
+        def portal(attempt: int = attempt, target_portal: str = target_portal) -> None:
+            target = PostgresDatabase.objects.create(
+                name=f"bench-r{scale}-{attempt}",
+                host=info.get("host", "127.0.0.1"),
+                port=int(info.get("port", 5432)),
+                dbname=target_portal,
+                username=info.get("user", "postgres"),
+            )
+            storage = storage_for(backup.storage_location)
+            run = pg_tools.restore(
+                target, chunks=storage.read_chunks(backup.file_name), format=backup.format
+            )
+            portal_restore.append(run.duration_seconds)
+
+        if attempt % 2 == 1:
+            portal()
         plain_restore.append(
             timed(
                 [
@@ -180,18 +209,8 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
                 ]
             )
         )
-        target = PostgresDatabase.objects.create(
-            name=f"bench-r{scale}-{attempt}",
-            host=info.get("host", "127.0.0.1"),
-            port=int(info.get("port", 5432)),
-            dbname=target_portal,
-            username=info.get("user", "postgres"),
-        )
-        storage = storage_for(backup.storage_location)
-        run = pg_tools.restore(
-            target, chunks=storage.read_chunks(backup.file_name), format=backup.format
-        )
-        portal_restore.append(run.duration_seconds)
+        if attempt % 2 == 0:
+            portal()
         for name in (target_plain, target_portal):
             admin(f'DROP DATABASE "{name}" WITH (FORCE)')
             created.remove(name)
