@@ -1,10 +1,468 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, Value, When
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from incidents.models import Incident
+from incidents import selectors, services
+from incidents.forms import IncidentOpenForm, StepRunForm
+from incidents.models import (
+    ACTIVE_STATUSES,
+    ActionItem,
+    Alert,
+    Incident,
+    IncidentStep,
+    Runbook,
+    RunbookStep,
+    Severity,
+    Source,
+)
+from opsportal.audit.models import AuditAction
+from opsportal.audit.services import audit_record
+from opsportal.operations.kinds import KINDS
+from opsportal.operations.models import Evidence
+from opsportal.operations.services import operation_permission
+
+
+class ActionItemInline(admin.TabularInline):
+    model = ActionItem
+    extra = 1
+    fields = ["description", "owner", "due_date", "done"]
+    autocomplete_fields = []
+    verbose_name = "follow-up action item"
 
 
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
-    list_display = ["title", "severity", "category", "status", "team", "detected_at"]
-    list_filter = ["status", "severity", "category", "team"]
+    list_display = [
+        "id",
+        "title",
+        "severity_short",
+        "category",
+        "status",
+        "team",
+        "commander",
+        "detected_at",
+    ]
+    list_display_links = ["id", "title"]
+    list_filter = [
+        "status",
+        "severity",
+        "category",
+        "team",
+        ("detected_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["title", "symptoms"]
+    list_select_related = ["team", "commander"]
+    show_full_result_count = False
+    list_per_page = 50
+    change_form_template = "admin/incidents/incident/change_form.html"
+    inlines = [ActionItemInline]
+    readonly_fields = [
+        "status",
+        "severity",
+        "source",
+        "runbook",
+        "reporter",
+        "detected_at",
+        "acknowledged_at",
+        "mitigated_at",
+        "resolved_at",
+        "closed_at",
+        "time_to_acknowledge",
+        "time_to_resolve",
+    ]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "title",
+                    ("severity", "status"),
+                    "category",
+                    ("team", "commander"),
+                    "affected_systems",
+                    ("source", "reporter", "runbook"),
+                ]
+            },
+        ),
+        ("Details", {"fields": ["symptoms", "impact", "summary", "resolution"]}),
+        (
+            "Timing",
+            {
+                "fields": [
+                    ("detected_at", "acknowledged_at", "mitigated_at"),
+                    ("resolved_at", "closed_at"),
+                    ("time_to_acknowledge", "time_to_resolve"),
+                ]
+            },
+        ),
+        (
+            "Post-incident review (required before a SEV1/SEV2 incident closes)",
+            {"fields": ["review_what_happened", "review_root_cause"]},
+        ),
+    ]
+    filter_horizontal = ["affected_systems"]
+
+    @admin.display(description="Severity", ordering="severity")
+    def severity_short(self, incident):
+        return incident.severity_label
+
+    # --- the changelist: my team's open incidents first --------------------------------
+
+    def get_queryset(self, request):
+        # Annotate before ordering (ModelAdmin.get_queryset orders first, too early here).
+        queryset = self.model._default_manager.get_queryset()
+        team_ids = (
+            list(request.user.teams.values_list("pk", flat=True))
+            if request.user.is_authenticated
+            else []
+        )
+        return queryset.annotate(
+            mine_first=Case(
+                When(team_id__in=team_ids, status__in=ACTIVE_STATUSES, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            )
+            if team_ids
+            else Value(1, output_field=IntegerField())
+        ).order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request):
+        return ["mine_first", "-detected_at", "-id"]
+
+    # --- opening: the short form, through the service ----------------------------------
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            form = IncidentOpenForm
+
+            class BoundOpenForm(form):
+                def __init__(self, *args, **inner):
+                    super().__init__(*args, user=request.user, **inner)
+
+            kwargs["form"] = BoundOpenForm
+            kwargs["fields"] = IncidentOpenForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": IncidentOpenForm.Meta.fields})]
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        try:
+            incident = services.incident_open(
+                title=data["title"],
+                severity=data["severity"],
+                category=data["category"],
+                team=data.get("team"),
+                reporter=request.user,
+                symptoms=data.get("symptoms", ""),
+                affected_systems=list(data.get("affected_systems") or []),
+            )
+        except services.IncidentRefused as exc:
+            raise PermissionDenied(exc.message) from exc
+        obj.pk = incident.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    # --- the incident page: workflow panel -------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        incident = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if incident is not None:
+            steps = list(selectors.incident_checklist(incident=incident))
+            for step in steps:
+                step.can_run = (
+                    bool(step.operation_kind)
+                    and request.user.has_perm(operation_permission(step.operation_kind))
+                    if step.operation_kind in KINDS
+                    else False
+                )
+            suggested = selectors.runbook_suggested(incident=incident)
+            extra_context.update(
+                incident=incident,
+                allowed_actions=services.incident_allowed_actions(incident=incident),
+                can_manage=request.user.has_perm("incidents.manage_incident"),
+                can_note=request.user.has_perm("incidents.change_incident"),
+                can_do_steps=request.user.has_perm("incidents.run_incident_steps"),
+                can_evidence=request.user.has_perm("operations.view_evidence"),
+                checklist=steps,
+                timeline=list(selectors.incident_timeline(incident=incident)),
+                runbooks=list(Runbook.objects.order_by("name")),
+                suggested_runbook=suggested,
+                severities=[(v, label) for v, label in Severity.choices],
+                evidence=list(
+                    Evidence.objects.filter(incident=incident).select_related("captured_by")
+                ),
+                review_missing=services.incident_review_missing(incident=incident),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/transition/<str:action>/",
+                view(self.transition_view),
+                name="incidents_incident_transition",
+            ),
+            path(
+                "<int:pk>/escalate/", view(self.escalate_view), name="incidents_incident_escalate"
+            ),
+            path(
+                "<int:pk>/attach-runbook/",
+                view(self.attach_runbook_view),
+                name="incidents_incident_attach_runbook",
+            ),
+            path("<int:pk>/note/", view(self.note_view), name="incidents_incident_note"),
+            path(
+                "<int:pk>/steps/<int:step_id>/done/",
+                view(self.step_done_view),
+                name="incidents_incident_step_done",
+            ),
+            path(
+                "<int:pk>/steps/<int:step_id>/run/",
+                view(self.step_run_view),
+                name="incidents_incident_step_run",
+            ),
+            path(
+                "<int:pk>/evidence/<int:evidence_id>/",
+                view(self.evidence_download_view),
+                name="incidents_incident_evidence",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _back(self, incident_id):
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident_id]))
+
+    def _incident(self, request, pk, permission):
+        incident = get_object_or_404(Incident, pk=pk)
+        if not self.has_view_permission(request, incident) or not request.user.has_perm(permission):
+            raise PermissionDenied
+        return incident
+
+    def _refusable(self, request, incident, action, success):
+        try:
+            action()
+        except services.IncidentRefused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, success, messages.SUCCESS)
+        return self._back(incident.pk)
+
+    def transition_view(self, request, pk, action):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        note = request.POST.get("note", "").strip()
+        calls = {
+            "acknowledge": lambda: services.incident_acknowledge(
+                incident=incident, actor=request.user, note=note
+            ),
+            "investigate": lambda: services.incident_investigate(
+                incident=incident, actor=request.user, note=note
+            ),
+            "mitigate": lambda: services.incident_mitigate(
+                incident=incident, actor=request.user, note=note
+            ),
+            "resolve": lambda: services.incident_resolve(
+                incident=incident, actor=request.user, resolution=note
+            ),
+            "close": lambda: services.incident_close(
+                incident=incident, actor=request.user, note=note
+            ),
+            "reopen": lambda: services.incident_reopen(
+                incident=incident, actor=request.user, reason=note
+            ),
+        }
+        if action not in calls:
+            raise Http404("No such action.")
+        return self._refusable(
+            request, incident, calls[action], f"Incident #{incident.pk}: {action} done."
+        )
+
+    def escalate_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        severity = request.POST.get("severity", "")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_escalate(
+                incident=incident,
+                severity=severity,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+            ),
+            f"Incident #{incident.pk} escalated; the people for its new severity were paged.",
+        )
+
+    def attach_runbook_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.change_incident")
+        runbook = get_object_or_404(Runbook, pk=request.POST.get("runbook") or 0)
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_attach_runbook(
+                incident=incident, runbook=runbook, actor=request.user
+            ),
+            f"Runbook {runbook.name!r} attached as a checklist.",
+        )
+
+    def note_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.change_incident")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_add_note(
+                incident=incident, actor=request.user, text=request.POST.get("text", "")
+            ),
+            "Note added to the timeline.",
+        )
+
+    def step_done_view(self, request, pk, step_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.run_incident_steps")
+        step = get_object_or_404(IncidentStep, pk=step_id, incident=incident)
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_step_done(
+                step=step, actor=request.user, note=request.POST.get("note", "")
+            ),
+            f"Step {step.text!r} marked done.",
+        )
+
+    def step_run_view(self, request, pk, step_id):
+        """The run page: choose the system, adjust parameters, and (for an operation that
+        changes the system) confirm with a reason."""
+        incident = get_object_or_404(Incident, pk=pk)
+        step = get_object_or_404(
+            IncidentStep.objects.select_related("target"), pk=step_id, incident=incident
+        )
+        if step.operation_kind not in KINDS:
+            raise Http404("This step runs no operation.")
+        spec = KINDS[step.operation_kind]
+        if not self.has_view_permission(request, incident) or not request.user.has_perm(
+            operation_permission(step.operation_kind)
+        ):
+            raise PermissionDenied
+        import json
+
+        initial = {"target": step.target_id, "params": json.dumps(step.operation_params or {})}
+        form = StepRunForm(request.POST or None, initial=initial, changing=spec.changing)
+        if request.method == "POST" and form.is_valid():
+            try:
+                operation = services.incident_step_run(
+                    step=step,
+                    actor=request.user,
+                    target=form.cleaned_data["target"],
+                    params=form.cleaned_data["params"],
+                    reason=form.cleaned_data["reason"],
+                )
+            except services.IncidentRefused as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"{spec.label} requested (operation #{operation.pk}); its result will "
+                    "appear on the step and the timeline.",
+                    messages.SUCCESS,
+                )
+                return self._back(incident.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{'Confirm: ' if spec.changing else 'Run: '}{spec.label}",
+            "incident": incident,
+            "step": step,
+            "spec": spec,
+            "form": form,
+            "param_help": [(name, p) for name, p in spec.params.items()],
+        }
+        return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
+
+    def evidence_download_view(self, request, pk, evidence_id):
+        """Download a preserved artefact; each download is recorded (chain of custody)."""
+        from pathlib import Path
+
+        from django.conf import settings
+
+        incident = self._incident(request, pk, "operations.view_evidence")
+        item = get_object_or_404(Evidence, pk=evidence_id, incident=incident)
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=item,
+            actor=request.user,
+            message=f"Evidence {item.name} (sha256 {item.sha256}) of incident "
+            f"#{incident.pk} downloaded",
+        )
+        return FileResponse(
+            open(Path(settings.MEDIA_ROOT) / item.path, "rb"),
+            as_attachment=True,
+            filename=item.name,
+        )
+
+
+class RunbookStepInline(admin.TabularInline):
+    model = RunbookStep
+    extra = 0
+    fields = ["position", "phase", "text", "operation_kind", "operation_params"]
+
+
+@admin.register(Runbook)
+class RunbookAdmin(admin.ModelAdmin):
+    list_display = ["name", "category"]
+    inlines = [RunbookStepInline]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = [
+        "received_at",
+        "status",
+        "title",
+        "severity",
+        "source",
+        "incident",
+        "suppressed_by",
+    ]
+    list_filter = ["status", "severity", "source"]
+    search_fields = ["title", "fingerprint"]
+    list_select_related = ["incident", "suppressed_by"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Alert._meta.fields] + ["systems"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+__all__ = ["Source"]

@@ -230,6 +230,12 @@ HEALTH_DISK_MIN_FREE_PERCENT = env.float("HEALTH_DISK_MIN_FREE_PERCENT", default
 HEALTH_MEMORY_MAX_USED_PERCENT = env.float("HEALTH_MEMORY_MAX_USED_PERCENT", default=90.0)
 HEALTH_BEAT_MAX_AGE_SECONDS = env.int("HEALTH_BEAT_MAX_AGE_SECONDS", default=120)
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
+# Backups: a database whose newest good backup is older than this fails /health/detailed;
+# the configuration (systems, people, schedules, plans) is committed to this Git repository
+# and pushed to the remote when one is set.
+BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", default=26.0)
+CONFIG_BACKUP_REPO = Path(env.str("CONFIG_BACKUP_REPO", default=str(VAR_DIR / "config-repo")))
+CONFIG_BACKUP_REMOTE = env.str("CONFIG_BACKUP_REMOTE", default="")
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 LOGGING = {

@@ -1,0 +1,84 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from opsportal.operations.models import Evidence, Operation, OperationStatus
+from opsportal.operations.services import OperationRefused, operation_cancel
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    """Every operation run on a real system, with its output. Operations are requested from
+    an incident's checklist (or by maintenance and monitoring); here they are read and,
+    while still queued, cancelled."""
+
+    list_display = [
+        "id",
+        "kind",
+        "target",
+        "status_coloured",
+        "requested_by",
+        "incident",
+        "requested_at",
+        "duration",
+    ]
+    list_filter = ["status", "kind", "changing", ("requested_at", admin.DateFieldListFilter)]
+    search_fields = ["target__name", "reason", "output", "error"]
+    list_select_related = ["target", "requested_by", "incident"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Operation._meta.fields]
+    actions = ["cancel_queued"]
+
+    @admin.display(description="Status", ordering="status")
+    def status_coloured(self, operation):
+        colour = {"succeeded": "#2e7d32", "failed": "#c62828", "cancelled": "#555"}.get(
+            operation.status, "#ef6c00"
+        )
+        return format_html(
+            '<strong style="color:{}">{}</strong>', colour, operation.get_status_display()
+        )
+
+    @admin.display(description="Took")
+    def duration(self, operation):
+        seconds = operation.duration_seconds
+        return "—" if seconds is None else f"{seconds:.1f} s"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel the selected queued operations", permissions=["change"])
+    def cancel_queued(self, request, queryset):
+        cancelled = 0
+        for operation in queryset.filter(status=OperationStatus.QUEUED):
+            try:
+                operation_cancel(operation=operation, actor=request.user)
+                cancelled += 1
+            except OperationRefused as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+        self.message_user(request, f"Cancelled {cancelled} queued operations.", messages.SUCCESS)
+
+
+@admin.register(Evidence)
+class EvidenceAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "incident",
+        "sha256",
+        "size_bytes",
+        "captured_by",
+        "captured_at",
+        "source_system",
+    ]
+    list_select_related = ["incident", "captured_by"]
+    readonly_fields = [f.name for f in Evidence._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
