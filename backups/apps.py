@@ -6,8 +6,9 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
-        from backups import models, monitoring
+        from backups import configuration, models, monitoring
         from opsportal.audit.services import audit_register
 
         audit_register(models.BackupPlan, exclude_fields=["missed_reported_for", "periodic_task"])
         monitoring.register()
+        configuration.register_defaults()

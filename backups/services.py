@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from celery.schedules import crontab
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -1052,9 +1053,81 @@ def backups_load_defaults() -> None:
         "missed scheduled backups.",
     )
     periodic_task_ensure(
+        name="Configuration backup",
+        task="backups.configuration_backup",
+        crontab={"minute": "15", "hour": "2"},
+        description="Commits the portal's configuration to its Git repository (daily).",
+    )
+    periodic_task_ensure(
         name="Weekly restore drill",
         task="backups.drill_newest",
         crontab={"minute": "0", "hour": "4", "day_of_week": "0"},
         description="Restores the newest backup of every plan into a scratch database and "
         "compares row counts.",
     )
+
+
+# --- configuration backups (the runbook's "Configuration Backups") ------------------------
+
+
+def configuration_backup(
+    *, actor: object | None = None, message: str = "", directory: Path | None = None
+):
+    """Export the configuration into the Git repository and commit it (and push when a
+    remote is configured). Unchanged configuration makes no commit."""
+    from django.conf import settings
+
+    from backups import configuration, git_repository
+
+    repo = Path(directory or settings.CONFIG_BACKUP_REPO)
+    remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
+    name = actor.get_username() if getattr(actor, "pk", None) else "OpsPortal"
+    email = getattr(actor, "email", "") or "opsportal@localhost"
+    try:
+        git_repository.ensure(repo, remote=remote)
+        configuration.configuration_write(directory=repo)
+        result = git_repository.commit_all(
+            repo,
+            message=message or f"Configuration as of {timezone.now():%Y-%m-%d %H:%M} UTC",
+            author=(name, email),
+            remote=remote,
+        )
+    except (git_repository.GitFailed, OSError) as exc:
+        audit_record(
+            action=AuditAction.OPERATION,
+            object_type="backups.configuration",
+            object_repr=str(repo),
+            actor=actor,
+            outcome=AuditOutcome.FAILURE,
+            message=f"Configuration backup failed: {exc}",
+        )
+        raise
+    audit_record(
+        action=AuditAction.OPERATION,
+        object_type="backups.configuration",
+        object_repr=str(repo),
+        actor=actor,
+        message=(
+            f"Configuration committed as {result.commit[:12]}"
+            if result.committed
+            else "Configuration unchanged; nothing committed"
+        )
+        + (" and pushed" if result.pushed else ""),
+    )
+    return result
+
+
+def configuration_restore(*, directory: Path, actor: object | None = None):
+    """Apply an exported configuration (e.g. a checkout of the repository) to this portal."""
+    from backups import configuration
+
+    result = configuration.configuration_apply(directory=Path(directory))
+    audit_record(
+        action=AuditAction.OPERATION,
+        object_type="backups.configuration",
+        object_repr=str(directory),
+        actor=actor,
+        message="Configuration imported: "
+        + ", ".join(f"{label} +{n}" for label, n in result.created.items() if n),
+    )
+    return result

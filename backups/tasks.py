@@ -56,3 +56,9 @@ def drill_newest_backups() -> int:
 def sweep_backups() -> dict:
     with context.acting(source=AuditSource.SCHEDULE):
         return services.backups_sweep()
+
+
+@shared_task(name="backups.configuration_backup", soft_time_limit=240, time_limit=300)
+def configuration_backup() -> str:
+    with context.acting(source=AuditSource.SCHEDULE):
+        return services.configuration_backup().commit

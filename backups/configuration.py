@@ -1,0 +1,227 @@
+"""The runbook's "Configuration Backups": the portal's own configuration as readable,
+deterministic JSON files (same configuration, same bytes), one file per model.
+
+Each app registers the models it exports with `register(model, key=..., exclude=...)`, in
+dependency order (a model after the ones its foreign keys point to). Rows are identified
+by their natural key, never by primary key, so an export applies to another portal.
+Secrets are never exported: list them in `exclude` (the systems' SECRET_FIELDS are).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import models, transaction
+
+
+@dataclass
+class ExportedModel:
+    model: type[models.Model]
+    key: tuple[str, ...]
+    exclude: frozenset[str]
+    after_import: Callable[[models.Model], None] | None = None
+    rows: Callable[[], models.QuerySet] | None = None
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.model._meta.app_label}/{self.model._meta.model_name}.json"
+
+
+_registry: dict[type[models.Model], ExportedModel] = {}
+
+
+def register(
+    model: type[models.Model],
+    *,
+    key: tuple[str, ...] = ("name",),
+    exclude: tuple[str, ...] | list[str] = (),
+    after_import: Callable[[models.Model], None] | None = None,
+    rows: Callable[[], models.QuerySet] | None = None,
+) -> None:
+    """Export `model`'s rows (or those `rows()` returns), identified by the `key` fields;
+    `exclude` secrets and state; `after_import(instance)` runs after each imported row."""
+    if model in _registry:
+        return
+    _registry[model] = ExportedModel(model, tuple(key), frozenset(exclude), after_import, rows)
+
+
+def registered() -> list[ExportedModel]:
+    return list(_registry.values())
+
+
+def _fields(spec: ExportedModel) -> list[models.Field]:
+    chosen = []
+    for f in spec.model._meta.concrete_fields:
+        if f.primary_key or f.name in spec.exclude:
+            continue
+        if f.remote_field and getattr(f.remote_field, "parent_link", False):
+            continue
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            continue  # timestamps would make two exports of one configuration differ
+        if f.is_relation and f.related_model not in _registry:
+            continue  # e.g. a user account: not configuration
+        chosen.append(f)
+    return chosen
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str | list | dict):
+        return value
+    return str(value)
+
+
+def _natural_key(instance: models.Model, spec: ExportedModel) -> list:
+    values = []
+    for name in spec.key:
+        f = spec.model._meta.get_field(name)
+        if f.is_relation:
+            target = getattr(instance, name)
+            values.append(_natural_key(target, _registry[f.related_model]) if target else None)
+        else:
+            values.append(_plain(getattr(instance, name)))
+    return values
+
+
+def _row(instance: models.Model, spec: ExportedModel) -> dict:
+    row = {}
+    for f in _fields(spec):
+        if f.is_relation:
+            target = getattr(instance, f.name)
+            row[f.name] = _natural_key(target, _registry[f.related_model]) if target else None
+        else:
+            row[f.name] = _plain(f.value_from_object(instance))
+    return row
+
+
+def configuration_dump() -> dict[str, str]:
+    """{file name: file text} for every registered model, rows sorted by natural key."""
+    files = {}
+    for spec in _registry.values():
+        rows = [
+            {"key": _natural_key(obj, spec), "fields": _row(obj, spec)}
+            for obj in (spec.rows() if spec.rows else spec.model._default_manager.all())
+        ]
+        rows.sort(key=lambda r: json.dumps(r["key"], sort_keys=True, default=str))
+        document = {"model": spec.model._meta.label_lower, "key": list(spec.key), "rows": rows}
+        files[spec.file_name] = (
+            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
+    return files
+
+
+def configuration_write(*, directory: Path) -> list[Path]:
+    written = []
+    for name, text in configuration_dump().items():
+        path = Path(directory) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+        written.append(path)
+    return written
+
+
+def _lookup(spec: ExportedModel, key: list) -> models.Model | None:
+    filters = {}
+    for name, value in zip(spec.key, key, strict=True):
+        f = spec.model._meta.get_field(name)
+        filters[name] = _lookup(_registry[f.related_model], value) if f.is_relation else value
+    return spec.model._default_manager.filter(**filters).first()
+
+
+@dataclass
+class ImportResult:
+    created: dict[str, int] = field(default_factory=dict)
+    existing: dict[str, int] = field(default_factory=dict)
+
+
+@transaction.atomic
+def configuration_apply(*, directory: Path) -> ImportResult:
+    """Create every exported row that does not exist yet (by natural key), in registration
+    order; rows already there are left as they are. All or nothing."""
+    result = ImportResult()
+    for spec in _registry.values():
+        path = Path(directory) / spec.file_name
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        label = spec.model._meta.label_lower
+        result.created[label] = result.existing[label] = 0
+        for row in document["rows"]:
+            if _lookup(spec, row["key"]) is not None:
+                result.existing[label] += 1
+                continue
+            values = {}
+            for name, value in row["fields"].items():
+                f = spec.model._meta.get_field(name)
+                if f.is_relation:
+                    values[name] = _lookup(_registry[f.related_model], value) if value else None
+                else:
+                    values[name] = value
+            instance = spec.model(**values)
+            instance.full_clean(validate_unique=False, validate_constraints=False)
+            instance.save()
+            if spec.after_import:
+                spec.after_import(instance)
+            result.created[label] += 1
+    return result
+
+
+def register_defaults() -> None:
+    """The configuration that exists today: systems (without secrets), people, Celery beat
+    schedules and backup plans. Other apps register theirs from their AppConfig.ready()."""
+    from django_celery_beat.models import (
+        ClockedSchedule,
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+        SolarSchedule,
+    )
+
+    from backups.models import BackupPlan
+    from opsportal.people import models as people
+    from opsportal.systems import models as systems
+
+    check_state = systems.CHECK_STATE_FIELDS
+    register(
+        systems.DockerEngine, exclude=[*systems.DockerEngine.SECRET_FIELDS, *check_state, "kind"]
+    )
+    for model in (systems.PostgresDatabase, systems.RedisCache, systems.HttpEndpoint):
+        register(model, exclude=[*model.SECRET_FIELDS, *check_state, "kind"])
+    register(people.Team)
+    register(people.Contact, key=("name", "team"))
+    register(people.OnCallRotation)
+    register(people.RotationMember, key=("rotation", "contact"))
+    register(IntervalSchedule, key=("every", "period"))
+    register(
+        CrontabSchedule,
+        key=("minute", "hour", "day_of_month", "month_of_year", "day_of_week", "timezone"),
+    )
+    register(SolarSchedule, key=("event", "latitude", "longitude"))
+    register(ClockedSchedule, key=("clocked_time",))
+    register(
+        PeriodicTask,
+        exclude=["last_run_at", "total_run_count", "date_changed"],
+        # A plan's own schedule entry is derived from the plan and re-created with it.
+        rows=lambda: PeriodicTask.objects.exclude(task="backups.run_scheduled"),
+    )
+
+    def relink_plan(plan: BackupPlan) -> None:
+        from backups.services import backup_plan_save
+
+        backup_plan_save(plan=plan)
+
+    register(
+        BackupPlan,
+        key=("database",),
+        exclude=["periodic_task", "missed_reported_for"],
+        after_import=relink_plan,
+    )
