@@ -1,0 +1,139 @@
+"""Inbound alerts: Prometheus Alertmanager's webhook (token-protected)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from incidents.models import Category, Severity
+from incidents.services import IncidentRefused, alert_fingerprint, alert_receive
+
+logger = logging.getLogger(__name__)
+
+# Alertmanager's usual severity label values, mapped to the runbook's levels.
+SEVERITY_LABELS = {
+    "critical": Severity.SEV1,
+    "page": Severity.SEV1,
+    "high": Severity.SEV2,
+    "error": Severity.SEV2,
+    "major": Severity.SEV2,
+    "warning": Severity.SEV3,
+    "minor": Severity.SEV3,
+    "info": Severity.SEV4,
+    "low": Severity.SEV4,
+    "none": Severity.SEV4,
+}
+CATEGORY_LABELS = {
+    "api": Category.API,
+    "http": Category.API,
+    "latency": Category.API,
+    "database": Category.DATABASE,
+    "postgres": Category.DATABASE,
+    "db": Category.DATABASE,
+    "container": Category.CONTAINER,
+    "docker": Category.CONTAINER,
+    "security": Category.SECURITY,
+}
+
+
+def map_severity(labels: dict) -> str:
+    value = str(labels.get("severity", "")).lower()
+    if value in Severity.values:
+        return value
+    return SEVERITY_LABELS.get(value, Severity.SEV3)
+
+
+def map_category(labels: dict) -> str:
+    for key in ("category", "component", "service_type"):
+        value = str(labels.get(key, "")).lower()
+        if value in Category.values:
+            return value
+        if value in CATEGORY_LABELS:
+            return CATEGORY_LABELS[value]
+    return Category.OTHER
+
+
+def _authorised(request: HttpRequest) -> bool:
+    token = settings.ALERTMANAGER_WEBHOOK_TOKEN
+    if not token:
+        return False
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.GET.get("token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
+    if not settings.ALERTMANAGER_WEBHOOK_TOKEN:
+        return JsonResponse(
+            {"error": "The Alertmanager webhook is off: set ALERTMANAGER_WEBHOOK_TOKEN."},
+            status=503,
+        )
+    if not _authorised(request):
+        return JsonResponse({"error": "Missing or wrong bearer token."}, status=401)
+    try:
+        payload = json.loads(request.body)
+        alerts = payload["alerts"]
+        if not isinstance(alerts, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse(
+            {"error": "Expected Alertmanager's webhook JSON (version 4) with an alerts list."},
+            status=400,
+        )
+    results = []
+    for alert in alerts:
+        labels = {**(payload.get("commonLabels") or {}), **(alert.get("labels") or {})}
+        annotations = {
+            **(payload.get("commonAnnotations") or {}),
+            **(alert.get("annotations") or {}),
+        }
+        systems = [
+            labels[key]
+            for key in ("system", "instance_name", "container", "service")
+            if labels.get(key)
+        ]
+        title = annotations.get("summary") or labels.get("alertname") or "Alert"
+        evidence = "\n".join(
+            filter(
+                None,
+                [
+                    annotations.get("description", ""),
+                    f"labels: {json.dumps(labels, sort_keys=True)}",
+                    f"generator: {alert.get('generatorURL')}" if alert.get("generatorURL") else "",
+                ],
+            )
+        )
+        try:
+            received = alert_receive(
+                fingerprint=alert.get("fingerprint") or alert_fingerprint(labels),
+                status=alert.get("status") or payload.get("status", "firing"),
+                title=title,
+                severity=map_severity(labels),
+                category=map_category(labels),
+                systems=systems,
+                runbook_name=annotations.get("runbook") or labels.get("runbook"),
+                evidence=evidence,
+                source="alertmanager",
+                auto_resolve=str(labels.get("auto_resolve", "")).lower() in {"1", "true", "yes"},
+            )
+        except IncidentRefused as exc:
+            results.append({"error": exc.message})
+            continue
+        results.append(
+            {
+                "alert": received.pk,
+                "incident": received.incident_id,
+                "suppressed_by": received.suppressed_by_id,
+            }
+        )
+    return JsonResponse({"received": len(alerts), "results": results})
