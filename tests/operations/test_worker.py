@@ -1,0 +1,111 @@
+"""Operations with a real worker and a real broker: a worker killed mid-operation, and a
+broker that is down when the operation is requested."""
+
+import datetime as dt
+import time
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from incidents.models import Incident, TimelineKind
+from opsportal.operations.models import Operation, OperationStatus
+from opsportal.operations.services import operation_request, operations_sweep
+from opsportal.systems.models import RedisCache
+from tests.operations.worker import (
+    RedisBroker,
+    celery_worker,
+    clear_queue,
+    kill_worker,
+    run_in_portal_process,
+)
+
+
+def wait_for_status(pk, statuses, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        operation = Operation.objects.get(pk=pk)
+        if operation.status in statuses:
+            return operation
+        time.sleep(0.1)
+    raise AssertionError(f"operation {pk} stayed {Operation.objects.get(pk=pk).status}")
+
+
+@pytest.fixture
+def requester(transactional_db):
+    return get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-123!")
+
+
+def test_a_worker_killed_mid_operation_is_failed_by_the_sweeper(
+    transactional_db, http_endpoint, http_server, requester
+):
+    clear_queue(settings.CELERY_BROKER_URL)
+    incident = Incident.objects.create(title="slow", detected_at=time_now())
+    http_server.behaviour.delay_seconds = 1.0
+    with celery_worker() as worker:
+        operation = operation_request(
+            kind="api_probe",
+            target=http_endpoint,
+            params={"count": 60},
+            actor=requester,
+            incident=incident,
+        )
+        running = wait_for_status(operation.pk, {OperationStatus.RUNNING})
+        kill_worker(worker)
+    running.refresh_from_db()
+    assert running.status == OperationStatus.RUNNING  # nobody is left to finish it
+    # Before its time limit has passed the sweeper leaves it alone ...
+    assert operations_sweep()["orphaned"] == 0
+    # ... after it (plus grace), the row is failed with the reason.
+    later = running.started_at + dt.timedelta(seconds=running.time_limit_seconds + 31)
+    assert operations_sweep(now=later)["orphaned"] == 1
+    running.refresh_from_db()
+    assert running.status == OperationStatus.FAILED
+    assert "The worker running it stopped answering" in running.error
+    event = incident.timeline.filter(kind=TimelineKind.OPERATION).last()
+    assert "failed: The worker running it stopped answering" in event.message
+
+
+def time_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def test_requested_while_the_broker_is_down_runs_once_it_is_back(
+    transactional_db, redis_url, requester
+):
+    cache = RedisCache.objects.create(name="cache", port=int(redis_url.rsplit(":", 1)[1]), db=7)
+    broker = RedisBroker()  # not started: the broker is down
+    try:
+        out = run_in_portal_process(
+            "from django.contrib.auth import get_user_model\n"
+            "from opsportal.systems.models import RedisCache\n"
+            "from opsportal.operations.services import operation_request\n"
+            f"target = RedisCache.objects.get(pk={cache.pk})\n"
+            f"actor = get_user_model().objects.get(pk={requester.pk})\n"
+            "op = operation_request(kind='cache_statistics', target=target, params={},"
+            " actor=actor, reason='drill')\n"
+            "print('requested', op.pk)",
+            broker_url=broker.url,
+        )
+        assert "requested" in out
+        operation = Operation.objects.get()
+        assert operation.status == OperationStatus.QUEUED  # the request itself succeeded
+        broker.start()
+        with celery_worker(broker_url=broker.url):
+            time.sleep(1)
+            assert Operation.objects.get().status == OperationStatus.QUEUED  # the message was lost
+            run_in_portal_process(
+                "import datetime as dt\nfrom django.utils import timezone\n"
+                "from opsportal.operations.services import operations_sweep\n"
+                "print(operations_sweep(now=timezone.now() + dt.timedelta(seconds=31)))",
+                broker_url=broker.url,
+            )
+            done = wait_for_status(
+                operation.pk, {OperationStatus.SUCCEEDED, OperationStatus.FAILED}
+            )
+        assert done.status == OperationStatus.SUCCEEDED, done.error
+        assert done.dispatch_count == 2 and "hit rate" in done.output
+    finally:
+        broker.cleanup()

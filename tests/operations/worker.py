@@ -1,0 +1,149 @@
+"""A real Celery worker process (and real broker) for tests that need one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from django.db import connection
+
+from tests import realsystems
+
+BIN = Path(sys.executable).parent
+
+
+def test_database_env(broker_url: str | None = None) -> dict[str, str]:
+    """The environment of a process that uses this test run's database (and broker)."""
+    env = dict(os.environ)
+    name = connection.settings_dict["NAME"]
+    env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    return env
+
+
+@contextlib.contextmanager
+def celery_worker(
+    *, broker_url: str | None = None, log_dir: Path | None = None
+) -> Iterator[subprocess.Popen]:
+    env = test_database_env(broker_url)
+    name = f"h2test-{uuid.uuid4().hex[:8]}@localhost"
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="opsportal-worker-"))
+    log_path = log_dir / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "opsportal",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--without-mingle",
+                "--without-gossip",
+                "-n",
+                name,
+                "-l",
+                "INFO",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while b"ready." not in log_path.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("The worker did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.1)
+        process.log_path = log_path
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """What a crashed host or an OOM kill does to a worker: no chance to clean up."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def clear_queue(broker_url: str) -> None:
+    client = redis.Redis.from_url(broker_url)
+    client.delete("celery")
+    client.close()
+
+
+class RedisBroker:
+    """A private redis-server on a free port that can be stopped and started again."""
+
+    def __init__(self) -> None:
+        self.port = realsystems.free_port()
+        self.dir = tempfile.mkdtemp(prefix="opsportal-broker-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        realsystems.wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_in_portal_process(code: str, *, broker_url: str | None = None) -> str:
+    """Run Python in a separate portal process (its own Celery app and broker connection)."""
+    result = subprocess.run(
+        [str(BIN / "python"), "manage.py", "shell", "-c", code],
+        env=test_database_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stdout + result.stderr)
+    return result.stdout
