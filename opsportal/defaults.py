@@ -9,6 +9,7 @@ from incidents.services import incidents_load_defaults
 from maintenance.services import maintenance_load_defaults
 from opsportal.access import groups_load_defaults
 from opsportal.health.services import health_load_defaults
+from opsportal.monitoring.services import monitoring_load_defaults
 from opsportal.operations.services import operations_load_defaults
 from opsportal.people.services import people_load_defaults
 
@@ -19,5 +20,6 @@ def load_defaults() -> None:
     health_load_defaults()
     incidents_load_defaults()
     operations_load_defaults()
+    monitoring_load_defaults()
     maintenance_load_defaults()
     backups_load_defaults()

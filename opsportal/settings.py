@@ -238,6 +238,14 @@ CONFIG_BACKUP_REPO = Path(env.str("CONFIG_BACKUP_REPO", default=str(VAR_DIR / "c
 CONFIG_BACKUP_REMOTE = env.str("CONFIG_BACKUP_REMOTE", default="")
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
+# Monitoring: how often each system is sampled (editable per system), the rolling window
+# for API p95 and error rate, and how long raw samples are kept before downsampling.
+MONITORING_DEFAULT_INTERVAL_SECONDS = env.int("MONITORING_DEFAULT_INTERVAL_SECONDS", default=30)
+MONITORING_WINDOW_SECONDS = env.int("MONITORING_WINDOW_SECONDS", default=300)
+MONITORING_RAW_RETENTION_DAYS = env.int("MONITORING_RAW_RETENTION_DAYS", default=7)
+MONITORING_ROLLUP_RETENTION_DAYS = env.int("MONITORING_ROLLUP_RETENTION_DAYS", default=90)
+MONITORING_LONG_QUERY_SECONDS = env.float("MONITORING_LONG_QUERY_SECONDS", default=60.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
