@@ -233,7 +233,7 @@ class AlertState(models.Model):
         "systems.System", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     subject = models.CharField(max_length=160, blank=True, default="")
-    fingerprint = models.CharField(max_length=300, unique=True)
+    fingerprint = models.CharField(max_length=128, unique=True)
     status = models.CharField(max_length=8, choices=AlertStatus.choices, default=AlertStatus.OK)
     since = models.DateTimeField(help_text="When the current status began.")
     last_value = models.FloatField(null=True)
@@ -242,6 +242,7 @@ class AlertState(models.Model):
     # False while the incidents app has not yet taken the last firing/resolved change;
     # the next evaluation delivers it again.
     delivered = models.BooleanField(default=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     incident_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:

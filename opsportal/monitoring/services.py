@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import math
 import time
@@ -302,7 +303,11 @@ def _derived_values(collected: list[SystemCollection]) -> SeriesValues:
 
 
 def fingerprint_for(rule: AlertRule, system_id: int | None, subject: str) -> str:
-    return f"monitoring:rule-{rule.pk}:system-{system_id or 'portal'}:{subject}"
+    fingerprint = f"monitoring:rule-{rule.pk}:system-{system_id or 'portal'}:{subject}"
+    if len(fingerprint) > 128:  # incidents keep 128 characters; a long path stays unique
+        digest = hashlib.sha1(subject.encode(), usedforsecurity=False).hexdigest()[:16]
+        fingerprint = fingerprint[:100] + "~" + digest
+    return fingerprint
 
 
 def alerts_evaluate(
@@ -462,10 +467,12 @@ def _deliver(state: AlertState, change: str) -> None:
         logger.exception("Incidents did not take alert %s (%s); retrying next round", title, change)
         return
     incident_id = getattr(alert, "incident_id", None)
+    now = timezone.now()
     AlertState.objects.filter(pk=state.pk).update(
-        delivered=True, incident_id=incident_id or state.incident_id
+        delivered=True, delivered_at=now, incident_id=incident_id or state.incident_id
     )
-    state.delivered, state.incident_id = True, incident_id or state.incident_id
+    state.delivered, state.delivered_at = True, now
+    state.incident_id = incident_id or state.incident_id
     audit_record(
         action=AuditAction.OPERATION,
         obj=rule,
@@ -478,9 +485,20 @@ def _deliver(state: AlertState, change: str) -> None:
     )
 
 
-def alerts_redeliver(*, exclude: set[int] = frozenset()) -> int:
+# A firing alert that opened no incident (a maintenance window suppressed it) is sent again
+# this often, so an incident opens once the window is over and the fault is still there.
+RESEND_SUPPRESSED_SECONDS = 300
+
+
+def alerts_redeliver(*, exclude: set[int] = frozenset(), now: dt.datetime | None = None) -> int:
+    """Send again what incidents did not take, and firing alerts that opened no incident."""
+    now = now or timezone.now()
+    resend_before = now - dt.timedelta(seconds=RESEND_SUPPRESSED_SECONDS)
     pending = (
-        AlertState.objects.filter(delivered=False)
+        AlertState.objects.filter(
+            Q(delivered=False)
+            | Q(status=AlertStatus.FIRING, incident_id__isnull=True, delivered_at__lt=resend_before)
+        )
         .exclude(pk__in=exclude)
         .select_related("rule", "system")
     )
