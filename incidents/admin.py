@@ -1,6 +1,5 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Value, When
 from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -111,27 +110,24 @@ class IncidentAdmin(admin.ModelAdmin):
         return incident.severity_label
 
     # --- the changelist: my team's open incidents first --------------------------------
+    # Shown as their own short list above the full one: ordering the whole table by "mine
+    # first" would sort every row on each page view, while these two queries each walk an
+    # index ((team, status, -detected_at) and (-detected_at, -id)).
 
-    def get_queryset(self, request):
-        # Annotate before ordering (ModelAdmin.get_queryset orders first, too early here).
-        queryset = self.model._default_manager.get_queryset()
-        team_ids = (
-            list(request.user.teams.values_list("pk", flat=True))
-            if request.user.is_authenticated
-            else []
-        )
-        return queryset.annotate(
-            mine_first=Case(
-                When(team_id__in=team_ids, status__in=ACTIVE_STATUSES, then=Value(0)),
-                default=Value(1),
-                output_field=IntegerField(),
+    change_list_template = "admin/incidents/incident/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = extra_context or {}
+        if request.user.is_authenticated and not request.GET:
+            extra_context["my_open_incidents"] = list(
+                Incident.objects.filter(team__members=request.user, status__in=ACTIVE_STATUSES)
+                .select_related("team", "commander")
+                .order_by("-detected_at", "-id")[:20]
             )
-            if team_ids
-            else Value(1, output_field=IntegerField())
-        ).order_by(*self.get_ordering(request))
+        return super().changelist_view(request, extra_context)
 
     def get_ordering(self, request):
-        return ["mine_first", "-detected_at", "-id"]
+        return ["-detected_at", "-id"]
 
     # --- opening: the short form, through the service ----------------------------------
 

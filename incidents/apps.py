@@ -28,3 +28,10 @@ class IncidentsConfig(AppConfig):
         audit_register(Runbook)
         audit_register(RunbookStep)
         operation_finished.connect(on_operation_finished, dispatch_uid="incidents-timeline")
+
+        # The runbooks are configuration (the runbook's "Configuration Backups"): exported
+        # to Git with their steps, which are identified by runbook and position.
+        from backups import configuration
+
+        configuration.register(Runbook)
+        configuration.register(RunbookStep, key=("runbook", "position"))

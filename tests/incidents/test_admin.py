@@ -58,8 +58,10 @@ def test_changelist_shows_my_teams_open_incidents_first(member_client, teams, en
     )
     response = member_client.get(reverse("admin:incidents_incident_changelist"))
     assert response.status_code == 200
+    assert [i.title for i in response.context["my_open_incidents"]] == ["mine"]
+    assert "My team's open incidents" in response.content.decode()
     titles = [i.title for i in response.context["cl"].result_list]
-    assert titles == ["mine", "newer, not mine"]
+    assert titles == ["newer, not mine", "mine"]
     filtered = member_client.get(
         reverse("admin:incidents_incident_changelist") + "?status__exact=open&q=newer"
     )
