@@ -35,8 +35,12 @@ def test_tls_engine_with_client_certificate(tls_material):
 
 
 def test_tls_engine_without_client_certificate_is_refused(tls_material):
-    engine = DockerEngine(name="tls-no-client", base_url=tls_material["base_url"],
-                          tls_ca_cert=tls_material["tls_ca_cert"], timeout_seconds=3)
+    engine = DockerEngine(
+        name="tls-no-client",
+        base_url=tls_material["base_url"],
+        tls_ca_cert=tls_material["tls_ca_cert"],
+        timeout_seconds=3,
+    )
     with pytest.raises(AuthenticationFailed) as error:
         docker_adapter.ping(engine)
     assert "TLS" in str(error.value)
@@ -45,13 +49,34 @@ def test_tls_engine_without_client_certificate_is_refused(tls_material):
 def test_tls_engine_with_an_unknown_ca_is_refused(tls_material, tmp_path):
     import subprocess
 
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=other-ca", "-keyout", str(tmp_path / "k.pem"), "-out",
-                    str(tmp_path / "ca.pem")], check=True, capture_output=True)
-    engine = DockerEngine(name="tls-wrong-ca", base_url=tls_material["base_url"],
-                          tls_ca_cert=(tmp_path / "ca.pem").read_text(),
-                          tls_client_cert=tls_material["tls_client_cert"],
-                          tls_client_key=tls_material["tls_client_key"], timeout_seconds=3)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other-ca",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(tmp_path / "ca.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    engine = DockerEngine(
+        name="tls-wrong-ca",
+        base_url=tls_material["base_url"],
+        tls_ca_cert=(tmp_path / "ca.pem").read_text(),
+        tls_client_cert=tls_material["tls_client_cert"],
+        tls_client_key=tls_material["tls_client_key"],
+        timeout_seconds=3,
+    )
     with pytest.raises(AuthenticationFailed):
         docker_adapter.ping(engine)
 
