@@ -160,9 +160,12 @@ def staff_client(client, superuser):
     return client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker_process(django_db_setup, django_db_blocker):
-    """A real Celery worker process on the test broker and the test database."""
+    """A real Celery worker process on the test broker and the test database.
+
+    Module-scoped: a worker left running would consume other modules' tasks in its own
+    process, out of reach of their in-process assertions (e.g. the mail outbox)."""
     from django.db import connection
 
     env = {**os.environ, "DATABASE_URL": _test_database_url(connection.settings_dict)}
