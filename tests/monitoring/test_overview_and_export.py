@@ -1,0 +1,111 @@
+"""The overview page, the system pages' charts, /metrics, retention and the task."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from incidents.services import incidents_load_defaults
+from opsportal.monitoring import services, tasks
+from opsportal.monitoring.models import AlertRule, CollectionSchedule, Sample, SampleRollup
+from opsportal.systems.models import HttpEndpoint
+from tests.monitoring.conftest import collect_now
+
+
+@pytest.fixture
+def firing_api(db, http_endpoint, http_server):
+    incidents_load_defaults()
+    services.monitoring_load_defaults()
+    AlertRule.objects.filter(name="API error rate above 5%").update(for_seconds=0)
+    http_server.behaviour.status = 500
+    collect_now()
+    return http_endpoint
+
+
+def test_overview_shows_incident_alert_systems_and_figures(firing_api, staff_client):
+    page = staff_client.get("/admin/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "API error rate above 5%" in html  # the firing alert
+    assert f"API error rate above 5% on {firing_api.name}" in html  # its incident
+    assert 'data-system="test-api"' in html
+    assert "http error rate percent: <strong>100.0 %</strong>" in html
+    assert 'class="app-monitoring module' in html  # the app list stays below it
+
+
+def test_overview_queries_stay_bounded_as_systems_grow(firing_api, staff_client):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert staff_client.get("/admin/").status_code == 200
+        return len(ctx.captured_queries)
+
+    before = queries()
+    for i in range(15):
+        HttpEndpoint.objects.create(name=f"api-{i}", url=f"http://127.0.0.1:9/{i}")
+    collect_now()
+    assert queries() == before
+
+
+def test_system_page_shows_its_charts(firing_api, staff_client, http_server):
+    http_server.behaviour.status = 200
+    collect_now()
+    page = staff_client.get(f"/admin/systems/httpendpoint/{firing_api.pk}/change/")
+    html = page.content.decode()
+    assert 'id="monitoring-charts"' in html
+    assert html.count("<polyline") == 2  # p95 and error rate, each with two samples
+
+
+def test_metrics_export_every_figure_and_passes_promtool(firing_api, client, tmp_path):
+    body = client.get("/metrics").content.decode()
+    assert 'opsportal_collection_up{kind="http",system="test-api"} 1.0' in body
+    assert 'opsportal_http_error_ratio{kind="http",system="test-api"} 1.0' in body
+    assert 'opsportal_alerts_firing{rule="API error rate above 5%",severity="sev2"} 1.0' in body
+    assert 'opsportal_disk_used_ratio{kind="portal",path=' in body
+    exported = body.split("# HELP opsportal_")[1:]
+    assert len(exported) >= 5
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_old_samples_are_downsampled_then_dropped(db, http_endpoint, settings):
+    now = timezone.now()
+    old = now - dt.timedelta(days=8)
+    bucket_start = old.replace(minute=0, second=0, microsecond=0)
+    values = {}
+    for i in range(10):  # ten samples within one 5-minute bucket
+        at = bucket_start + dt.timedelta(seconds=30 * i)
+        services.samples_store(values={(http_endpoint.pk, "http_latency_ms", ""): (i * 10.0, at)})
+    services.samples_store(values={(http_endpoint.pk, "http_latency_ms", ""): (5.0, now)})
+    ancient = now - dt.timedelta(days=settings.MONITORING_ROLLUP_RETENTION_DAYS + 1)
+    services.samples_store(values={(http_endpoint.pk, "http_error", ""): (1.0, ancient)})
+    del values
+
+    folded = services.samples_downsample(now=now)
+    assert folded == 11
+    assert Sample.objects.filter(system_id=http_endpoint.pk).count() == 1  # the recent one
+    (rollup,) = SampleRollup.objects.filter(metric="http_latency_ms")
+    assert (rollup.count, rollup.minimum, rollup.maximum, rollup.mean) == (10, 0, 90, 45)
+    assert not SampleRollup.objects.filter(metric="http_error").exists()  # past retention
+
+
+def test_collect_task_runs_a_round(http_endpoint):
+    result = tasks.collect.apply()
+    assert result.successful() and result.result == 1
+    schedule = CollectionSchedule.objects.get(pk=http_endpoint.pk)
+    assert schedule.last_ok and schedule.next_due_at > timezone.now()
+    assert tasks.collect.apply().result == 0  # not due again yet
+
+
+def test_health_detailed_reports_stale_collection(http_endpoint, staff_client):
+    collect_now()
+    CollectionSchedule.objects.update(last_finished_at=timezone.now() - dt.timedelta(hours=1))
+    checks = {c["name"]: c for c in staff_client.get("/health/detailed").json()["checks"]}
+    assert checks["monitoring:collection"]["status"] == "failing"
+    assert "test-api" in checks["monitoring:collection"]["message"]
