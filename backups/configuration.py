@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save, pre_save
 
 
 @dataclass
@@ -48,6 +49,58 @@ def register(
     if model in _registry:
         return
     _registry[model] = ExportedModel(model, tuple(key), frozenset(exclude), after_import, rows)
+    # "Committed automatically ... after changes": every change to an exported row is
+    # recorded, and a debounced task commits a burst of them once.
+    uid = f"configuration-backup-{model._meta.label_lower}"
+    pre_save.connect(_before_save, sender=model, dispatch_uid=uid, weak=False)
+    post_save.connect(_after_save, sender=model, dispatch_uid=uid, weak=False)
+    post_delete.connect(_after_delete, sender=model, dispatch_uid=uid, weak=False)
+
+
+def _tracking_changes() -> bool:
+    from django.conf import settings
+
+    return getattr(settings, "CONFIG_BACKUP_ON_CHANGE", True)
+
+
+def _exported(instance: models.Model, spec: ExportedModel) -> tuple | None:
+    """What the export holds for this row, to tell a real change from a save that changes
+    only unexported fields (Celery beat saves every PeriodicTask's last_run_at)."""
+    try:
+        return (_natural_key(instance, spec), _row(instance, spec))
+    except Exception:
+        return None  # cannot tell (e.g. a dangling reference): count it as a change
+
+
+def _before_save(sender, instance, raw=False, **kwargs) -> None:
+    if raw or not _tracking_changes():
+        return
+    old = sender._default_manager.filter(pk=instance.pk).first() if instance.pk else None
+    instance._configuration_before = _exported(old, _registry[sender]) if old else None
+
+
+def _after_save(sender, instance, created, raw=False, **kwargs) -> None:
+    if raw or not _tracking_changes():
+        return
+    before = instance.__dict__.pop("_configuration_before", None)
+    if not created and before is not None and before == _exported(instance, _registry[sender]):
+        return
+    _record_change(f"{'created' if created else 'changed'} {_describe(instance)}")
+
+
+def _after_delete(sender, instance, **kwargs) -> None:
+    if _tracking_changes():
+        _record_change(f"deleted {_describe(instance)}")
+
+
+def _describe(instance: models.Model) -> str:
+    return f"{instance._meta.verbose_name} {str(instance)!r}"[:300]
+
+
+def _record_change(description: str) -> None:
+    from backups.services import configuration_change_record
+
+    configuration_change_record(description=description)
 
 
 def registered() -> list[ExportedModel]:

@@ -137,6 +137,8 @@ class Backup(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Refreshed by the worker while it runs; a stale one means the worker died mid-backup.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Which worker (Celery hostname and pid) claimed the run, so a lost run names it.
+    worker = models.CharField(max_length=255, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True, help_text="What went wrong, with pg_dump's messages.")
     verification = models.CharField(
@@ -247,3 +249,34 @@ class RestoreDrill(models.Model):
 
     def __str__(self) -> str:
         return f"Drill #{self.pk} of backup #{self.backup_id}"
+
+
+class ConfigurationChange(models.Model):
+    """A change to exported configuration waiting for its commit (the runbook's
+    "Configuration Backups": committed after changes). Changes within the debounce window
+    of each other are committed together, once."""
+
+    changed_at = models.DateTimeField(db_index=True)
+    # Not committed before this: a later change in the same burst moves the burst's end.
+    commit_after = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    description = models.CharField(max_length=300)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    # The Git commit that holds it; empty when the export's bytes did not change.
+    commit = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["changed_at"]
+        indexes = [
+            models.Index(
+                fields=["commit_after"],
+                condition=Q(committed_at=None),
+                name="config_change_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.description} by {self.actor_name or 'the system'}"

@@ -7,10 +7,14 @@ runs for one database never overlap.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 import zlib
@@ -18,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from celery.schedules import crontab
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -31,6 +36,7 @@ from backups.models import (
     BackupPlan,
     BackupStatus,
     BackupTrigger,
+    ConfigurationChange,
     DrillResult,
     OperationStatus,
     Restore,
@@ -38,6 +44,7 @@ from backups.models import (
     Verification,
 )
 from backups.storage import StorageError, storage_for
+from opsportal.audit import context
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.people.models import Responsibility
@@ -49,15 +56,33 @@ from opsportal.systems.models import PostgresDatabase
 
 logger = logging.getLogger(__name__)
 
+# Defaults of BACKUP_HEARTBEAT_SECONDS and BACKUP_HEARTBEAT_STALE_SECONDS: a running
+# backup whose heartbeat is older than the stale window lost its worker.
 HEARTBEAT_SECONDS = 15
-# A running backup whose heartbeat is older than this lost its worker.
 HEARTBEAT_STALE = dt.timedelta(minutes=2)
+# Default of CONFIG_BACKUP_DEBOUNCE_SECONDS: configuration changes closer together than
+# this are one burst, committed once when the burst is over.
+CONFIG_DEBOUNCE = dt.timedelta(seconds=30)
 # Queued rows older than this were probably never dispatched (broker down).
 UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
 # A scheduled run not requested this long after it was due counts as missed.
 MISSED_GRACE = dt.timedelta(minutes=30)
 OPERATION_TIME_LIMIT = dt.timedelta(hours=3)
 DEFAULT_TIME_LIMIT_SECONDS = 3 * 3600
+
+
+def heartbeat_seconds() -> float:
+    return float(getattr(settings, "BACKUP_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS))
+
+
+def heartbeat_stale() -> dt.timedelta:
+    seconds = getattr(settings, "BACKUP_HEARTBEAT_STALE_SECONDS", None)
+    return dt.timedelta(seconds=seconds) if seconds is not None else HEARTBEAT_STALE
+
+
+def this_worker() -> str:
+    """Names the process running a backup, so a lost run says which worker was lost."""
+    return f"{socket.gethostname()} (pid {os.getpid()})"
 
 
 class BackupBusy(Exception):
@@ -219,7 +244,7 @@ def _file_name(backup: Backup) -> str:
     return f"{backup.database.name}/{stamp}-{backup.pk}.{extension}"
 
 
-def backup_claim(*, backup_id: int) -> Backup | None:
+def backup_claim(*, backup_id: int, worker: str = "") -> Backup | None:
     """Take the queued backup for this worker; None if someone else has it.
 
     Raises BackupBusy while another backup of the same database is running.
@@ -228,7 +253,10 @@ def backup_claim(*, backup_id: int) -> Backup | None:
     try:
         with transaction.atomic():
             claimed = Backup.objects.filter(pk=backup_id, status=BackupStatus.QUEUED).update(
-                status=BackupStatus.RUNNING, started_at=now, heartbeat_at=now
+                status=BackupStatus.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                worker=(worker or this_worker())[:255],
             )
     except IntegrityError as exc:
         raise BackupBusy(
@@ -244,9 +272,9 @@ def backup_claim(*, backup_id: int) -> Backup | None:
     return backup
 
 
-def backup_run(*, backup_id: int) -> Backup | None:
+def backup_run(*, backup_id: int, worker: str = "") -> Backup | None:
     """Run a queued backup: claim it, dump, verify, apply the plan's retention."""
-    backup = backup_claim(backup_id=backup_id)
+    backup = backup_claim(backup_id=backup_id, worker=worker)
     if backup is None:
         return None
     _backup_execute(backup)
@@ -275,7 +303,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(HEARTBEAT_SECONDS):
+            while not self.stopped.wait(heartbeat_seconds()):
                 Backup.objects.filter(pk=self.backup_id, status=BackupStatus.RUNNING).update(
                     heartbeat_at=timezone.now()
                 )
@@ -976,9 +1004,15 @@ def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             message="The worker stopped before finishing (past the time limit).",
         )
     for backup in Backup.objects.filter(
-        status=BackupStatus.RUNNING, heartbeat_at__lt=now - HEARTBEAT_STALE
+        status=BackupStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale()
     ).select_related("database", "plan"):
         counts["failed"] += backup_fail_abandoned(backup=backup, now=now)
+    # Configuration changes whose commit message the broker lost.
+    if ConfigurationChange.objects.filter(
+        committed_at=None, commit_after__lt=now - UNDISPATCHED_AFTER
+    ).exists():
+        _dispatch_configuration_commit(countdown=0)
+        counts["redispatched"] += 1
     for plan in BackupPlan.objects.filter(enabled=True).select_related("database"):
         counts["missed"] += _report_missed(plan, now)
     return counts
@@ -987,8 +1021,10 @@ def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
 def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
     """The worker died mid-backup: fail the row and remove its partial file."""
     message = (
-        f"The worker running this backup stopped (no heartbeat since "
-        f"{backup.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); its partial file was removed."
+        f"The worker running this backup stopped: {backup.worker or 'an unrecorded worker'} "
+        f"sent no heartbeat since {backup.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (the process "
+        "was lost: killed, out of memory or its host went down); its partial file was "
+        "removed."
     )
     updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
         status=BackupStatus.FAILED, finished_at=now, message=message
@@ -1075,8 +1111,6 @@ def configuration_backup(
 ):
     """Export the configuration into the Git repository and commit it (and push when a
     remote is configured). Unchanged configuration makes no commit."""
-    from django.conf import settings
-
     from backups import configuration, git_repository
 
     repo = Path(directory or settings.CONFIG_BACKUP_REPO)
@@ -1084,14 +1118,16 @@ def configuration_backup(
     name = actor.get_username() if getattr(actor, "pk", None) else "OpsPortal"
     email = getattr(actor, "email", "") or "opsportal@localhost"
     try:
-        git_repository.ensure(repo, remote=remote)
-        configuration.configuration_write(directory=repo)
-        result = git_repository.commit_all(
-            repo,
-            message=message or f"Configuration as of {timezone.now():%Y-%m-%d %H:%M} UTC",
-            author=(name, email),
-            remote=remote,
-        )
+        # The daily commit and a change's commit may run at once in two worker processes.
+        with _repository_lock(repo):
+            git_repository.ensure(repo, remote=remote)
+            configuration.configuration_write(directory=repo)
+            result = git_repository.commit_all(
+                repo,
+                message=message or f"Configuration as of {timezone.now():%Y-%m-%d %H:%M} UTC",
+                author=(name, email),
+                remote=remote,
+            )
     except (git_repository.GitFailed, OSError) as exc:
         audit_record(
             action=AuditAction.OPERATION,
@@ -1130,4 +1166,90 @@ def configuration_restore(*, directory: Path, actor: object | None = None):
         message="Configuration imported: "
         + ", ".join(f"{label} +{n}" for label, n in result.created.items() if n),
     )
+    return result
+
+
+@contextlib.contextmanager
+def _repository_lock(repo: Path) -> Iterator[None]:
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    with open(repo.parent / f".{repo.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _configuration_debounce() -> dt.timedelta:
+    seconds = getattr(settings, "CONFIG_BACKUP_DEBOUNCE_SECONDS", None)
+    return dt.timedelta(seconds=seconds) if seconds is not None else CONFIG_DEBOUNCE
+
+
+def _dispatch_configuration_commit(*, countdown: float) -> None:
+    from backups.tasks import commit_configuration_changes
+
+    enqueue_after_commit(commit_configuration_changes, countdown=max(countdown, 0))
+
+
+def configuration_change_record(*, description: str) -> ConfigurationChange:
+    """Note a change to exported configuration (called from the registered models' save and
+    delete signals, inside the change's transaction); it is committed to Git when its
+    burst of changes is over."""
+    ctx = context.current()
+    actor = ctx.actor if getattr(ctx.actor, "pk", None) else None
+    now = timezone.now()
+    window = _configuration_debounce()
+    burst_started = not ConfigurationChange.objects.filter(committed_at=None).exists()
+    change = ConfigurationChange.objects.create(
+        changed_at=now,
+        commit_after=now + window,
+        actor=actor,
+        actor_name=actor.get_username() if actor else "",
+        description=description[:300],
+    )
+    if burst_started:
+        # Later changes of the burst find this one pending and send nothing; the task
+        # waits for the burst's end itself.
+        _dispatch_configuration_commit(countdown=window.total_seconds())
+    return change
+
+
+def configuration_commit_changes(*, now: dt.datetime | None = None):
+    """Commit the pending configuration changes once their burst is over: one commit for
+    the burst, authored by whoever made its last change. A burst that changed no exported
+    bytes makes no commit. Returns the CommitResult, or None while there is nothing to do
+    yet."""
+    now = now or timezone.now()
+    pending = list(
+        ConfigurationChange.objects.filter(committed_at=None, changed_at__lte=now)
+        .select_related("actor")
+        .order_by("changed_at", "pk")
+    )
+    if not pending:
+        return None
+    burst_ends = max(change.commit_after for change in pending)
+    if burst_ends > now:
+        _dispatch_configuration_commit(countdown=(burst_ends - now).total_seconds() + 0.2)
+        return None
+    last = pending[-1]
+    people = sorted({change.actor_name or "the system" for change in pending})
+    described = list(dict.fromkeys(change.description for change in pending))
+    lines = [f"- {text}" for text in described[:50]]
+    if len(described) > 50:
+        lines.append(f"- ... and {len(described) - 50} more")
+    message = (
+        f"Configuration changed by {', '.join(people)} ({len(pending)} change(s))\n\n"
+        + "\n".join(lines)
+    )
+    # A failure (git, disk) raises and leaves the rows pending; the sweeper retries them.
+    result = configuration_backup(actor=last.actor, message=message)
+    ConfigurationChange.objects.filter(
+        pk__in=[change.pk for change in pending], committed_at=None
+    ).update(committed_at=timezone.now(), commit=result.commit if result.committed else "")
+    newer = ConfigurationChange.objects.filter(committed_at=None).order_by("-commit_after").first()
+    if newer is not None:
+        # Changes made while this commit ran: their own burst, their own commit.
+        _dispatch_configuration_commit(
+            countdown=(newer.commit_after - timezone.now()).total_seconds() + 0.2
+        )
     return result

@@ -1,6 +1,7 @@
 """Celery tasks of the backups app: thin, each takes a primary key and calls one service."""
 
 import contextlib
+import os
 
 from celery import shared_task
 
@@ -16,7 +17,9 @@ BUSY_RETRY_SECONDS = 30
 def run_backup(self, backup_id: int) -> str:
     with context.acting(source=AuditSource.WORKER):
         try:
-            backup = services.backup_run(backup_id=backup_id)
+            backup = services.backup_run(
+                backup_id=backup_id, worker=f"worker {self.request.hostname} (pid {os.getpid()})"
+            )
         except services.BackupBusy:
             # The row stays queued; if this message is lost the sweeper dispatches it again.
             with contextlib.suppress(Exception):
@@ -62,3 +65,12 @@ def sweep_backups() -> dict:
 def configuration_backup() -> str:
     with context.acting(source=AuditSource.SCHEDULE):
         return services.configuration_backup().commit
+
+
+@shared_task(name="backups.commit_configuration_changes", soft_time_limit=240, time_limit=300)
+def commit_configuration_changes() -> str:
+    with context.acting(source=AuditSource.WORKER):
+        result = services.configuration_commit_changes()
+    if result is None:
+        return "nothing due"
+    return result.commit if result.committed else "unchanged"
