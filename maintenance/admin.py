@@ -84,25 +84,51 @@ class MaintenanceWindowForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         window = self.instance
-        if window.pk is None and cleaned.get("starts_at") and cleaned.get("ends_at"):
-            probe = MaintenanceWindow(starts_at=cleaned["starts_at"], ends_at=cleaned["ends_at"])
+        if cleaned.get("starts_at") and cleaned.get("ends_at"):
             try:
-                services.window_validate(window=probe)
+                if window.pk is None:
+                    probe = MaintenanceWindow(
+                        starts_at=cleaned["starts_at"], ends_at=cleaned["ends_at"]
+                    )
+                    services.window_validate(window=probe)
+                else:
+                    # Moving an occurrence: refused on the form (into the past, end before
+                    # start, a window that has started), not as an error page on save.
+                    previous = MaintenanceWindow.objects.get(pk=window.pk)
+                    services.window_change_validate(
+                        previous=previous,
+                        starts_at=cleaned["starts_at"],
+                        ends_at=cleaned["ends_at"],
+                    )
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    self.add_error(field, errors)
-        lead = cleaned.get("announce_lead_hours", "")
-        try:
-            hours = [int(h) for h in lead.replace(" ", "").split(",") if h]
-        except ValueError:
-            self.add_error("announce_lead_hours", "Enter whole hours separated by commas: 72,24")
-        else:
-            if any(h <= 0 or h > services.MAX_LEAD_HOURS for h in hours):
-                self.add_error(
-                    "announce_lead_hours",
-                    f"Each lead time must be between 1 and {services.MAX_LEAD_HOURS} hours.",
-                )
+                _add_errors(self, exc)
+        _check_lead_hours(self, cleaned)
         return cleaned
+
+
+def _check_lead_hours(form: forms.ModelForm, cleaned: dict) -> None:
+    """Lead times are whole hours, comma-separated (72,24): say so instead of failing later
+    when the announcements are computed."""
+    lead = cleaned.get("announce_lead_hours", "")
+    if "announce_lead_hours" not in cleaned:
+        return
+    try:
+        hours = [int(h) for h in lead.replace(" ", "").split(",") if h]
+    except ValueError:
+        form.add_error("announce_lead_hours", "Enter whole hours separated by commas: 72,24")
+    else:
+        if any(h <= 0 or h > services.MAX_LEAD_HOURS for h in hours):
+            form.add_error(
+                "announce_lead_hours",
+                f"Each lead time must be between 1 and {services.MAX_LEAD_HOURS} hours.",
+            )
+
+
+def _add_errors(form: forms.ModelForm, exc: ValidationError) -> None:
+    """A service's ValidationError as form errors next to the fields it names (a field the
+    form does not show goes to the top of the form)."""
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
 
 
 class AnnouncementInline(admin.TabularInline):
@@ -442,6 +468,7 @@ class MaintenancePlanForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        _check_lead_hours(self, cleaned)
         if not self.errors:
             probe = MaintenancePlan(
                 rrule=cleaned.get("rrule", ""),
@@ -452,8 +479,7 @@ class MaintenancePlanForm(forms.ModelForm):
             try:
                 services.plan_validate(plan=probe)
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    self.add_error(field, errors)
+                _add_errors(self, exc)
         return cleaned
 
 
@@ -493,18 +519,50 @@ class MaintenancePlanAdmin(admin.ModelAdmin):
             self.message_user(request, f"Generated {len(created)} upcoming window(s).")
 
 
+class RecurringTaskForm(forms.ModelForm):
+    class Meta:
+        model = RecurringTask
+        fields = [
+            "name",
+            "kind",
+            "team",
+            "rrule",
+            "first_due",
+            "time_zone",
+            "description",
+            "generate_ahead_days",
+            "active",
+        ]
+
+    def clean(self):
+        # An impossible rule or an unknown zone is a form error next to its field, so the
+        # person fixes it on the same page (saving it would fail on every generation).
+        cleaned = super().clean()
+        if not self.errors:
+            probe = RecurringTask(
+                rrule=cleaned.get("rrule", ""),
+                first_due=cleaned.get("first_due"),
+                time_zone=cleaned.get("time_zone", ""),
+            )
+            try:
+                services.task_validate(task=probe)
+            except ValidationError as exc:
+                _add_errors(self, exc)
+        return cleaned
+
+
 @admin.register(RecurringTask)
 class RecurringTaskAdmin(admin.ModelAdmin):
+    form = RecurringTaskForm
     list_display = ["name", "kind", "team", "rrule", "active"]
     list_select_related = ["team"]
 
     def save_model(self, request, obj, form, change):
-        try:
-            services.task_validate(task=obj)
-        except ValidationError as exc:
-            raise PermissionDenied(" ".join(exc.messages)) from exc
+        # Validated by the form; saved, then its due dates are generated ahead.
         super().save_model(request, obj, form, change)
-        services.task_generate_occurrences(task=obj)
+        created = services.task_generate_occurrences(task=obj)
+        if created:
+            self.message_user(request, f"Generated {len(created)} due date(s).")
 
 
 class OccurrenceCompleteForm(forms.ModelForm):

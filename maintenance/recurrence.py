@@ -18,6 +18,13 @@ from django.core.exceptions import ValidationError
 # How far ahead a rule is searched when validating it (and for its shortest gap).
 VALIDATION_HORIZON = dt.timedelta(days=366 * 5)
 EXAMPLE = "FREQ=MONTHLY;BYDAY=SA;BYSETPOS=3 (the third Saturday of every month)"
+MAX_VALIDATED_STARTS = 4000
+ALLOWED_FREQUENCIES = (
+    dateutil_rrule.YEARLY,
+    dateutil_rrule.MONTHLY,
+    dateutil_rrule.WEEKLY,
+    dateutil_rrule.DAILY,
+)
 
 
 @lru_cache(maxsize=256)
@@ -83,6 +90,20 @@ def parse_rule(text: str, *, first_start: dt.datetime, time_zone: str) -> dateut
         ) from None
     if not isinstance(rule, dateutil_rrule.rrule):
         raise ValidationError({"rrule": "Enter a single RRULE, not a set of rules or dates."})
+    # Finer rules (HOURLY, MINUTELY, SECONDLY) are not maintenance schedules, and searching
+    # five years of seconds for validation would hang the request.
+    if rule._freq not in ALLOWED_FREQUENCIES:
+        raise ValidationError(
+            {
+                "rrule": f"Use FREQ=YEARLY, MONTHLY, WEEKLY or DAILY (a window at most daily); "
+                f"e.g. {EXAMPLE}."
+            }
+        )
+    if rule._interval < 1:
+        # dateutil accepts INTERVAL=0 and then never advances: an endless search.
+        raise ValidationError(
+            {"rrule": "INTERVAL must be a whole number of at least 1 (1 = every period)."}
+        )
     if until is not None:
         if rule._count:
             raise ValidationError({"rrule": "Use COUNT or UNTIL, not both (RFC 5545)."})
@@ -109,6 +130,34 @@ def occurrences(
     return found
 
 
+def validation_starts(
+    rule: dateutil_rrule.rrule, *, time_zone: str, first_start: dt.datetime
+) -> list[dt.datetime]:
+    """The rule's starts (UTC) in the validation horizon; a rule with more than
+    MAX_VALIDATED_STARTS of them is refused rather than enumerated (BYHOUR/BYMINUTE lists
+    can turn a DAILY rule into millions of occurrences, which would hang the request)."""
+    tz = zone(time_zone)
+    end = first_start + VALIDATION_HORIZON
+    local_start = first_start.astimezone(tz).replace(tzinfo=None)
+    local_end = end.astimezone(tz).replace(tzinfo=None)
+    found = []
+    for local in rule.xafter(local_start, inc=True):
+        if local > local_end:
+            break
+        if len(found) >= MAX_VALIDATED_STARTS:
+            raise ValidationError(
+                {
+                    "rrule": f"This rule occurs more than {MAX_VALIDATED_STARTS} times in five "
+                    "years (more than about twice a day): remove BYHOUR/BYMINUTE values or "
+                    f"use a less frequent rule; e.g. {EXAMPLE}."
+                }
+            )
+        at = local.replace(tzinfo=tz).astimezone(dt.UTC)
+        if first_start <= at < end:
+            found.append(at)
+    return found
+
+
 def validate_plan(
     *, rrule: str, first_start: dt.datetime, time_zone: str, duration: dt.timedelta
 ) -> dateutil_rrule.rrule:
@@ -118,9 +167,7 @@ def validate_plan(
             {"duration_minutes": "A window must last at least one minute; enter its length."}
         )
     rule = parse_rule(rrule, first_start=first_start, time_zone=time_zone)
-    starts = occurrences(
-        rule, time_zone=time_zone, start=first_start, end=first_start + VALIDATION_HORIZON
-    )
+    starts = validation_starts(rule, time_zone=time_zone, first_start=first_start)
     if not starts:
         raise ValidationError(
             {

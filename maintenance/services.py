@@ -153,6 +153,25 @@ def window_schedule(
     return window
 
 
+def window_change_validate(
+    *, previous: MaintenanceWindow, starts_at: dt.datetime, ends_at: dt.datetime
+) -> bool:
+    """May the saved window `previous` get these times? Raises a ValidationError saying what
+    to fix; returns whether the window moves. The admin form asks before saving."""
+    moving = (previous.starts_at, previous.ends_at) != (starts_at, ends_at)
+    only_end_moved = previous.status == WindowStatus.IN_PROGRESS and starts_at == previous.starts_at
+    if previous.status not in UPCOMING_STATUSES and moving and not only_end_moved:
+        raise ValidationError(
+            {
+                "starts_at": f"The window is {previous.get_status_display().lower()}: "
+                "only the end of a window in progress can still change."
+            }
+        )
+    probe = MaintenanceWindow(starts_at=starts_at, ends_at=ends_at)
+    window_validate(window=probe, moving=moving and previous.status in UPCOMING_STATUSES)
+    return moving
+
+
 @transaction.atomic
 def window_update(
     *,
@@ -163,20 +182,9 @@ def window_update(
     """Save edits; moving a generated occurrence keeps its place in the plan's rule."""
     _require(actor, "maintenance.change_maintenancewindow", "change a maintenance window")
     previous = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
-    moving = (previous.starts_at, previous.ends_at) != (window.starts_at, window.ends_at)
-    only_end_moved = (
-        previous.status == WindowStatus.IN_PROGRESS and window.starts_at == previous.starts_at
+    moving = window_change_validate(
+        previous=previous, starts_at=window.starts_at, ends_at=window.ends_at
     )
-    if previous.status not in UPCOMING_STATUSES and moving and not only_end_moved:
-        raise ValidationError(
-            {
-                "starts_at": f"The window is {previous.get_status_display().lower()}: "
-                "only the end of a window in progress can still change."
-            }
-        )
-    window_validate(window=window, moving=moving and previous.status in UPCOMING_STATUSES)
-    if window.ends_at <= window.starts_at:
-        raise ValidationError({"ends_at": "A window must end after it starts."})
     # State fields are only the services' to change.
     for name in ("status", "started_at", "finished_at", "suppress_from", "start_override_reason"):
         setattr(window, name, getattr(previous, name))
@@ -184,6 +192,8 @@ def window_update(
     if previous.status == WindowStatus.IN_PROGRESS:
         # An extended (or shortened) window suppresses alerts until its new end.
         window.suppress_until = window.ends_at
+    # A moved window is a new version of the calendar event.
+    window.sequence = previous.sequence + (1 if moving else 0)
     window.save()
     if systems is not None:
         window.systems.set(list(systems))
@@ -342,7 +352,9 @@ def window_cancel(
         was_announced = window.announcements.exists()
         window.status = WindowStatus.CANCELLED
         window.finished_at = timezone.now()
-        window.save(update_fields=["status", "finished_at"])
+        # Calendar apps replace the event only when its SEQUENCE grows.
+        window.sequence += 1
+        window.save(update_fields=["status", "finished_at", "sequence"])
         audit_record(
             action=AuditAction.OPERATION,
             obj=window,
@@ -1041,15 +1053,17 @@ SCAN_TIME_LIMIT = dt.timedelta(minutes=10)
 
 
 def task_validate(*, task: RecurringTask):
+    """Refuse an unreadable rule, an unknown time zone, or a rule that never comes due."""
+    if task.first_due is None:
+        raise ValidationError({"first_due": "Enter the first due date."})
     rule = recurrence.parse_rule(task.rrule, first_start=task.first_due, time_zone=task.time_zone)
-    if not recurrence.occurrences(
-        rule,
-        time_zone=task.time_zone,
-        start=task.first_due,
-        end=task.first_due + recurrence.VALIDATION_HORIZON,
-    ):
+    if not recurrence.validation_starts(rule, time_zone=task.time_zone, first_start=task.first_due):
         raise ValidationError(
-            {"rrule": "This rule has no due date in the five years after the first one."}
+            {
+                "rrule": "This rule has no due date in the five years after the first one "
+                "(e.g. the 30th of February, or an UNTIL before the first due date). Check "
+                f"BYMONTH/BYMONTHDAY/BYSETPOS and UNTIL; example: {recurrence.EXAMPLE}."
+            }
         )
     return rule
 
