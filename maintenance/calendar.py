@@ -48,6 +48,9 @@ def feed(
             ),
         )
         event.add("categories", [window.get_kind_display()])
+        # A cancelled window stays in the feed as CANCELLED with a higher SEQUENCE: calendar
+        # apps then remove it, where a vanished event is often kept for ever.
+        event.add("sequence", window.sequence)
         event.add("status", "CANCELLED" if window.status == WindowStatus.CANCELLED else "CONFIRMED")
         event.add("transp", "OPAQUE")
         calendar.add_component(event)

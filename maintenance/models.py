@@ -142,6 +142,9 @@ class MaintenanceWindow(Audience):
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     start_override_reason = models.TextField(blank=True, editable=False)
+    # The iCalendar SEQUENCE (RFC 5545 3.8.7.4): bumped when the window is moved or
+    # cancelled, so subscribed calendar apps take the new version instead of the old one.
+    sequence = models.PositiveIntegerField(default=0, editable=False)
     # While these are set, alerts about the window's systems in [from, until) are suppressed;
     # kept apart from status so "which systems are in maintenance now" is one indexed range.
     suppress_from = models.DateTimeField(null=True, blank=True, editable=False)

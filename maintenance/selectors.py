@@ -72,6 +72,20 @@ def windows_upcoming(*, now: dt.datetime | None = None) -> QuerySet[MaintenanceW
     )
 
 
+def windows_for_feed(*, now: dt.datetime | None = None) -> QuerySet[MaintenanceWindow]:
+    """The .ics feed: upcoming windows, and the cancelled ones that would still have been
+    upcoming, so subscribed calendars learn of the cancellation and remove the event."""
+    now = now or timezone.now()
+    return (
+        MaintenanceWindow.objects.exclude(
+            status__in=[s for s in FINISHED_STATUSES if s != WindowStatus.CANCELLED]
+        )
+        .filter(ends_at__gt=now)
+        .prefetch_related("systems")
+        .order_by("starts_at")
+    )
+
+
 def windows_for_calendar(
     *, start: dt.datetime, end: dt.datetime, include_cancelled: bool = False
 ) -> QuerySet[MaintenanceWindow]:

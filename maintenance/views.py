@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET
 
 from maintenance import calendar
 from maintenance.models import CalendarSubscription
-from maintenance.selectors import windows_upcoming
+from maintenance.selectors import windows_for_feed
 
 
 # The secret link is the credential: calendar apps cannot log in.
@@ -20,7 +20,7 @@ def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     )
     if subscription is None or not subscription.user.has_perm("maintenance.view_maintenancewindow"):
         raise Http404("No such calendar.")
-    body = calendar.feed(windows=windows_upcoming(), domain=request.get_host().split(":")[0])
+    body = calendar.feed(windows=windows_for_feed(), domain=request.get_host().split(":")[0])
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = 'inline; filename="maintenance.ics"'
     response["Cache-Control"] = "private, max-age=300"
