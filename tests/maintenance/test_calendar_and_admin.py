@@ -9,12 +9,14 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from maintenance.models import CalendarSubscription, MaintenanceWindow, WindowStatus
+from maintenance.selectors import windows_for_feed
 from maintenance.services import (
     calendar_subscription_get,
     calendar_subscription_reset,
     window_cancel,
     window_finish,
     window_start,
+    window_update,
 )
 
 pytestmark = pytest.mark.django_db
@@ -47,16 +49,58 @@ def test_the_feed_lists_upcoming_windows(client, schedule, superuser, redis_targ
 
     calendar, events = feed_events(client, token)
     assert str(calendar["version"]) == "2.0"
+    # The finished window is gone; the cancelled one stays, marked so (see below).
     assert [str(e["summary"]) for e in events] == [
         "Maintenance: Redis upgrade",
+        "Maintenance: Never mind",
         "Maintenance: Kernel patches",
     ]
-    for event, window in zip(events, [first, second], strict=True):
+    for event, window in zip(events, [first, cancelled, second], strict=True):
         assert event.decoded("dtstart") == window.starts_at.replace(microsecond=0)
         assert event.decoded("dtend") == window.ends_at.replace(microsecond=0)
         assert str(event["uid"]).startswith(f"maintenance-window-{window.pk}@")
+    assert [str(e["status"]) for e in events] == ["CONFIRMED", "CANCELLED", "CONFIRMED"]
+    assert [e.decoded("sequence") for e in events] == [0, 1, 0]
     assert "test-redis" in str(events[0]["description"])
     assert "Cache cold for 5 min" in str(events[0]["description"])
+
+
+def test_a_cancelled_or_moved_window_is_a_new_version_of_its_event(client, schedule, superuser):
+    """Calendar apps replace an event (same UID) only when its SEQUENCE grows, and remove
+    it when the new version says STATUS:CANCELLED (RFC 5545 3.8.1.11, 3.8.7.4)."""
+    window = schedule(title="Patch the API hosts", starts_in=dt.timedelta(days=5))
+    token = calendar_subscription_get(user=superuser).token
+
+    def the_event():
+        _, events = feed_events(client, token)
+        [event] = [
+            e for e in events if str(e["uid"]).startswith(f"maintenance-window-{window.pk}@")
+        ]
+        return event
+
+    before = the_event()
+    assert (str(before["status"]), before.decoded("sequence")) == ("CONFIRMED", 0)
+
+    window.starts_at += dt.timedelta(hours=3)
+    window.ends_at += dt.timedelta(hours=3)
+    window_update(window=window, actor=superuser)
+    moved = the_event()
+    assert moved.decoded("sequence") == 1
+    assert moved.decoded("dtstart") == window.starts_at.replace(microsecond=0)
+    assert str(moved["uid"]) == str(before["uid"])
+
+    window.expected_impact = "None expected"  # not a new time: same version
+    window_update(window=window, actor=superuser)
+    assert the_event().decoded("sequence") == 1
+
+    window_cancel(window=window, actor=superuser, reason="Vendor postponed the patch")
+    gone = the_event()
+    assert str(gone["status"]) == "CANCELLED"
+    assert gone.decoded("sequence") == 2
+    assert str(gone["uid"]) == str(before["uid"])
+
+    # Once its time has passed it leaves the feed like any other window.
+    assert window not in windows_for_feed(now=window.ends_at + dt.timedelta(minutes=1))
 
 
 def test_the_feed_needs_a_valid_secret_link(client, schedule, superuser):
