@@ -28,3 +28,29 @@ class MaintenanceConfig(AppConfig):
         audit_register(models.CalendarSubscription, secret_fields=["token"])
         register_check("maintenance", monitoring.health_checks)
         register_gauges(monitoring.gauges)
+        _register_configuration()
+
+
+def _register_configuration() -> None:
+    """Plans and recurring security tasks are configuration (the runbook's "Configuration
+    Backups"): exported by name, re-created on import with their windows and due dates.
+    Windows and occurrences are not: they are history, or derived again from the rules."""
+    from backups import configuration
+    from maintenance import services
+    from maintenance.models import MaintenancePlan, RecurringTask
+
+    # What ours point to (teams) must be registered, and so imported, before them.
+    configuration.register_defaults()
+
+    def generate_windows(plan: MaintenancePlan) -> None:
+        services.plan_generate_windows(plan=plan)
+
+    def generate_due_dates(task: RecurringTask) -> None:
+        services.task_generate_occurrences(task=task)
+
+    # The owner (a user account) and the webhook (its URL is a secret, not exported) are
+    # left for the new portal's people to set.
+    configuration.register(
+        MaintenancePlan, exclude=["owner", "webhook"], after_import=generate_windows
+    )
+    configuration.register(RecurringTask, after_import=generate_due_dates)
