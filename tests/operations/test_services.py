@@ -160,3 +160,12 @@ def teams(db):
     from opsportal.people.services import people_load_defaults
 
     people_load_defaults()
+
+
+def test_gauges_count_active_operations(redis_target, operator):
+    from opsportal.health.metrics import render
+
+    operation_request(kind="cache_statistics", target=redis_target, params={}, actor=operator)
+    text = render().decode()
+    assert 'opsportal_operations_active{status="queued"} 1.0' in text
+    assert 'opsportal_incidents_open{severity="sev1"} 0.0' in text
