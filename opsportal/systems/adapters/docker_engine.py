@@ -218,9 +218,13 @@ def _container_figures(api: docker.APIClient, summary: dict) -> ContainerFigures
     )
 
 
-def engine_figures(engine: DockerEngine, *, max_workers: int = 8) -> EngineFigures:
+def engine_figures(engine: DockerEngine, *, max_workers: int = 64) -> EngineFigures:
     """Every container's state, health, restarts, OOM kills, CPU and memory, and the host's
-    memory and data-root disk, in one pass (containers inspected concurrently)."""
+    memory and data-root disk, in one pass (containers inspected concurrently).
+
+    The engine answers a one-shot stats request at its next stats tick (about 1 s, measured
+    on Docker 28), however many requests wait for it; so asking for all containers at once
+    takes about one tick, where 8 at a time took 7 s for 57 containers."""
     from concurrent.futures import ThreadPoolExecutor
 
     with client(engine) as docker_client:
