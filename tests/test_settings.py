@@ -27,6 +27,7 @@ def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
             "SESSION_COOKIE_SECURE",
             "CSRF_COOKIE_SECURE",
             "SECURE_HSTS_SECONDS",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",  # set by the browser tests in this process
         }
     }
     return subprocess.run(
