@@ -188,6 +188,18 @@ def _check_choice(value: str, choices, what: str) -> None:
         )
 
 
+def _opening_values(incident: Incident, systems: list[System]) -> dict[str, list]:
+    """The incident's first values in the shape of the model change history ([old, new])."""
+    values: dict[str, list] = {}
+    for field in Incident._meta.concrete_fields:
+        value = field.value_from_object(incident)
+        if value not in (None, "") and field.name != "id":
+            values[field.name] = [None, field.value_to_string(incident)]
+    if systems:
+        values["affected_systems"] = [None, sorted(s.name for s in systems)]
+    return values
+
+
 def incident_open(
     *,
     title: str,
@@ -226,19 +238,32 @@ def incident_open(
             raise IncidentRefused(f"There is no runbook named {runbook_name!r}.")
     systems = _resolve_systems(affected_systems)
     with transaction.atomic():
-        incident = Incident.objects.create(
-            title=title[:200],
-            severity=severity,
-            category=category,
-            team=team,
-            reporter=reporter,
-            symptoms=symptoms,
-            source=source,
-            detected_at=timezone.now(),
-            alert_fingerprint=alert_fingerprint,
+        # bulk_create sends no post_save or m2m_changed, so the model change history
+        # (audit_register in apps.py, which still records every later edit) does not add a
+        # bare "created" record beside the "Opened" one below, which carries the same values
+        # plus who opened it and why.
+        (incident,) = Incident.objects.bulk_create(
+            [
+                Incident(
+                    title=title[:200],
+                    severity=severity,
+                    category=category,
+                    team=team,
+                    reporter=reporter,
+                    symptoms=symptoms,
+                    source=source,
+                    detected_at=timezone.now(),
+                    alert_fingerprint=alert_fingerprint,
+                )
+            ]
         )
         if systems:
-            incident.affected_systems.set(systems)
+            Incident.affected_systems.through.objects.bulk_create(
+                [
+                    Incident.affected_systems.through(incident_id=incident.pk, system_id=s.pk)
+                    for s in systems
+                ]
+            )
         who = reporter.get_username() if reporter else Source(source).label.lower()
         timeline_add(
             incident=incident,
@@ -249,7 +274,14 @@ def incident_open(
             actor=reporter,
             source=source,
         )
-        _audit(incident, f"Opened {incident.severity_label} incident: {title}", reporter)
+        audit_record(
+            action=AuditAction.CREATE,
+            obj=incident,
+            actor=reporter,
+            message=f"Opened {incident.severity_label} incident: {title}"
+            + (f" (from alert {alert_fingerprint})" if alert_fingerprint else ""),
+            changes=_opening_values(incident, systems),
+        )
         _page(incident, why="New incident", source=source, actor=reporter)
         if runbook:
             incident_attach_runbook(

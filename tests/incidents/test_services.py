@@ -26,7 +26,7 @@ from incidents.services import (
     incidents_load_defaults,
     paging_responsibilities,
 )
-from opsportal.audit.models import AuditRecord
+from opsportal.audit.models import AuditAction, AuditRecord
 from opsportal.people.models import Notification, Responsibility
 
 
@@ -61,6 +61,42 @@ def test_open_pages_on_call_and_devops_for_a_container_incident(teams, engineer)
     assert AuditRecord.objects.filter(
         object_type="incidents.incident", object_id=str(incident.pk)
     ).exists()
+
+
+def test_opening_writes_one_audit_record_and_later_edits_are_still_recorded(
+    teams, engineer, http_endpoint
+):
+    incident = incident_open(
+        title="checkout slow",
+        severity="sev3",
+        category="api",
+        team=teams[Responsibility.DEVOPS],
+        reporter=engineer,
+        symptoms="p95 800 ms",
+        affected_systems=[http_endpoint],
+    )
+    history = AuditRecord.objects.filter(
+        object_type="incidents.incident", object_id=str(incident.pk)
+    )
+    # One record for the opening (no bare "created" or "affected systems added" beside it),
+    # carrying who opened it and the values it was opened with.
+    (opened,) = history
+    assert opened.action == AuditAction.CREATE
+    assert opened.actor_id == engineer.pk
+    assert opened.message == "Opened SEV3 incident: checkout slow"
+    assert opened.changes["title"] == [None, "checkout slow"]
+    assert opened.changes["symptoms"] == [None, "p95 800 ms"]
+    assert opened.changes["team"] == [None, str(teams[Responsibility.DEVOPS].pk)]
+    assert opened.changes["affected_systems"] == [None, [http_endpoint.name]]
+    assert [s.pk for s in incident.affected_systems.all()] == [http_endpoint.pk]
+
+    # The model change history still records an edit made later (e.g. in the admin).
+    incident.impact = "checkout conversions down 20%"
+    incident.save()
+    changed = history.filter(action=AuditAction.CHANGE).get()
+    assert changed.changes == {"impact": ["", "checkout conversions down 20%"]}
+    incident.affected_systems.clear()
+    assert history.filter(action=AuditAction.CHANGE).count() == 2
 
 
 def test_routing_follows_severity_and_category():
