@@ -371,6 +371,11 @@ def _backup_execute(backup: Backup) -> None:
         )
         with postgres.connect(database, statement_timeout_ms=limit * 1000) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # The counts run beside pg_dump, which with its server process already keeps
+            # two cores busy: one backend without parallel workers or JIT takes the least
+            # CPU from the dump (measured with bench/backups.py).
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            conn.execute("SET LOCAL jit = off")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             backup.server_version = conn.execute("SHOW server_version").fetchone()[0]
             counter = _Counter(conn)
