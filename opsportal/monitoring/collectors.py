@@ -23,6 +23,13 @@ class Reading:
     metric: str
     value: float
     subject: str = ""
+    # For a counter: the value it had at the start of its window, when the system itself
+    # says so (not stored; the rolling figures derived from the counter use it).
+    baseline: float | None = None
+
+
+# container_restarts_5m counts the restarts within this window.
+RESTARTS_WINDOW = dt.timedelta(minutes=5)
 
 
 # (metric, subject) -> (value, at) of the series' newest stored sample
@@ -102,7 +109,17 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
     for c in figures.containers:
         readings += [
             Reading("container_running", 1.0 if c.state == "running" else 0.0, c.name),
-            Reading("container_restart_count", c.restart_count, c.name),
+            Reading(
+                "container_restart_count",
+                c.restart_count,
+                c.name,
+                # The engine counts restarts from the container's creation: one created
+                # within the window restarted that often within it, even before
+                # monitoring's first sample of it.
+                baseline=0.0
+                if c.created_at is not None and now - c.created_at <= RESTARTS_WINDOW
+                else None,
+            ),
             Reading("container_oom_killed", 1.0 if c.oom_killed else 0.0, c.name),
         ]
         if c.health in ("healthy", "unhealthy"):

@@ -277,7 +277,7 @@ def _derived_values(collected: list[SystemCollection]) -> SeriesValues:
                 derived[(system_id, "http_error_rate_percent", "")] = (round(rate, 3), at)
     docker_ids = [c.system.pk for c in collected if c.ok and c.system.kind == SystemKind.DOCKER]
     if docker_ids:
-        since = min(at_of[i] for i in docker_ids) - dt.timedelta(minutes=5)
+        since = min(at_of[i] for i in docker_ids) - collectors.RESTARTS_WINDOW
         oldest = {
             (row["system_id"], row["subject"]): row["lowest"]
             for row in Sample.objects.filter(
@@ -291,7 +291,13 @@ def _derived_values(collected: list[SystemCollection]) -> SeriesValues:
                 continue
             for r in item.readings:
                 if r.metric == "container_restart_count":
+                    # The lowest count sampled within the window, or the engine's own
+                    # baseline (0 for a container created within it) when that is lower:
+                    # restarts before monitoring's first sample are not lost. A manual
+                    # restart resets the engine's count, which the max(0, …) absorbs.
                     lowest = oldest.get((item.system.pk, r.subject), r.value)
+                    if r.baseline is not None:
+                        lowest = min(lowest, r.baseline)
                     derived[(item.system.pk, "container_restarts_5m", r.subject)] = (
                         max(0.0, r.value - lowest),
                         item.at,

@@ -226,3 +226,28 @@ def test_each_system_keeps_its_own_interval(http_endpoint, redis_target):
     time.sleep(5.2)
     result = services.collection_run_due()
     assert [c.system.pk for c in result.collected] == [http_endpoint.pk]
+
+
+@pytest.mark.docker
+def test_restarts_before_the_first_sample_are_counted(docker_engine, run_container):
+    """A container that was already crash-looping when monitoring first saw it: the engine's
+    RestartCount (counted from the container's creation, a minute ago) is the baseline, so
+    the restarts before the first sample count and the default rule fires at once."""
+    from incidents.models import Incident
+    from incidents.services import incidents_load_defaults
+
+    incidents_load_defaults()
+    services.monitoring_load_defaults()
+    looping = run_container(["sh", "-c", "sleep 0.3; exit 1"], restart_policy={"Name": "always"})
+    wait_until(lambda: (looping.reload() or looping.attrs["RestartCount"]) >= 3, timeout=60)
+    assert not Sample.objects.filter(subject=looping.name).exists()
+
+    collect_now()  # monitoring's first sample of this container
+
+    looping.reload()
+    restarts = latest(docker_engine, "container_restarts_5m", looping.name)
+    sampled = latest(docker_engine, "container_restart_count", looping.name)
+    assert restarts == sampled >= 3
+    assert sampled <= looping.attrs["RestartCount"]
+    (incident,) = Incident.objects.filter(title__contains=looping.name)
+    assert incident.title.startswith("Container restarting repeatedly")

@@ -27,6 +27,8 @@ from opsportal.systems.adapters.errors import (
 from opsportal.systems.adapters.results import PingResult
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from opsportal.systems.models import DockerEngine
 
 
@@ -172,6 +174,8 @@ class ContainerFigures:
     cpu_usage_seconds: float | None
     memory_bytes: int | None
     memory_limit_bytes: int | None
+    # When the engine created the container: RestartCount counts from then.
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,22 @@ def _container_figures(api: docker.APIClient, summary: dict) -> ContainerFigures
         # Without a configured limit the engine reports the host's memory as the limit,
         # which is not a limit the container can hit before the host does.
         memory_limit_bytes=configured_limit or None,
+        created_at=_engine_time(attrs.get("Created")),
     )
+
+
+def _engine_time(value: str | None) -> dt.datetime | None:
+    """The engine's RFC 3339 timestamps carry nanoseconds, more than fromisoformat takes."""
+    import datetime as dt
+    import re
+
+    if not value or value.startswith("0001-"):
+        return None
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def engine_figures(engine: DockerEngine, *, max_workers: int = 64) -> EngineFigures:
