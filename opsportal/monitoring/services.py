@@ -158,6 +158,8 @@ def collection_run_due(*, now: dt.datetime | None = None, max_workers: int = 16)
         samples_store(values=derived)
         values.update(derived)
         _schedules_finish(collected)
+        if values:
+            series_prune_stale(now=now)
     transitions = alerts_evaluate(
         values=values,
         systems={item.system.pk: item.system for item in collected},
@@ -234,6 +236,33 @@ def samples_store(*, values: SeriesValues) -> int:
         batch_size=2000,
     )
     return len(values)
+
+
+def series_prune_stale(*, now: dt.datetime | None = None) -> int:
+    """Drop the newest value of every series not updated for MONITORING_STALE_SERIES_SECONDS
+    (or three of its system's collection intervals, when that is longer): a removed
+    container, an unmounted filesystem, a figure the system stopped reporting. /metrics and
+    the overview read this table, so they stop showing a value that no longer exists; the
+    samples themselves stay for their retention. (A deleted system's series go with it at
+    once: the table's foreign key cascades in the same transaction.)"""
+    now = now or timezone.now()
+    age = settings.MONITORING_STALE_SERIES_SECONDS
+    slow = dict(
+        CollectionSchedule.objects.filter(interval_seconds__gt=age / 3).values_list(
+            "system_id", "interval_seconds"
+        )
+    )
+    pruned, _ = (
+        LatestValue.objects.filter(at__lt=now - dt.timedelta(seconds=age))
+        .exclude(system_id__in=list(slow))
+        .delete()
+    )
+    for system_id, interval in slow.items():
+        deleted, _ = LatestValue.objects.filter(
+            system_id=system_id, at__lt=now - dt.timedelta(seconds=3 * interval)
+        ).delete()
+        pruned += deleted
+    return pruned
 
 
 def percentile(values: list[float], fraction: float) -> float:

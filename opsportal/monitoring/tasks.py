@@ -14,4 +14,6 @@ def collect() -> int:
 @shared_task(name="monitoring.downsample", time_limit=3600, soft_time_limit=3300)
 def downsample() -> int:
     with acting(source=AuditSource.SCHEDULE):
+        # Also here, so stale figures leave /metrics even when no collection runs at all.
+        services.series_prune_stale()
         return services.samples_downsample()

@@ -109,3 +109,44 @@ def test_health_detailed_reports_stale_collection(http_endpoint, staff_client):
     checks = {c["name"]: c for c in staff_client.get("/health/detailed").json()["checks"]}
     assert checks["monitoring:collection"]["status"] == "failing"
     assert "test-api" in checks["monitoring:collection"]["message"]
+
+
+@pytest.mark.docker
+def test_removed_container_leaves_metrics_once_its_series_are_stale(
+    docker_engine, run_container, client, settings
+):
+    import time
+
+    from opsportal.monitoring.models import LatestValue
+
+    settings.MONITORING_STALE_SERIES_SECONDS = 5
+    gone = run_container(["sleep", "300"])
+    collect_now()
+    CollectionSchedule.objects.filter(pk=docker_engine.pk).update(interval_seconds=5)
+    label = f'container="{gone.name}"'
+    assert label in client.get("/metrics").content.decode()
+    first_seen = LatestValue.objects.get(
+        system=docker_engine, metric="container_running", subject=gone.name
+    ).at
+
+    gone.remove(force=True)
+    collect_now()  # the container is gone, but its figures are not stale yet
+    assert label in client.get("/metrics").content.decode()
+
+    # Stale: not updated for three of the engine's 5 s intervals (longer than the 5 s age).
+    time.sleep(max(0.0, 15.5 - (timezone.now() - first_seen).total_seconds()))
+    collect_now()
+    body = client.get("/metrics").content.decode()
+    assert label not in body
+    assert not LatestValue.objects.filter(subject=gone.name).exists()
+    # The engine's own figures, updated every round, stay.
+    assert f'opsportal_collection_up{{kind="docker",system="{docker_engine.name}"}} 1.0' in body
+    assert Sample.objects.filter(subject=gone.name).exists()  # history kept for retention
+
+
+def test_deleted_system_leaves_metrics_at_once(db, client, http_server):
+    endpoint = HttpEndpoint.objects.create(name="soon-gone", url=http_server.url + "/health")
+    collect_now()
+    assert 'system="soon-gone"' in client.get("/metrics").content.decode()
+    endpoint.delete()  # as the admin's delete does; no collection round runs after it
+    assert 'system="soon-gone"' not in client.get("/metrics").content.decode()
