@@ -172,7 +172,7 @@ def main() -> None:
         )
         rows.append(
             (
-                "changelist search q=Disk full (no index)",
+                "changelist search q=Disk full (trigram index)",
                 *measure(client, base + "?q=Disk+full", args.repeat),
             )
         )

@@ -22,9 +22,9 @@ def runbook_suggested(*, incident: Incident) -> Runbook | None:
 
 def incident_timeline(*, incident: Incident) -> QuerySet[TimelineEvent]:
     return (
-        TimelineEvent.objects.filter(incident=incident)
-        .select_related("actor", "operation")
-        .order_by("at", "id")
+        # Not the operation: its row carries the full output again, which the event
+        # already holds (bounded) in its own output.
+        TimelineEvent.objects.filter(incident=incident).select_related("actor").order_by("at", "id")
     )
 
 
