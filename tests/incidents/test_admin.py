@@ -1,5 +1,8 @@
 """The admin workflow with the test client: opening, transitions, steps, run page."""
 
+import hashlib
+import time
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
@@ -182,3 +185,167 @@ def test_changelist_search_is_answered_by_the_trigram_indexes(member_client, tea
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in cursor.fetchall())
     assert "incidents_incident_title_trgm" in plan and "incidents_incident_symptoms_trgm" in plan
+
+
+@pytest.mark.docker
+def test_evidence_downloads_are_what_was_captured_and_are_audited(
+    member_client, client, engineer, teams, run_container, docker_engine, settings, tmp_path
+):
+    from django.contrib.auth import get_user_model
+
+    from opsportal.audit.models import AuditRecord
+    from opsportal.operations.models import Evidence, OperationStatus
+    from opsportal.operations.services import operation_request
+    from opsportal.operations.tasks import execute_operation
+
+    settings.MEDIA_ROOT = tmp_path
+    container = run_container(["sh", "-c", "echo intruder > /tmp/dropped; echo pwned; sleep 600"])
+    deadline = time.monotonic() + 15
+    while b"pwned" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    incident = incident_open(
+        title="intrusion on api", severity="sev2", category="security", reporter=engineer
+    )
+    operation = operation_request(
+        kind="evidence_preserve",
+        target=docker_engine,
+        params={"container": container.name, "export_filesystem": True},
+        actor=engineer,
+        reason="preserve before isolating",
+        incident=incident,
+    )
+    execute_operation.apply(args=[operation.pk])
+    operation.refresh_from_db()
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    items = list(Evidence.objects.filter(incident=incident))
+    assert {e.name for e in items} == {"logs.txt", "inspect.json", "diff.json", "filesystem.tar"}
+
+    page = member_client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    for item in items:
+        url = reverse("admin:incidents_incident_evidence", args=[incident.pk, item.pk])
+        assert f'href="../evidence/{item.pk}/"' in page.content.decode()
+        response = member_client.get(url)
+        assert response.status_code == 200
+        assert response["Content-Disposition"] == f'attachment; filename="{item.name}"'
+        downloaded = b"".join(response.streaming_content)
+        # What is served is byte for byte what was captured, and matches the custody record.
+        assert downloaded == (tmp_path / item.path).read_bytes()
+        assert len(downloaded) == item.size_bytes
+        assert hashlib.sha256(downloaded).hexdigest() == item.sha256
+        record = AuditRecord.objects.filter(
+            object_type="operations.evidence", object_id=str(item.pk)
+        ).get()
+        assert record.actor_id == engineer.pk
+        assert record.message == (
+            f"Evidence {item.name} (sha256 {item.sha256}) of incident #{incident.pk} downloaded"
+        )
+    assert b"pwned" in (tmp_path / next(e for e in items if e.name == "logs.txt").path).read_bytes()
+
+    # Evidence of another incident is not served under this one's address.
+    other = incident_open(title="other", severity="sev4", category="other", reporter=engineer)
+    response = member_client.get(
+        reverse("admin:incidents_incident_evidence", args=[other.pk, items[0].pk])
+    )
+    assert response.status_code == 404
+
+    # Someone who may see the incident but not the evidence gets 403 and no record is made
+    # (member_client is this same client, logged in as them from here on).
+    viewer = get_user_model().objects.create_user("vic", "vic@example.com", "pw-vic-123!")
+    viewer.is_staff = True
+    viewer.save()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_incident"))
+    assert not viewer.has_perm("operations.view_evidence")
+    client.force_login(viewer)
+    page = client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    assert page.status_code == 200 and "logs.txt" in page.content.decode()
+    assert 'href="../evidence/' not in page.content.decode()
+    before = AuditRecord.objects.filter(object_type="operations.evidence").count()
+    response = client.get(
+        reverse("admin:incidents_incident_evidence", args=[incident.pk, items[0].pk])
+    )
+    assert response.status_code == 403
+    assert AuditRecord.objects.filter(object_type="operations.evidence").count() == before
+
+
+def test_post_incident_review_with_action_items_on_the_incident_page(
+    member_client, teams, engineer
+):
+    from incidents.models import ActionItem
+    from incidents.services import incident_resolve
+    from opsportal.audit.models import AuditRecord
+
+    incident = incident_open(
+        title="checkout down",
+        severity="sev2",
+        category="api",
+        team=teams[Responsibility.DEVOPS],
+        reporter=engineer,
+    )
+    incident_resolve(incident=incident, actor=engineer, resolution="rolled back")
+    url = reverse("admin:incidents_incident_change", args=[incident.pk])
+    page = member_client.get(url)
+    assert "follow-up action item" in page.content.decode()
+    # No blank row rendered by default; the empty form is the "add another" template.
+    formset = page.context["inline_admin_formsets"][0].formset
+    assert formset.prefix == "action_items" and formset.total_form_count() == 0
+
+    def post(items):
+        data = {
+            "title": incident.title,
+            "category": "api",
+            "team": teams[Responsibility.DEVOPS].pk,
+            "commander": "",
+            "symptoms": "",
+            "impact": "checkout unavailable for 20 minutes",
+            "summary": "",
+            "resolution": "rolled back",
+            "review_what_happened": "A deploy exhausted the connection pool.",
+            "review_root_cause": "Pool size not raised with the new worker count.",
+            "action_items-TOTAL_FORMS": str(len(items)),
+            "action_items-INITIAL_FORMS": "0",
+            "action_items-MIN_NUM_FORMS": "0",
+            "action_items-MAX_NUM_FORMS": "1000",
+            "_continue": "Save and continue editing",
+        }
+        for n, item in enumerate(items):
+            data.update({f"action_items-{n}-{k}": v for k, v in item.items()})
+        return member_client.post(url, data)
+
+    # An action item without an owner is refused on the form, and nothing is saved.
+    response = post([{"description": "Alert on pool usage", "owner": "", "due_date": "2030-01-31"}])
+    assert response.status_code == 200
+    assert "This field is required" in response.content.decode()
+    assert not ActionItem.objects.exists()
+
+    response = post(
+        [
+            {
+                "description": "Alert on pool usage over 80%",
+                "owner": engineer.pk,
+                "due_date": "2030-01-31",
+            },
+            {
+                "description": "Size the pool from the worker count",
+                "owner": engineer.pk,
+                "due_date": "2030-02-15",
+            },
+        ]
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    items = list(incident.action_items.order_by("due_date"))
+    assert [(i.description, i.owner_id, str(i.due_date), i.done) for i in items] == [
+        ("Alert on pool usage over 80%", engineer.pk, "2030-01-31", False),
+        ("Size the pool from the worker count", engineer.pk, "2030-02-15", False),
+    ]
+    # Each action item is in the model change history, with who added it.
+    created = AuditRecord.objects.filter(object_type="incidents.actionitem", action="create")
+    assert created.count() == 2 and {r.actor_id for r in created} == {engineer.pk}
+    # With the review written the SEV2 incident can close.
+    response = member_client.post(
+        reverse("admin:incidents_incident_transition", args=[incident.pk, "close"]), follow=True
+    )
+    assert "close done" in response.content.decode()
+    incident.refresh_from_db()
+    assert incident.status == Status.CLOSED
+    page = member_client.get(url).content.decode()
+    assert "Alert on pool usage over 80%" in page
