@@ -94,8 +94,9 @@ def test_crash_looping_container_opens_a_container_issue(defaults, docker_engine
     collect_now()
     collect_now()
     rule = AlertRule.objects.get(name="Container restarting repeatedly")
-    (incident,) = incidents_for(rule)
-    assert looping.name in incident.title
+    # Only this test's container: other crash-looping containers on the shared engine
+    # fire too (their restarts count from their creation).
+    (incident,) = [i for i in incidents_for(rule) if looping.name in i.title]
     assert incident.runbook.name == "Container Issues"
     assert incident.category == "container"
 
