@@ -174,8 +174,9 @@ def operation_execute(*, operation_id: int) -> Operation | None:
     except SoftTimeLimitExceeded:
         status = OperationStatus.FAILED
         error = (
-            f"Stopped after its time limit of {operation.time_limit_seconds} s; the system "
-            "may have finished the action anyway: check its state before trying again."
+            f"Timed out: stopped after its time limit of {operation.time_limit_seconds} s; "
+            "the system may have finished the action anyway: check its state before trying "
+            "again."
         )
     except Exception as exc:
         logger.exception("Operation %s (%s) failed unexpectedly", operation.pk, operation.kind)

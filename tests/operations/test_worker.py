@@ -109,3 +109,71 @@ def test_requested_while_the_broker_is_down_runs_once_it_is_back(
         assert done.dispatch_count == 2 and "hit rate" in done.output
     finally:
         broker.cleanup()
+
+
+def test_an_operation_overrunning_its_time_limit_ends_failed_saying_it_timed_out(
+    transactional_db, postgres_target, target_database_dsn, requester, monkeypatch
+):
+    """Database statistics blocked behind a table lock held by a pg_sleep far longer than
+    the 2 s limit set here: the worker's soft time limit stops it and the row says so."""
+    import contextlib
+    import dataclasses
+    import threading
+
+    import psycopg
+
+    from opsportal.operations.kinds import KINDS
+
+    monkeypatch.setitem(
+        KINDS, "db_statistics", dataclasses.replace(KINDS["db_statistics"], time_limit_seconds=2)
+    )
+    clear_queue(settings.CELERY_BROKER_URL)
+    incident = Incident.objects.create(title="db slow", detected_at=time_now())
+    table = f"locked_{requester.pk}_{int(time.time())}"
+    with psycopg.connect(target_database_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (x int)")
+    locker = psycopg.connect(target_database_dsn)
+    locker_pid = locker.info.backend_pid
+    locked = threading.Event()
+
+    def hold_the_lock():
+        # pg_total_relation_size() over pg_stat_user_tables needs this table's lock. The
+        # session is terminated below once the test has its answer.
+        with contextlib.suppress(psycopg.Error), locker.transaction():
+            locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            locker.execute("SELECT pg_sleep(60)")
+
+    thread = threading.Thread(target=hold_the_lock, daemon=True)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with celery_worker(pool="prefork"):
+            operation = operation_request(
+                kind="db_statistics",
+                target=postgres_target,
+                params={},
+                actor=requester,
+                incident=incident,
+            )
+            assert operation.time_limit_seconds == 2
+            started = time.monotonic()
+            done = wait_for_status(
+                operation.pk, {OperationStatus.SUCCEEDED, OperationStatus.FAILED}, timeout=40
+            )
+            took = time.monotonic() - started
+        assert done.status == OperationStatus.FAILED, done.output
+        assert done.error.startswith("Timed out: stopped after its time limit of 2 s"), done.error
+        assert done.finished_at is not None
+        # Ended by the soft limit, not by waiting out the pg_sleep or the 15 s statement timeout.
+        assert took < 14, took
+        event = incident.timeline.filter(kind=TimelineKind.OPERATION).last()
+        assert "failed: Timed out" in event.message
+        # Nothing is left running for the sweeper to find later.
+        assert not Operation.objects.filter(status=OperationStatus.RUNNING).exists()
+    finally:
+        with psycopg.connect(target_database_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [locker_pid])
+            thread.join(10)
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
+        locker.close()

@@ -34,8 +34,10 @@ def test_database_env(broker_url: str | None = None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def celery_worker(
-    *, broker_url: str | None = None, log_dir: Path | None = None
+    *, broker_url: str | None = None, log_dir: Path | None = None, pool: str = "solo"
 ) -> Iterator[subprocess.Popen]:
+    """A worker for this test's database. pool="prefork" is production's pool, the one that
+    enforces soft and hard time limits (the solo pool ignores them)."""
     env = test_database_env(broker_url)
     name = f"h2test-{uuid.uuid4().hex[:8]}@localhost"
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="opsportal-worker-"))
@@ -47,7 +49,7 @@ def celery_worker(
                 "-A",
                 "opsportal",
                 "worker",
-                "--pool=solo",
+                f"--pool={pool}",
                 "--concurrency=1",
                 "--without-mingle",
                 "--without-gossip",
