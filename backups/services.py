@@ -1193,6 +1193,10 @@ def _configuration_debounce() -> dt.timedelta:
 def _dispatch_configuration_commit(*, countdown: float) -> None:
     from backups.tasks import commit_configuration_changes
 
+    if countdown > 0 and commit_configuration_changes.app.conf.task_always_eager:
+        # Tasks run inline (CELERY_TASK_ALWAYS_EAGER) cannot wait for the burst to end, and
+        # re-sending at once would recurse: leave the burst to the sweeper.
+        return
     enqueue_after_commit(commit_configuration_changes, countdown=max(countdown, 0))
 
 

@@ -193,3 +193,24 @@ def test_runbooks_and_their_steps_round_trip(db, tmp_path):
     step = RunbookStep.objects.get(runbook__name="Disk space", position=2)
     assert step.operation_kind == "container_restart"
     assert step.operation_params == {"timeout": 30}
+
+
+def test_inline_task_mode_leaves_the_burst_to_the_sweeper(
+    db, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    """With CELERY_TASK_ALWAYS_EAGER the commit task cannot wait for its burst to end; it
+    must not re-send itself inline (that recursed until the stack ran out)."""
+    settings.CONFIG_BACKUP_REPO = tmp_path / "config-repo"
+    app = commit_configuration_changes.app
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            PostgresDatabase.objects.create(name="orders-db", host="db.internal", dbname="o")
+        with django_capture_on_commit_callbacks(execute=True):
+            services.backups_sweep(now=timezone.now() + dt.timedelta(seconds=95))
+    finally:
+        app.conf.task_always_eager = eager
+    assert ConfigurationChange.objects.filter(committed_at=None).count() == 1
+    result = services.configuration_commit_changes(now=after_the_burst())
+    assert result.committed
