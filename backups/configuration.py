@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import models, transaction
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 
 @dataclass
@@ -34,6 +34,22 @@ class ExportedModel:
 
 
 _registry: dict[type[models.Model], ExportedModel] = {}
+# Models that exported rows point at by natural key without being exported themselves
+# (the System base of the registered system kinds).
+_references: dict[type[models.Model], tuple[str, ...]] = {}
+
+
+def register_reference(model: type[models.Model], *, key: tuple[str, ...] = ("name",)) -> None:
+    """Let exported rows refer to `model`'s rows by `key` (rows exported elsewhere)."""
+    _references.setdefault(model, tuple(key))
+
+
+def _key_fields(model: type[models.Model]) -> tuple[str, ...]:
+    return _registry[model].key if model in _registry else _references[model]
+
+
+def _known(model: type[models.Model]) -> bool:
+    return model in _registry or model in _references
 
 
 def register(
@@ -55,6 +71,13 @@ def register(
     pre_save.connect(_before_save, sender=model, dispatch_uid=uid, weak=False)
     post_save.connect(_after_save, sender=model, dispatch_uid=uid, weak=False)
     post_delete.connect(_after_delete, sender=model, dispatch_uid=uid, weak=False)
+    for m2m in model._meta.local_many_to_many:
+        m2m_changed.connect(
+            _after_m2m_change,
+            sender=m2m.remote_field.through,
+            dispatch_uid=f"{uid}-{m2m.name}",
+            weak=False,
+        )
 
 
 def _tracking_changes() -> bool:
@@ -88,6 +111,15 @@ def _after_save(sender, instance, created, raw=False, **kwargs) -> None:
     _record_change(f"{'created' if created else 'changed'} {_describe(instance)}")
 
 
+def _after_m2m_change(sender, instance, action, **kwargs) -> None:
+    if (
+        action in {"post_add", "post_remove", "post_clear"}
+        and _tracking_changes()
+        and type(instance) in _registry
+    ):
+        _record_change(f"changed {_describe(instance)}")
+
+
 def _after_delete(sender, instance, **kwargs) -> None:
     if _tracking_changes():
         _record_change(f"deleted {_describe(instance)}")
@@ -116,10 +148,21 @@ def _fields(spec: ExportedModel) -> list[models.Field]:
             continue
         if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
             continue  # timestamps would make two exports of one configuration differ
-        if f.is_relation and f.related_model not in _registry:
+        if f.is_relation and not _known(f.related_model):
             continue  # e.g. a user account: not configuration
         chosen.append(f)
     return chosen
+
+
+def _many_to_many(spec: ExportedModel) -> list[models.ManyToManyField]:
+    """Plain many-to-many fields (an explicit through model is exported on its own)."""
+    return [
+        f
+        for f in spec.model._meta.many_to_many
+        if f.name not in spec.exclude
+        and f.remote_field.through._meta.auto_created
+        and _known(f.related_model)
+    ]
 
 
 def _plain(value: object) -> object:
@@ -132,13 +175,14 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _natural_key(instance: models.Model, spec: ExportedModel) -> list:
+def _natural_key(instance: models.Model, spec: ExportedModel | type[models.Model]) -> list:
+    model = spec if isinstance(spec, type) else spec.model
     values = []
-    for name in spec.key:
-        f = spec.model._meta.get_field(name)
+    for name in _key_fields(model):
+        f = model._meta.get_field(name)
         if f.is_relation:
             target = getattr(instance, name)
-            values.append(_natural_key(target, _registry[f.related_model]) if target else None)
+            values.append(_natural_key(target, f.related_model) if target else None)
         else:
             values.append(_plain(getattr(instance, name)))
     return values
@@ -149,9 +193,15 @@ def _row(instance: models.Model, spec: ExportedModel) -> dict:
     for f in _fields(spec):
         if f.is_relation:
             target = getattr(instance, f.name)
-            row[f.name] = _natural_key(target, _registry[f.related_model]) if target else None
+            row[f.name] = _natural_key(target, f.related_model) if target else None
         else:
             row[f.name] = _plain(f.value_from_object(instance))
+    if instance.pk is not None:
+        for f in _many_to_many(spec):
+            keys = [
+                _natural_key(target, f.related_model) for target in getattr(instance, f.name).all()
+            ]
+            row[f.name] = sorted(keys, key=lambda k: json.dumps(k, default=str))
     return row
 
 
@@ -182,12 +232,13 @@ def configuration_write(*, directory: Path) -> list[Path]:
     return written
 
 
-def _lookup(spec: ExportedModel, key: list) -> models.Model | None:
+def _lookup(spec: ExportedModel | type[models.Model], key: list) -> models.Model | None:
+    model = spec if isinstance(spec, type) else spec.model
     filters = {}
-    for name, value in zip(spec.key, key, strict=True):
-        f = spec.model._meta.get_field(name)
-        filters[name] = _lookup(_registry[f.related_model], value) if f.is_relation else value
-    return spec.model._default_manager.filter(**filters).first()
+    for name, value in zip(_key_fields(model), key, strict=True):
+        f = model._meta.get_field(name)
+        filters[name] = _lookup(f.related_model, value) if f.is_relation else value
+    return model._default_manager.filter(**filters).first()
 
 
 @dataclass
@@ -212,16 +263,20 @@ def configuration_apply(*, directory: Path) -> ImportResult:
             if _lookup(spec, row["key"]) is not None:
                 result.existing[label] += 1
                 continue
-            values = {}
+            values, related = {}, {}
             for name, value in row["fields"].items():
                 f = spec.model._meta.get_field(name)
-                if f.is_relation:
-                    values[name] = _lookup(_registry[f.related_model], value) if value else None
+                if f.many_to_many:
+                    related[name] = [_lookup(f.related_model, k) for k in value]
+                elif f.is_relation:
+                    values[name] = _lookup(f.related_model, value) if value else None
                 else:
                     values[name] = value
             instance = spec.model(**values)
             instance.full_clean(validate_unique=False, validate_constraints=False)
             instance.save()
+            for name, targets in related.items():
+                getattr(instance, name).set([t for t in targets if t is not None])
             if spec.after_import:
                 spec.after_import(instance)
             result.created[label] += 1
@@ -244,6 +299,8 @@ def register_defaults() -> None:
     from opsportal.systems import models as systems
 
     check_state = systems.CHECK_STATE_FIELDS
+    # Incidents, maintenance plans and alert rules name "systems" by the base model.
+    register_reference(systems.System)
     register(
         systems.DockerEngine, exclude=[*systems.DockerEngine.SECRET_FIELDS, *check_state, "kind"]
     )

@@ -26,4 +26,10 @@ class MonitoringConfig(AppConfig):
             ],
         )
         register_gauges(exports.monitoring_gauges)
+        # Alert rules are configuration: backed up to Git with the rest (issue "Configuration
+        # Backups"); the systems they name are referred to by name.
+        from backups import configuration
+
+        configuration.register_defaults()
+        configuration.register(models.AlertRule)
         register_check("monitoring", exports.collector_checks)

@@ -105,3 +105,25 @@ def test_export_pushes_to_a_configured_remote(db, tmp_path, settings):
 
     assert result.pushed
     assert git(remote, "rev-parse", "main") == result.commit
+
+
+def test_alert_rules_and_the_systems_they_name_round_trip(db, tmp_path):
+    from opsportal.monitoring.models import AlertRule
+    from opsportal.monitoring.services import monitoring_load_defaults
+
+    monitoring_load_defaults()
+    api = PostgresDatabase.objects.create(name="orders-db", host="db.internal", dbname="o")
+    rule = AlertRule.objects.order_by("name").first()
+    rule.systems.set([api])
+    repo = tmp_path / "config-repo"
+    call_command("config_export", repo=str(repo))
+    before = configuration.configuration_dump()
+    rules = AlertRule.objects.count()
+    AlertRule.objects.all().delete()
+    System.objects.all().delete()
+    call_command("config_import", str(repo))
+    assert configuration.configuration_dump() == before
+    assert AlertRule.objects.count() == rules
+    assert list(AlertRule.objects.get(name=rule.name).systems.values_list("name", flat=True)) == [
+        "orders-db"
+    ]

@@ -138,3 +138,27 @@ def test_export_then_import_into_an_empty_portal_reproduces_plans_and_tasks(tmp_
     call_command("config_import", str(repo))
     assert configuration.configuration_dump() == before
     assert MaintenanceWindow.objects.count() == windows
+
+
+def test_a_plans_affected_systems_survive_export_and_import(tmp_path, superuser):
+    from opsportal.systems.models import PostgresDatabase, RedisCache, System
+
+    maintenance_load_defaults()
+    orders = PostgresDatabase.objects.create(name="orders-db", host="db.internal", dbname="o")
+    sessions = RedisCache.objects.create(name="sessions-cache", host="cache.internal")
+    monthly = MaintenancePlan.objects.get(name="Monthly maintenance")
+    monthly.systems.set([orders, sessions])
+    repo = tmp_path / "config-repo"
+    call_command("config_export", repo=str(repo))
+    plans = json.loads((repo / "maintenance/maintenanceplan.json").read_text())
+    exported = next(r["fields"] for r in plans["rows"] if r["key"] == ["Monthly maintenance"])
+    assert exported["systems"] == [["orders-db"], ["sessions-cache"]]  # by name, not by pk
+    before = configuration.configuration_dump()
+
+    wipe_configuration()
+    System.objects.all().delete()
+    call_command("config_import", str(repo))
+
+    assert configuration.configuration_dump() == before
+    restored = MaintenancePlan.objects.get(name="Monthly maintenance")
+    assert sorted(s.name for s in restored.systems.all()) == ["orders-db", "sessions-cache"]
