@@ -94,6 +94,38 @@ if ! tls_ok; then
   tls_ok || { tail -n 20 "$DOCKER_DIR/dockerd-tls.log" >&2; fail "the TLS Docker engine did not start."; }
 fi
 say "TLS Docker engine ok (tcp://127.0.0.1:$TLS_PORT)"
+
+# The same engine reached over ssh://: a private sshd on loopback whose sessions point
+# `docker system dial-stdio` at the test engine; keys and known_hosts in a test HOME.
+SSH_DIR="$DOCKER_DIR/ssh"
+SSH_PORT="${OPSPORTAL_TEST_DOCKER_SSH_PORT:-22022}"
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || apt_install openssh-server || fail "openssh-server is needed for the ssh:// engine tests (apt-get install openssh-server)."
+if [ ! -f "$SSH_DIR/home/.ssh/id_ed25519" ]; then
+  mkdir -p "$SSH_DIR/home/.ssh"
+  ssh-keygen -q -t ed25519 -N "" -f "$SSH_DIR/host_key"
+  ssh-keygen -q -t ed25519 -N "" -f "$SSH_DIR/home/.ssh/id_ed25519"
+  cp "$SSH_DIR/home/.ssh/id_ed25519.pub" "$SSH_DIR/authorized_keys"
+  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSH_DIR/host_key.pub")" > "$SSH_DIR/home/.ssh/known_hosts"
+  chmod 600 "$SSH_DIR/authorized_keys"
+  cat > "$SSH_DIR/sshd_config" <<SSHD
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $SSH_DIR/host_key
+PidFile $SSH_DIR/sshd.pid
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+SetEnv DOCKER_HOST=unix://$DOCKER_SOCK
+SSHD
+fi
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$SSH_PORT") 2>/dev/null; then
+  mkdir -p /run/sshd
+  as_root /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$SSH_DIR/sshd.log" || fail "sshd did not start (see $SSH_DIR/sshd.log)."
+fi
+say "ssh:// Docker engine ok (ssh://root@127.0.0.1:$SSH_PORT)"
 "$(dirname "$0")/build-test-images.sh" "unix://$DOCKER_SOCK"
 
 # --- Browser and promtool ---------------------------------------------------------------

@@ -14,7 +14,9 @@ import docker
 import docker.constants
 import docker.errors
 import docker.tls
+import paramiko
 import requests
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from opsportal.systems.adapters.errors import (
     AdapterError,
@@ -45,6 +47,17 @@ def translate_error(engine: DockerEngine, exc: Exception) -> AdapterError:
             return AuthenticationFailed(f"{where} refused access: {exc.explanation}")
         return OperationFailed(f"{where} refused the request: {exc.explanation or exc}")
     text = str(exc)
+    if isinstance(exc, paramiko.AuthenticationException):
+        return AuthenticationFailed(f"{where} refused the SSH key of this worker ({text}).")
+    if isinstance(exc, paramiko.SSHException) and "known_hosts" in text:
+        return AuthenticationFailed(
+            f"{where}: its SSH host key is not in this worker's ~/.ssh/known_hosts; add it "
+            "(ssh-keyscan) after checking its fingerprint."
+        )
+    if isinstance(exc, NoValidConnectionsError):
+        return Unreachable(f"{where} is not reachable: SSH connection refused.")
+    if isinstance(exc, paramiko.SSHException | EOFError):
+        return Unreachable(f"{where}: SSH failed ({_first_line(text)}).")
     if "FileNotFoundError" in text or "No such file" in text:
         return Unreachable(f"{where} is not reachable: its socket does not exist.")
     if "Connection refused" in text or "ConnectionRefused" in text:
@@ -72,7 +85,9 @@ def client(engine: DockerEngine) -> Iterator[docker.DockerClient]:
                 base_url=engine.base_url,
                 timeout=engine.timeout_seconds,
                 tls=tls,
-                use_ssh_client=engine.base_url.startswith("ssh://"),
+                # ssh:// goes through paramiko, which reads the worker's ~/.ssh (config,
+                # keys, known_hosts) and refuses hosts whose key is not known.
+                use_ssh_client=False,
                 version=docker.constants.MINIMUM_DOCKER_API_VERSION,
             )
             # The engine is addressed directly: no proxy from the environment, and no
