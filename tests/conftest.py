@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -161,58 +158,15 @@ def staff_client(client, superuser):
 
 
 @pytest.fixture(scope="module")
-def celery_worker_process(django_db_setup, django_db_blocker):
+def celery_worker_process(django_db_setup):
     """A real Celery worker process on the test broker and the test database.
 
     Module-scoped: a worker left running would consume other modules' tasks in its own
     process, out of reach of their in-process assertions (e.g. the mail outbox)."""
-    from django.db import connection
+    from tests.workers import celery_worker
 
-    env = {**os.environ, "DATABASE_URL": _test_database_url(connection.settings_dict)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "opsportal",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "--loglevel",
-            "WARNING",
-            "--hostname",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        cwd=str(PROJECT_ROOT),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    from opsportal.celery import app
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.exit(
-                "The test Celery worker exited: " + process.stderr.read().decode()[-2000:],
-                returncode=2,
-            )
-        if app.control.ping(timeout=0.5):
-            break
-    else:
-        process.kill()
-        pytest.exit("The test Celery worker did not answer a ping within 30 s.", returncode=2)
-    yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with celery_worker(pool="threads", concurrency=4) as process:
+        yield process
 
 
 def _test_database_url(settings_dict: dict) -> str:

@@ -9,6 +9,7 @@ import time
 
 import psycopg
 import pytest
+import redis
 from django.conf import settings as django_settings
 
 from backups import services
@@ -17,7 +18,7 @@ from backups.storage import storage_for
 from opsportal.audit.models import AuditRecord
 from tests.backups.conftest import PREFIX, admin_dsn, pgbench_init, recreate_database
 from tests.backups.worker import backup_worker, kill_worker, worker_log
-from tests.operations.worker import RedisBroker, clear_queue, run_in_portal_process
+from tests.workers import RedisBroker, clear_queue, run_in_portal_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,22 +145,22 @@ def test_requested_while_the_broker_is_down_runs_exactly_once_after_the_sweeper(
         assert backup.status == BackupStatus.QUEUED  # the request itself succeeded
 
         broker.start()
+        # The message was lost with the broker: nothing is queued for a worker.
+        assert redis.Redis.from_url(broker.url).llen("celery") == 0
+        # Two sweeps (two beat ticks, or two beat processes by mistake) both find it
+        # queued and dispatch it before any worker runs: the claim lets only one run it.
+        sweeps = run_in_portal_process(
+            "import datetime as dt\nfrom django.utils import timezone\n"
+            "from backups.services import backups_sweep\n"
+            "later = timezone.now() + dt.timedelta(seconds=61)\n"
+            "print(backups_sweep(now=later))\nprint(backups_sweep(now=later))",
+            broker_url=broker.url,
+        )
+        dispatched = sum(int(n) for n in re.findall(r"'redispatched': (\d+)", sweeps))
+        assert dispatched == 2, sweeps
         with backup_worker(
             backup_root=backup_root, log_dir=tmp_path, broker_url=broker.url
         ) as worker:
-            time.sleep(1)
-            assert Backup.objects.get().status == BackupStatus.QUEUED  # the message was lost
-            # Two sweeps (two beat ticks, or two beat processes by mistake) both find it
-            # queued and dispatch it: the claim lets only one of them run it.
-            sweeps = run_in_portal_process(
-                "import datetime as dt\nfrom django.utils import timezone\n"
-                "from backups.services import backups_sweep\n"
-                "later = timezone.now() + dt.timedelta(seconds=61)\n"
-                "print(backups_sweep(now=later))\nprint(backups_sweep(now=later))",
-                broker_url=broker.url,
-            )
-            dispatched = sum(int(n) for n in re.findall(r"'redispatched': (\d+)", sweeps))
-            assert dispatched == 2, sweeps
             done = wait_for_status(backup.pk, {BackupStatus.SUCCEEDED, BackupStatus.FAILED})
             deadline = time.monotonic() + 60
             while worker_log(worker).count("Task backups.run[") < 2 * dispatched:

@@ -16,7 +16,7 @@ from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import people_load_defaults
 from opsportal.systems.models import DockerEngine, HttpEndpoint
 from tests import realsystems
-from tests.operations.worker import celery_worker, clear_queue
+from tests.workers import celery_worker, clear_queue
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 

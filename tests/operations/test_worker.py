@@ -12,7 +12,7 @@ from incidents.models import Incident, TimelineKind
 from opsportal.operations.models import Operation, OperationStatus
 from opsportal.operations.services import operation_request, operations_sweep
 from opsportal.systems.models import RedisCache
-from tests.operations.worker import (
+from tests.workers import (
     RedisBroker,
     celery_worker,
     clear_queue,

@@ -1,4 +1,5 @@
-"""A real Celery worker process (and real broker) for tests that need one."""
+"""Real Celery worker processes (and a real broker that can be stopped) for tests and the
+benches that need them: one launcher for every app's worker tests."""
 
 from __future__ import annotations
 
@@ -32,16 +33,29 @@ def test_database_env(broker_url: str | None = None) -> dict[str, str]:
     return env
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
 @contextlib.contextmanager
 def celery_worker(
-    *, broker_url: str | None = None, log_dir: Path | None = None, pool: str = "solo"
+    *,
+    broker_url: str | None = None,
+    log_dir: Path | None = None,
+    pool: str = "solo",
+    concurrency: int = 1,
+    name_prefix: str = "test",
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """A worker for this test's database. pool="prefork" is production's pool, the one that
-    enforces soft and hard time limits (the solo pool ignores them)."""
-    env = test_database_env(broker_url)
-    name = f"h2test-{uuid.uuid4().hex[:8]}@localhost"
-    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="opsportal-worker-"))
-    log_path = log_dir / "worker.log"
+    """A worker for this test's database, started the way production starts one, in its
+    own process group (killing the group takes its children, e.g. pg_dump, with it, as a
+    host crash or an OOM kill would). pool="solo" runs tasks in the process Popen started
+    (its pid is the one rows name); pool="prefork" is production's pool, the one that
+    enforces soft and hard time limits (solo ignores them). `env` adds to the environment.
+    The process carries `.name` (its Celery hostname) and `.log_path`."""
+    process_env = {**test_database_env(broker_url), **(env or {})}
+    name = f"{name_prefix}-{uuid.uuid4().hex[:8]}@localhost"
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="opsportal-worker-"))
+    log_path = log_dir / f"worker-{name.split('@')[0]}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
@@ -50,7 +64,7 @@ def celery_worker(
                 "opsportal",
                 "worker",
                 f"--pool={pool}",
-                "--concurrency=1",
+                f"--concurrency={concurrency}",
                 "--without-mingle",
                 "--without-gossip",
                 "-n",
@@ -58,32 +72,37 @@ def celery_worker(
                 "-l",
                 "INFO",
             ],
-            env=env,
+            env=process_env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=PROJECT_ROOT,
             start_new_session=True,
         )
+    process.name = name
+    process.log_path = log_path
     try:
         deadline = time.monotonic() + 30
         while b"ready." not in log_path.read_bytes():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("The worker did not start:\n" + log_path.read_text()[-3000:])
             time.sleep(0.1)
-        process.log_path = log_path
         yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(10)
+                process.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
 
 
+def worker_log(process: subprocess.Popen) -> str:
+    return process.log_path.read_text(errors="replace")
+
+
 def kill_worker(process: subprocess.Popen) -> None:
-    """What a crashed host or an OOM kill does to a worker: no chance to clean up."""
+    """SIGKILL the worker and its children: what a crashed host or an OOM kill does."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(10)
 
@@ -144,7 +163,7 @@ def run_in_portal_process(code: str, *, broker_url: str | None = None) -> str:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=PROJECT_ROOT,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stdout + result.stderr)
