@@ -27,7 +27,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
-from psycopg import sql
 
 from backups.models import (
     Backup,
@@ -313,28 +312,9 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
-_COUNTABLE_TABLES = """
-SELECT n.nspname, c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (
-    SELECT 1 FROM pg_depend d
-    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
-
-
-def table_row_counts(conn) -> dict[str, int]:
-    """Rows per ordinary table ("schema.table"), as the connection's snapshot sees them."""
-    counts = {}
-    for schema, table in conn.execute(_COUNTABLE_TABLES).fetchall():
-        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)
-        )
-        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
-    return counts
+# The row counts moved to the adapter with the rest of the SQL run on targets; the name stays
+# here for bench/backups.py.
+table_row_counts = postgres.table_row_counts
 
 
 class _Counter(threading.Thread):
@@ -346,7 +326,7 @@ class _Counter(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.counts = table_row_counts(self.conn)
+            self.counts = postgres.table_row_counts(self.conn)
         except BaseException as exc:
             self.error = exc
 
@@ -369,16 +349,9 @@ def _backup_execute(backup: Backup) -> None:
         dump = (
             pg_tools.dump_in_container if backup.method == BackupMethod.CONTAINER else pg_tools.dump
         )
-        with postgres.connect(database, statement_timeout_ms=limit * 1000) as conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            # The counts run beside pg_dump, which with its server process already keeps
-            # two cores busy: one backend without parallel workers or JIT takes the least
-            # CPU from the dump (measured with bench/backups.py).
-            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            conn.execute("SET LOCAL jit = off")
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            backup.server_version = conn.execute("SHOW server_version").fetchone()[0]
-            counter = _Counter(conn)
+        with postgres.dump_snapshot(database, statement_timeout_ms=limit * 1000) as shared:
+            backup.server_version = shared.server_version
+            counter = _Counter(shared.connection)
             counter.start()
             with storage.writer(backup.file_name) as handle:
 
@@ -393,13 +366,12 @@ def _backup_execute(backup: Backup) -> None:
                     sink=sink,
                     format=backup.format,
                     compression=backup.compression,
-                    snapshot=snapshot,
+                    snapshot=shared.snapshot,
                     time_limit_seconds=limit,
                 )
                 counter.join()
                 if counter.error:
                     raise counter.error
-            conn.execute("COMMIT")
     except (AdapterError, StorageError) as exc:
         messages = getattr(exc, "messages", "")
         backup.status = BackupStatus.FAILED
@@ -608,25 +580,6 @@ def restore_request(
     return restore
 
 
-def _other_sessions(target: PostgresDatabase) -> list[tuple[int, str, str]]:
-    with postgres.connect(target, statement_timeout_ms=10_000) as conn:
-        return conn.execute(
-            "SELECT pid, coalesce(usename, ''), coalesce(application_name, '') "
-            "FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        ).fetchall()
-
-
-def _terminate_sessions(target: PostgresDatabase) -> int:
-    with postgres.connect(target, statement_timeout_ms=10_000) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'"
-        ).fetchall()
-    return len(rows)
-
-
 def _claim(model, pk: int):
     return model.objects.filter(pk=pk, status=OperationStatus.QUEUED).update(
         status=OperationStatus.RUNNING, started_at=timezone.now()
@@ -693,7 +646,7 @@ def _file_matches_checksum(backup: Backup) -> None:
 def _restore_steps(restore: Restore) -> str:
     backup, target = restore.backup, restore.target
     _file_matches_checksum(backup)
-    sessions = _other_sessions(target)
+    sessions = postgres.other_client_sessions(target)
     if sessions and not restore.disconnect_sessions:
         who = ", ".join(sorted({f"{user}/{app or '?'}" for _, user, app in sessions}))
         raise ValidationError(
@@ -725,7 +678,9 @@ def _restore_steps(restore: Restore) -> str:
             f"The safety backup of {target} failed, so the restore did not start: "
             f"{claimed.message.splitlines()[0]}"
         )
-    terminated = _terminate_sessions(target) if restore.disconnect_sessions else 0
+    terminated = (
+        postgres.terminate_other_client_sessions(target) if restore.disconnect_sessions else 0
+    )
     storage = storage_for(backup.storage_location)
     run = pg_tools.restore(
         target,
@@ -781,10 +736,6 @@ def drills_request_newest() -> list[RestoreDrill]:
     return drills
 
 
-def _maintenance_connection(database: PostgresDatabase):
-    return postgres.connect(database, dbname="postgres", statement_timeout_ms=60_000)
-
-
 def drill_run(*, drill_id: int) -> RestoreDrill | None:
     """Restore into a scratch database on the source's server, compare row counts with the
     ones recorded in the backup's snapshot, drop the scratch database."""
@@ -799,10 +750,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
     created = False
     try:
         _file_matches_checksum(backup)
-        with _maintenance_connection(database) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
-            )
+        postgres.scratch_database_create(database, name=scratch)
         created = True
         storage = storage_for(backup.storage_location)
         pg_tools.restore(
@@ -813,7 +761,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
             time_limit_seconds=OPERATION_TIME_LIMIT.total_seconds(),
         )
         with postgres.connect(database, dbname=scratch, statement_timeout_ms=0) as conn:
-            restored = table_row_counts(conn)
+            restored = postgres.table_row_counts(conn)
         recorded = backup.table_row_counts
         compared = len(recorded)
         for table in sorted(set(recorded) | set(restored)):
@@ -839,12 +787,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
     finally:
         if created:
             try:
-                with _maintenance_connection(database) as conn:
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(scratch)
-                        )
-                    )
+                postgres.scratch_database_drop(database, name=scratch)
             except AdapterError as exc:
                 message += f"\nThe scratch database {scratch} could not be dropped: {exc}"
     drill.status, drill.message = status, message

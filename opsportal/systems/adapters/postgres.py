@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from opsportal.systems.adapters import docker_engine
 from opsportal.systems.adapters.errors import (
@@ -360,3 +361,98 @@ def database_statistics(database: PostgresDatabase) -> dict:
         for t in tables
     ]
     return stats
+
+
+# --- backups: the dump's snapshot, row counts, sessions, scratch databases ----------------
+
+_COUNTABLE_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def table_row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows per ordinary table ("schema.table"), as the connection's snapshot sees them.
+
+    Takes an open connection (from connect() or DumpSnapshot) so the counts can be taken
+    inside a snapshot shared with pg_dump."""
+    counts = {}
+    for schema, table in conn.execute(_COUNTABLE_TABLES).fetchall():
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+@dataclass(frozen=True)
+class DumpSnapshot:
+    connection: psycopg.Connection
+    snapshot: str
+    server_version: str
+
+
+@contextmanager
+def dump_snapshot(
+    database: PostgresDatabase, *, statement_timeout_ms: int
+) -> Iterator[DumpSnapshot]:
+    """A read-only repeatable-read transaction whose snapshot is exported for pg_dump
+    (--snapshot), so figures taken on `connection` describe exactly what is dumped."""
+    with connect(database, statement_timeout_ms=statement_timeout_ms) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # The counts run beside pg_dump, which with its server process already keeps
+        # two cores busy: one backend without parallel workers or JIT takes the least
+        # CPU from the dump (measured with bench/backups.py).
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        conn.execute("SET LOCAL jit = off")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        # The exported snapshot lives only while this transaction is open.
+        yield DumpSnapshot(conn, snapshot, version)
+        conn.execute("COMMIT")
+
+
+def other_client_sessions(database: PostgresDatabase) -> list[tuple[int, str, str]]:
+    """(pid, user, application) of every other client session connected to this database."""
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        return conn.execute(
+            f"SELECT pid, coalesce(usename, ''), coalesce(application_name, '')"  # noqa: S608 (a constant)
+            f" FROM pg_stat_activity WHERE {_CLIENTS} AND datname = current_database()"
+        ).fetchall()
+
+
+def terminate_other_client_sessions(database: PostgresDatabase) -> int:
+    """End every other client session of this database (before a restore); how many."""
+    with connect(database, statement_timeout_ms=10_000) as conn:
+        rows = conn.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608 (a constant)
+            f" WHERE {_CLIENTS} AND datname = current_database()"
+        ).fetchall()
+    return len(rows)
+
+
+def _on_server(database: PostgresDatabase):
+    # CREATE/DROP DATABASE cannot run in the database itself; the server's "postgres"
+    # database is there on every installation.
+    return connect(database, dbname="postgres", statement_timeout_ms=60_000)
+
+
+def scratch_database_create(database: PostgresDatabase, *, name: str) -> None:
+    """An empty database `name` on the same server as `database` (a restore drill's)."""
+    with _on_server(database) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+
+def scratch_database_drop(database: PostgresDatabase, *, name: str) -> None:
+    """Drop `name` on `database`'s server, ending its sessions; no error if it is gone."""
+    with _on_server(database) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
