@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
@@ -29,11 +31,13 @@ from incidents.models import (
     TimelineEvent,
     TimelineKind,
 )
-from opsportal.audit.models import AuditAction
-from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence
-from opsportal.operations.services import operation_permission
+from opsportal.operations.services import (
+    EvidenceUnavailable,
+    evidence_open,
+    operation_permission,
+)
 
 
 class ActionItemInline(admin.TabularInline):
@@ -471,8 +475,6 @@ class IncidentAdmin(admin.ModelAdmin):
             operation_permission(step.operation_kind)
         ):
             raise PermissionDenied
-        import json
-
         initial = {"target": step.target_id, "params": json.dumps(step.operation_params or {})}
         form = StepRunForm(request.POST or None, initial=initial, changing=spec.changing)
         if request.method == "POST" and form.is_valid():
@@ -508,24 +510,14 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def evidence_download_view(self, request, pk, evidence_id):
         """Download a preserved artefact; each download is recorded (chain of custody)."""
-        from pathlib import Path
-
-        from django.conf import settings
-
         incident = self._incident(request, pk, "operations.view_evidence")
         item = get_object_or_404(Evidence, pk=evidence_id, incident=incident)
-        audit_record(
-            action=AuditAction.OPERATION,
-            obj=item,
-            actor=request.user,
-            message=f"Evidence {item.name} (sha256 {item.sha256}) of incident "
-            f"#{incident.pk} downloaded",
-        )
-        return FileResponse(
-            open(Path(settings.MEDIA_ROOT) / item.path, "rb"),
-            as_attachment=True,
-            filename=item.name,
-        )
+        try:
+            handle = evidence_open(evidence=item, actor=request.user)
+        except EvidenceUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return self._back(incident.pk)
+        return FileResponse(handle, as_attachment=True, filename=item.name)
 
 
 class RunbookStepInline(admin.TabularInline):

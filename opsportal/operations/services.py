@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
+from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -21,6 +25,7 @@ from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.models import (
     ACTIVE_STATUSES,
     OUTPUT_LIMIT_CHARS,
+    Evidence,
     Operation,
     OperationStatus,
 )
@@ -299,3 +304,35 @@ def operations_load_defaults() -> None:
         description="Queued operations whose message the broker lost run again; running "
         "ones whose worker died are failed with that reason.",
     )
+
+
+class EvidenceUnavailable(Exception):
+    """A preserved artefact cannot be served; `str()` says why, in words for the operator."""
+
+
+def evidence_open(*, evidence: Evidence, actor) -> BinaryIO:
+    """Open a preserved artefact for download and record who took it (chain of custody).
+
+    A file that is gone from MEDIA_ROOT is recorded as a failed download and refused with
+    a message, so the custody trail shows the attempt and the operator sees why."""
+    if not actor.has_perm("operations.view_evidence"):
+        raise PermissionDenied("You need the 'operations.view_evidence' permission for this.")
+    where = f"Evidence {evidence.name} (sha256 {evidence.sha256})" + (
+        f" of incident #{evidence.incident_id}" if evidence.incident_id else ""
+    )
+    try:
+        handle = open(Path(settings.MEDIA_ROOT) / evidence.path, "rb")  # noqa: SIM115 (FileResponse closes it)
+    except OSError as exc:
+        message = f"{where} cannot be read from the evidence store: {exc.strerror or exc}."
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=evidence,
+            actor=actor,
+            outcome=AuditOutcome.FAILURE,
+            message=f"Download refused: {message}",
+        )
+        raise EvidenceUnavailable(message) from exc
+    audit_record(
+        action=AuditAction.OPERATION, obj=evidence, actor=actor, message=f"{where} downloaded"
+    )
+    return handle

@@ -248,6 +248,24 @@ def test_evidence_downloads_are_what_was_captured_and_are_audited(
     )
     assert response.status_code == 404
 
+    # A file gone from the evidence store is refused with a message (no 500) and the
+    # attempt stays in the custody trail.
+    lost = next(e for e in items if e.name == "diff.json")
+    (tmp_path / lost.path).unlink()
+    response = member_client.get(
+        reverse("admin:incidents_incident_evidence", args=[incident.pk, lost.pk]), follow=True
+    )
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0].endswith(
+        reverse("admin:incidents_incident_change", args=[incident.pk])
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("cannot be read from the evidence store" in m for m in shown), shown
+    refused = AuditRecord.objects.filter(
+        object_type="operations.evidence", object_id=str(lost.pk), outcome="failure"
+    ).get()
+    assert refused.actor_id == engineer.pk and "Download refused" in refused.message
+
     # Someone who may see the incident but not the evidence gets 403 and no record is made
     # (member_client is this same client, logged in as them from here on).
     viewer = get_user_model().objects.create_user("vic", "vic@example.com", "pw-vic-123!")
