@@ -12,7 +12,7 @@ from opsportal.people.models import (
     Team,
     WebhookChannel,
 )
-from opsportal.people.selectors import on_call_now
+from opsportal.people.selectors import on_call_by_rotation
 from opsportal.people.services import notifications_retry_failed
 from opsportal.systems.forms import SecretsWriteOnlyForm
 
@@ -80,9 +80,21 @@ class OnCallRotationAdmin(admin.ModelAdmin):
     list_select_related = ["team"]
     inlines = [RotationMemberInline, OnCallOverrideInline]
 
+    def get_changelist_instance(self, request):
+        # Who is on call for the whole page at once: per row it cost two queries each.
+        changelist = super().get_changelist_instance(request)
+        rotations = list(changelist.result_list)
+        covering = on_call_by_rotation(rotations=rotations)
+        for rotation in rotations:
+            rotation.covering = covering[rotation.pk]
+        return changelist
+
     @admin.display(description="On call now")
     def on_call_now(self, rotation):
-        contact = on_call_now(rotation=rotation)
+        if hasattr(rotation, "covering"):
+            contact = rotation.covering
+        else:
+            contact = on_call_by_rotation(rotations=[rotation])[rotation.pk]
         return contact.name if contact else "nobody"
 
 

@@ -1,34 +1,51 @@
 import datetime as dt
+from collections import defaultdict
 
 from django.utils import timezone
 
-from opsportal.people.models import Contact, OnCallOverride, OnCallRotation, Team
+from opsportal.people.models import Contact, OnCallOverride, OnCallRotation, RotationMember, Team
+
+
+def on_call_by_rotation(
+    *, rotations: list[OnCallRotation], at: dt.datetime | None = None
+) -> dict[int, Contact | None]:
+    """Who covers each rotation at `at` (rotation pk -> contact), in two queries however
+    many rotations: a changelist or the overview lists them all."""
+    at = at or timezone.now()
+    ids = [rotation.pk for rotation in rotations]
+    overriding: dict[int, Contact] = {}
+    for override in (
+        OnCallOverride.objects.filter(rotation_id__in=ids, starts_at__lte=at, ends_at__gt=at)
+        .select_related("contact")
+        .order_by("-starts_at")
+    ):
+        # The latest-starting override in force wins.
+        overriding.setdefault(override.rotation_id, override.contact)
+    members: dict[int, list[Contact]] = defaultdict(list)
+    for membership in RotationMember.objects.filter(rotation_id__in=ids).select_related("contact"):
+        if membership.contact.active:
+            members[membership.rotation_id].append(membership.contact)
+    return {
+        rotation.pk: overriding.get(rotation.pk) or _turn(rotation, members[rotation.pk], at)
+        for rotation in rotations
+    }
+
+
+def _turn(rotation: OnCallRotation, members: list[Contact], at: dt.datetime) -> Contact | None:
+    if not members or at < rotation.handoff_at:
+        return None
+    return members[int((at - rotation.handoff_at) // rotation.shift) % len(members)]
 
 
 def on_call_now(*, rotation: OnCallRotation, at: dt.datetime | None = None) -> Contact | None:
     """Who covers the rotation at `at`: an override if one is in force, else the turn."""
-    at = at or timezone.now()
-    override = (
-        OnCallOverride.objects.filter(rotation=rotation, starts_at__lte=at, ends_at__gt=at)
-        .select_related("contact")
-        .order_by("-starts_at")
-        .first()
-    )
-    if override:
-        return override.contact
-    members = [
-        m.contact for m in rotation.memberships.select_related("contact") if m.contact.active
-    ]
-    if not members or at < rotation.handoff_at:
-        return None
-    turn = int((at - rotation.handoff_at) // rotation.shift) % len(members)
-    return members[turn]
+    return on_call_by_rotation(rotations=[rotation], at=at)[rotation.pk]
 
 
 def on_call_contacts(*, team: Team, at: dt.datetime | None = None) -> list[Contact]:
     contacts = []
-    for rotation in team.rotations.all():
-        contact = on_call_now(rotation=rotation, at=at)
+    covering = on_call_by_rotation(rotations=list(team.rotations.all()), at=at)
+    for contact in covering.values():
         if contact and contact not in contacts:
             contacts.append(contact)
     return contacts
@@ -37,5 +54,6 @@ def on_call_contacts(*, team: Team, at: dt.datetime | None = None) -> list[Conta
 def on_call_overview(
     *, at: dt.datetime | None = None
 ) -> list[tuple[OnCallRotation, Contact | None]]:
-    rotations = OnCallRotation.objects.select_related("team").order_by("name")
-    return [(rotation, on_call_now(rotation=rotation, at=at)) for rotation in rotations]
+    rotations = list(OnCallRotation.objects.select_related("team").order_by("name"))
+    covering = on_call_by_rotation(rotations=rotations, at=at)
+    return [(rotation, covering[rotation.pk]) for rotation in rotations]

@@ -171,3 +171,38 @@ def test_viewers_cannot_retry_notifications(client, failed_webhook_notification)
     _retry(client, failed_webhook_notification)
     failed_webhook_notification.refresh_from_db()
     assert failed_webhook_notification.status == NotificationStatus.PENDING
+
+
+def test_rotation_changelist_shows_who_is_on_call_in_a_constant_number_of_queries(
+    rotation, staff_client, django_assert_max_num_queries
+):
+    import datetime as dt
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from opsportal.people.models import Contact, OnCallOverride, OnCallRotation, RotationMember
+
+    url = reverse("admin:people_oncallrotation_changelist")
+    with CaptureQueriesContext(connection) as one_rotation:
+        assert staff_client.get(url).status_code == 200
+    team, now = rotation.team, timezone.now()
+    for number in range(6):
+        extra = OnCallRotation.objects.create(
+            name=f"Secondary {number}", team=team, shift_hours=24, handoff_at=rotation.handoff_at
+        )
+        person = Contact.objects.create(name=f"Person {number}", team=team)
+        RotationMember.objects.create(rotation=extra, contact=person, position=0)
+        if number % 2:
+            OnCallOverride.objects.create(
+                rotation=extra,
+                contact=Contact.objects.get(name="Alice"),
+                starts_at=now - dt.timedelta(hours=1),
+                ends_at=now + dt.timedelta(hours=1),
+            )
+    with django_assert_max_num_queries(len(one_rotation.captured_queries)):
+        page = staff_client.get(url).content.decode()
+    # Each row still names the right person: the override where one is in force.
+    assert page.count(">Alice<") >= 3
+    assert "Person 0" in page and "Person 2" in page
