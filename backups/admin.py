@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -49,6 +50,14 @@ class BackupPlanForm(forms.ModelForm):
         return cleaned
 
 
+class RetentionConfirmForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=500,
+        help_text="Why the files are deleted now rather than after the next backup.",
+    )
+
+
 @admin.register(BackupPlan)
 class BackupPlanAdmin(admin.ModelAdmin):
     form = BackupPlanForm
@@ -92,11 +101,30 @@ class BackupPlanAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Apply retention now", permissions=["change"])
+    @admin.action(
+        description="Apply retention now (deletes old backup files)", permissions=["change"]
+    )
     def apply_retention(self, request, queryset):
-        for plan in queryset.select_related("database"):
-            pruned = services.backup_plan_apply_retention(plan=plan, actor=request.user)
-            self.message_user(request, f"{plan}: {len(pruned)} old backup file(s) deleted.")
+        # Deleting backup files cannot be undone: first a page listing exactly what would
+        # go, and a reason for the audit log (like delete_selected's confirmation).
+        plans = list(queryset.select_related("database"))
+        form = RetentionConfirmForm(request.POST if "confirmed" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for plan in plans:
+                pruned = services.backup_plan_apply_retention(
+                    plan=plan, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+                self.message_user(request, f"{plan}: {len(pruned)} old backup file(s) deleted.")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Apply retention: delete old backup files?",
+            "form": form,
+            "plans": [(plan, services.backups_beyond_retention(plan=plan)) for plan in plans],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/backups/backupplan/apply_retention.html", context)
 
 
 class RestoreInline(admin.TabularInline):

@@ -855,8 +855,9 @@ def retention_keep(backups: list[Backup], *, daily: int, weekly: int, monthly: i
     return keep
 
 
-def backup_plan_apply_retention(*, plan: BackupPlan, actor: object | None = None) -> list[Backup]:
-    """Delete the files the plan no longer keeps; each deletion is audited."""
+def backups_beyond_retention(*, plan: BackupPlan) -> list[Backup]:
+    """The backups whose files the plan no longer keeps (what retention would delete now);
+    the admin shows them on its confirmation page before anything is deleted."""
     candidates = list(
         Backup.objects.filter(
             database=plan.database, status=BackupStatus.SUCCEEDED, pruned_at=None
@@ -865,10 +866,17 @@ def backup_plan_apply_retention(*, plan: BackupPlan, actor: object | None = None
     keep = retention_keep(
         candidates, daily=plan.keep_daily, weekly=plan.keep_weekly, monthly=plan.keep_monthly
     )
+    return [backup for backup in candidates if backup.pk not in keep]
+
+
+def backup_plan_apply_retention(
+    *, plan: BackupPlan, actor: object | None = None, reason: str = ""
+) -> list[Backup]:
+    """Delete the files the plan no longer keeps; each deletion is audited (with the
+    operator's reason when a person asked for it rather than the schedule)."""
+    _require(actor, "backups.change_backupplan")
     pruned = []
-    for backup in candidates:
-        if backup.pk in keep:
-            continue
+    for backup in backups_beyond_retention(plan=plan):
         try:
             storage_for(backup.storage_location).delete(backup.file_name)
         except (StorageError, OSError) as exc:
@@ -881,7 +889,8 @@ def backup_plan_apply_retention(*, plan: BackupPlan, actor: object | None = None
             obj=backup,
             actor=actor,
             message=f"Retention deleted {backup.file_name} (keeping {plan.keep_daily} daily, "
-            f"{plan.keep_weekly} weekly, {plan.keep_monthly} monthly)",
+            f"{plan.keep_weekly} weekly, {plan.keep_monthly} monthly)"
+            + (f": {reason.strip()}" if reason.strip() else ""),
         )
         pruned.append(backup)
     return pruned

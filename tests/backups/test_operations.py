@@ -63,6 +63,43 @@ def test_retention_deletes_files_and_audits_each_deletion(source_database):
     ).exists()
 
 
+def test_apply_retention_from_the_admin_asks_for_a_reason_before_deleting(
+    source_database, staff_client, superuser
+):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    plan = services.backup_plan_ensure(database=source_database)
+    plan.keep_daily, plan.keep_weekly, plan.keep_monthly = 1, 0, 0
+    services.backup_plan_save(plan=plan)
+    older, newer = run(source_database), run(source_database)
+    url = reverse("admin:backups_backupplan_changelist")
+    chosen = {"action": "apply_retention", helpers.ACTION_CHECKBOX_NAME: [plan.pk]}
+
+    # Choosing the action shows what would be deleted; nothing is deleted yet.
+    page = staff_client.post(url, chosen)
+    assert page.status_code == 200
+    assert older.file_name in page.content.decode()
+    assert newer.file_name not in page.content.decode()
+    assert storage_for("").exists(older.file_name)
+    # Confirming without a reason is refused; the file is still there.
+    page = staff_client.post(url, {**chosen, "confirmed": "yes", "reason": " "})
+    assert page.status_code == 200 and "This field is required" in page.content.decode()
+    assert storage_for("").exists(older.file_name)
+
+    response = staff_client.post(
+        url, {**chosen, "confirmed": "yes", "reason": "disk at 95% on the backup host"}
+    )
+    assert response.status_code == 302
+    assert not storage_for("").exists(older.file_name)
+    assert storage_for("").exists(newer.file_name)
+    record = AuditRecord.objects.get(
+        object_type="backups.backup", object_id=str(older.pk), action="delete"
+    )
+    assert record.actor_id == superuser.pk
+    assert record.message.endswith(": disk at 95% on the backup host")
+
+
 def test_plan_schedule_drives_a_celery_beat_entry(source_database):
     plan = services.backup_plan_ensure(database=source_database)
     task = PeriodicTask.objects.get(pk=plan.periodic_task_id)
