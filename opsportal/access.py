@@ -36,6 +36,8 @@ ROLE_PERMISSIONS: dict[str, list] = {
             for verb in ("add", "change", "delete")
             for model in ("dockerengine", "postgresdatabase", "rediscache", "httpendpoint")
         ],
+        # Deleting a system of any kind deletes its row in the shared System table too.
+        ("systems", "delete_system"),
         *[
             ("people", f"{verb}_{model}")
             for verb in ("add", "change")

@@ -147,3 +147,17 @@ def test_ensure_admin_takes_the_password_from_the_environment(monkeypatch):
     call_command("ensure_admin", stdout=out)
     assert "from-env-pass-123" not in out.getvalue()
     assert get_user_model().objects.get(username="admin").check_password("from-env-pass-123")
+
+
+def test_devops_can_delete_a_system(client, docker_engine):
+    """Deleting a Docker engine deletes its row in the shared System table too, so the
+    role needs both permissions."""
+    load_defaults()
+    devops = get_user_model().objects.create_user("dora", password="devops-pass-123", is_staff=True)
+    devops.groups.add(Group.objects.get(name="DevOps"))
+    client.force_login(devops)
+    url = f"/admin/systems/dockerengine/{docker_engine.pk}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    from opsportal.systems.models import System
+
+    assert not System.objects.filter(pk=docker_engine.pk).exists()
