@@ -107,6 +107,14 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
     readings: list[Reading] = []
     used = 0
     for c in figures.containers:
+        created_recently = c.created_at is not None and now - c.created_at <= RESTARTS_WINDOW
+        before = previous.get(("container_restart_count", c.name))
+        restarted = (
+            c.restart_count > before[0] if before else created_recently and c.restart_count > 0
+        )
+        # The engine keeps OOMKilled set after the restart policy brought the container back,
+        # so "OOM-killed" is a kill seen now: stopped by it, or restarted since the last look.
+        oom_killed_now = c.oom_killed and (c.state != "running" or restarted)
         readings += [
             Reading("container_running", 1.0 if c.state == "running" else 0.0, c.name),
             Reading(
@@ -116,11 +124,9 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
                 # The engine counts restarts from the container's creation: one created
                 # within the window restarted that often within it, even before
                 # monitoring's first sample of it.
-                baseline=0.0
-                if c.created_at is not None and now - c.created_at <= RESTARTS_WINDOW
-                else None,
+                baseline=0.0 if created_recently else None,
             ),
-            Reading("container_oom_killed", 1.0 if c.oom_killed else 0.0, c.name),
+            Reading("container_oom_killed", 1.0 if oom_killed_now else 0.0, c.name),
         ]
         if c.health in ("healthy", "unhealthy"):
             readings.append(

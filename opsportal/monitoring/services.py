@@ -44,7 +44,12 @@ LEASE_SECONDS = 120
 BACKUP_LOCATIONS_KEY = LatestValue.key_for(None, "disk_used_percent", "")
 EVIDENCE_LIMIT = 20
 # Counters a collector turns into rates against the previous sample.
-_RATE_INPUTS = ("container_cpu_usage_seconds", "redis_keyspace_hits", "redis_keyspace_misses")
+_RATE_INPUTS = (
+    "container_cpu_usage_seconds",
+    "container_restart_count",
+    "redis_keyspace_hits",
+    "redis_keyspace_misses",
+)
 
 # (system id or None, metric, subject) -> (value, at)
 SeriesValues = dict[tuple[int | None, str, str], tuple[float, dt.datetime]]

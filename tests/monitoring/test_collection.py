@@ -251,3 +251,34 @@ def test_restarts_before_the_first_sample_are_counted(docker_engine, run_contain
     assert sampled <= looping.attrs["RestartCount"]
     (incident,) = Incident.objects.filter(title__contains=looping.name)
     assert incident.title.startswith("Container restarting repeatedly")
+
+
+@pytest.mark.docker
+def test_an_oom_kill_the_restart_policy_recovered_is_reported_once(docker_engine, run_container):
+    """The engine keeps OOMKilled set on a container its restart policy brought back; the
+    sample says "OOM-killed" for the kill, not for ever after (the rule would never clear)."""
+    once = run_container(
+        [
+            "sh",
+            "-c",
+            "if [ ! -f /oomed ]; then touch /oomed; x=a; while true; do x=$x$x; done; fi; "
+            "exec sleep 300",
+        ],
+        mem_limit="16m",
+        memswap_limit="16m",
+        restart_policy={"Name": "always"},
+    )
+
+    def recovered():
+        once.reload()
+        state = once.attrs["State"]
+        return state["Running"] and once.attrs["RestartCount"] >= 1 and state["OOMKilled"]
+
+    wait_until(recovered, timeout=60)
+    collect_now()  # first look: restarted since it was created, because of the OOM kill
+    assert latest(docker_engine, "container_oom_killed", once.name) == 1.0
+    assert latest(docker_engine, "container_running", once.name) == 1.0
+    collect_now()  # nothing new since: running again, no restart
+    once.reload()
+    assert once.attrs["State"]["OOMKilled"] is True  # the engine still says so
+    assert latest(docker_engine, "container_oom_killed", once.name) == 0.0
