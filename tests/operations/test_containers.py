@@ -201,6 +201,30 @@ def test_isolate_a_host_networked_container_pauses_it(run_container, docker_engi
     assert "uses host networking, which cannot be disconnected" in operation.error
 
 
+def test_isolate_disconnects_a_container_from_its_networks(
+    run_container, docker_client, docker_engine, run_operation
+):
+    """On a user-defined bridge network (as Compose creates them) isolation disconnects the
+    container and leaves it running, its processes and memory there to examine."""
+    import uuid
+
+    network = docker_client.networks.create(f"opsportal-test-net-{uuid.uuid4().hex[:8]}")
+    try:
+        container = run_container("sleep 600", network_mode=None, network=network.name)
+        container.reload()
+        assert network.name in container.attrs["NetworkSettings"]["Networks"]
+        operation = run_operation("container_isolate", docker_engine, {"container": container.name})
+        assert operation.status == OperationStatus.SUCCEEDED, operation.error
+        assert f"Disconnected from network {network.name}." in operation.output
+        container.reload()
+        assert container.status == "running"
+        assert network.name not in (container.attrs["NetworkSettings"]["Networks"] or {})
+    finally:
+        for attached in docker_client.containers.list(all=True, filters={"network": network.id}):
+            attached.remove(force=True)
+        network.remove()
+
+
 def test_preserve_evidence_with_checksums(
     run_container, docker_engine, run_operation, settings, tmp_path
 ):
