@@ -174,3 +174,19 @@ def _test_database_url(settings_dict: dict) -> str:
     port = settings_dict.get("PORT") or 5432
     user = settings_dict.get("USER") or "postgres"
     return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def tls_engine_material() -> dict[str, str]:
+    """Connection details of the second test engine: tcp:// with mutual TLS, a Swarm manager."""
+    url = os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_URL")
+    directory = os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_DIR")
+    if not url or not directory:
+        pytest.exit("The TLS Docker engine is not configured: run `make test`.", returncode=2)
+    tls = Path(directory)
+    return {
+        "base_url": url,
+        "tls_ca_cert": (tls / "ca.pem").read_text(),
+        "tls_client_cert": (tls / "client.pem").read_text(),
+        "tls_client_key": (tls / "client-key.pem").read_text(),
+    }

@@ -128,6 +128,17 @@ fi
 say "ssh:// Docker engine ok (ssh://root@127.0.0.1:$SSH_PORT)"
 "$(dirname "$0")/build-test-images.sh" "unix://$DOCKER_SOCK"
 
+# The TLS engine doubles as a one-node Swarm (for scaling Swarm services) with the test image.
+tls_docker() { docker --tlsverify --tlscacert "$TLS_DIR/ca.pem" --tlscert "$TLS_DIR/client.pem" \
+  --tlskey "$TLS_DIR/client-key.pem" -H "tcp://127.0.0.1:$TLS_PORT" "$@"; }
+if [ "$(tls_docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+  tls_docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "the TLS engine could not become a Swarm manager."
+fi
+if ! tls_docker image inspect opsportal-test/busybox:1 >/dev/null 2>&1; then
+  docker -H "unix://$DOCKER_SOCK" save opsportal-test/busybox:1 | tls_docker load >/dev/null || fail "could not copy the test image to the TLS engine."
+fi
+say "TLS engine is a Swarm manager with the test image"
+
 # --- Browser and promtool ---------------------------------------------------------------
 [ -x /usr/bin/chromium ] || apt_install chromium || fail "Debian's chromium is needed for the browser tests (apt-get install chromium)."
 command -v promtool >/dev/null || apt_install prometheus || fail "promtool is needed to check /metrics (apt-get install prometheus)."

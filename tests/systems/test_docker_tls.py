@@ -1,8 +1,5 @@
 """A Docker engine reached over tcp:// with mutual TLS (a real second dockerd)."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 from opsportal.systems.adapters import docker_engine as docker_adapter
@@ -12,19 +9,9 @@ from opsportal.systems.models import DockerEngine
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def tls_material() -> dict[str, str]:
-    url = os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_URL")
-    directory = os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_DIR")
-    if not url or not directory:
-        pytest.exit("The TLS Docker engine is not configured: run `make test`.", returncode=2)
-    tls = Path(directory)
-    return {
-        "base_url": url,
-        "tls_ca_cert": (tls / "ca.pem").read_text(),
-        "tls_client_cert": (tls / "client.pem").read_text(),
-        "tls_client_key": (tls / "client-key.pem").read_text(),
-    }
+@pytest.fixture
+def tls_material(tls_engine_material) -> dict[str, str]:
+    return tls_engine_material
 
 
 def test_tls_engine_with_client_certificate(tls_material):
