@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 
 from django.contrib import admin, messages
@@ -184,6 +185,14 @@ class IncidentAdmin(admin.ModelAdmin):
         ),
     ]
     filter_horizontal = ["affected_systems"]
+
+    @admin.display(description="Time to acknowledge")
+    def time_to_acknowledge(self, incident):
+        return elapsed_text(incident.time_to_acknowledge)
+
+    @admin.display(description="Time to resolve")
+    def time_to_resolve(self, incident):
+        return elapsed_text(incident.time_to_resolve)
 
     @admin.display(description="Severity", ordering="severity")
     def severity_short(self, incident):
@@ -557,3 +566,20 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 __all__ = ["Source"]
+
+
+def elapsed_text(delta: dt.timedelta | None) -> str:
+    """5 s, 12 min 5 s, 3 h 4 min, 2 d 3 h: what an incident review reads."""
+    if delta is None:
+        return "—"
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"

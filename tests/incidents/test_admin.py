@@ -367,3 +367,20 @@ def test_post_incident_review_with_action_items_on_the_incident_page(
     assert incident.status == Status.CLOSED
     page = member_client.get(url).content.decode()
     assert "Alert on pool usage over 80%" in page
+
+
+def test_incident_page_shows_time_to_acknowledge_in_words(staff_client, teams):
+    import datetime as dt
+
+    from incidents.services import incident_acknowledge
+
+    incident = incident_open(title="Slow API", severity="sev3", category="api")
+    Incident.objects.filter(pk=incident.pk).update(
+        detected_at=incident.detected_at - dt.timedelta(minutes=12, seconds=5)
+    )
+    incident.refresh_from_db()
+    incident_acknowledge(incident=incident, actor=None)
+    page = staff_client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    text = page.content.decode()
+    assert "12 min 5 s" in text or "12 min 6 s" in text
+    assert "Time to resolve" in text
