@@ -236,6 +236,10 @@ BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(VAR_DIR / "backups")))
 BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", default=26.0)
 CONFIG_BACKUP_REPO = Path(env.str("CONFIG_BACKUP_REPO", default=str(VAR_DIR / "config-repo")))
 CONFIG_BACKUP_REMOTE = env.str("CONFIG_BACKUP_REMOTE", default="")
+CONFIG_BACKUP_ON_CHANGE = env.bool("CONFIG_BACKUP_ON_CHANGE", default=True)
+CONFIG_BACKUP_DEBOUNCE_SECONDS = env.float("CONFIG_BACKUP_DEBOUNCE_SECONDS", default=30.0)
+BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=15.0)
+BACKUP_HEARTBEAT_STALE_SECONDS = env.float("BACKUP_HEARTBEAT_STALE_SECONDS", default=120.0)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # Monitoring: how often each system is sampled (editable per system), the rolling window
