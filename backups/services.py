@@ -916,23 +916,25 @@ def _alert_database_admins(
     body: str,
     open_incident: bool = True,
 ) -> None:
-    """Notify the database admins; open an incident too if the plan asks for it."""
-    notify(responsibility=Responsibility.DATABASE, subject=subject, body=body, about=about)
-    if not (open_incident and plan is not None and plan.open_incident_on_failure):
-        return
-    try:
-        from incidents.services import incident_open
+    """Page the database admins, through an incident when the plan asks for one (its
+    routing pages the DBAs and the on-call engineer once), otherwise directly."""
+    if open_incident and plan is not None and plan.open_incident_on_failure:
+        try:
+            from incidents.services import incident_open
 
-        incident_open(
-            title=subject,
-            severity="sev2",
-            category="database",
-            affected_systems=[plan.database],
-            source="schedule",
-        )
-    except Exception:
-        # The page to the DBAs has gone out already; an incident is a bonus, never a blocker.
-        logger.exception("Could not open an incident for %r", subject)
+            incident_open(
+                title=subject,
+                severity="sev2",
+                category="database",
+                symptoms=body,
+                affected_systems=[plan.database],
+                source="schedule",
+            )
+            return
+        except Exception:
+            # The DBAs must hear of it even if the incident could not be opened.
+            logger.exception("Could not open an incident for %r", subject)
+    notify(responsibility=Responsibility.DATABASE, subject=subject, body=body, about=about)
 
 
 def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
