@@ -120,3 +120,63 @@ def test_drill_restores_into_scratch_database_and_compares_counts(source_databas
     )
     assert leftover == []
     assert storage_for("").exists(backup.file_name)
+
+
+@pytest.fixture
+def dba_team(db):
+    from opsportal.people.models import Responsibility, Team
+
+    return Team.objects.create(
+        name="DBA", responsibility=Responsibility.DATABASE, email="dba@example.com"
+    )
+
+
+def _scratch_databases() -> list:
+    from tests.backups.conftest import query
+
+    return query(
+        "postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'opsportal_drill_%%'"
+    )
+
+
+def test_a_drill_whose_row_counts_differ_fails_flags_the_backup_and_pages_the_dbas(
+    source_database, dba_team
+):
+    from opsportal.people.models import Notification
+
+    backup = run(source_database)
+    before = _scratch_databases()
+    # The source recorded more rows than the dump holds: what a silently truncated dump
+    # would look like when restored.
+    counts = dict(backup.table_row_counts)
+    table = next(name for name in counts if name.endswith("pgbench_branches"))
+    counts[table] += 1
+    Backup.objects.filter(pk=backup.pk).update(table_row_counts=counts)
+    backup.refresh_from_db()
+
+    drill = services.drill_request(backup=backup)
+    services.drill_run(drill_id=drill.pk)
+    drill.refresh_from_db()
+    backup.refresh_from_db()
+
+    assert drill.status == OperationStatus.FAILED
+    assert drill.mismatches == {table: {"recorded": counts[table], "restored": counts[table] - 1}}
+    assert "1 of" in drill.message and "differ in row count" in drill.message
+    assert backup.drill_result == "failed"
+    [page] = Notification.objects.filter(subject__contains="failed its restore drill")
+    assert page.recipient == "dba@example.com"
+    assert _scratch_databases() == before  # the scratch database was dropped all the same
+
+
+def test_a_drill_of_a_tampered_file_fails_before_restoring(source_database, dba_team):
+    backup = run(source_database)
+    path = storage_for(backup.storage_location).path(backup.file_name)
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\0" * 16)
+    drill = services.drill_request(backup=backup)
+    services.drill_run(drill_id=drill.pk)
+    drill.refresh_from_db()
+    assert drill.status == OperationStatus.FAILED
+    assert "checksum" in drill.message.lower()
+    assert Backup.objects.get(pk=backup.pk).drill_result == "failed"
