@@ -216,3 +216,37 @@ def test_backup_now_and_restore_backup_commands(source_database, second_database
     assert "Restored backup" in capsys.readouterr().out
     with pytest.raises(CommandError, match="No registered database is named 'nope'"):
         call_command("backup_now", "nope")
+
+
+def test_only_database_admins_may_restore(client, source_database, second_database):
+    """The runbook's restore is the Database admins' call: other roles get 403 and nothing
+    is queued; a Database admin reaches the confirmation form."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from backups.models import Restore
+    from opsportal.defaults import load_defaults
+
+    load_defaults()
+    backup = services.backup_run_now(database=source_database, reason="for the restore test")
+    url = f"/admin/backups/backup/{backup.pk}/restore/"
+    form = {
+        "target": second_database.pk,
+        "confirmation": second_database.dbname,
+        "reason": "restore drill by hand",
+    }
+    users = get_user_model().objects
+    for role in ("On-call engineers", "Viewers", "DevOps"):
+        user = users.create_user(role.split()[0].lower(), password="role-pass-123", is_staff=True)
+        user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        assert client.get(url).status_code == 403, role
+        assert client.post(url, form).status_code == 403, role
+    assert not Restore.objects.exists()
+
+    dba = users.create_user("dora-dba", password="dba-pass-123", is_staff=True)
+    dba.groups.add(Group.objects.get(name="Database admins"))
+    client.force_login(dba)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "confirmation" in page.content.decode()
