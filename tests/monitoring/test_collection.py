@@ -282,3 +282,65 @@ def test_an_oom_kill_the_restart_policy_recovered_is_reported_once(docker_engine
     once.reload()
     assert once.attrs["State"]["OOMKilled"] is True  # the engine still says so
     assert latest(docker_engine, "container_oom_killed", once.name) == 0.0
+
+
+def test_postgres_connections_waiting_on_a_lock(small_postgres, open_connections):
+    holder, waiter = open_connections(small_postgres.port, count=2)
+    holder.execute("CREATE TABLE IF NOT EXISTS monitoring_lock_drill (id int)")
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE monitoring_lock_drill IN ACCESS EXCLUSIVE MODE")
+    thread = threading.Thread(
+        target=lambda: waiter.execute("SELECT * FROM monitoring_lock_drill"), daemon=True
+    )
+    thread.start()
+    try:
+        time.sleep(0.5)
+        collect_now()
+        assert latest(small_postgres, "pg_connections_waiting") == 1
+        assert latest(small_postgres, "pg_connections_idle_in_transaction") == 1
+    finally:
+        holder.execute("ROLLBACK")
+        thread.join()
+        holder.execute("DROP TABLE monitoring_lock_drill")
+    collect_now()
+    assert latest(small_postgres, "pg_connections_waiting") == 0
+
+
+def test_redis_evictions_and_exact_hit_rate_on_a_private_server(db, tmp_path):
+    """A Redis server of our own (maxmemory 2 MB, allkeys-lru), so the evictions are real
+    and no other client's lookups blur the hit rate."""
+    import subprocess
+
+    port = realsystems.free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path), "--maxmemory", "2mb",
+         "--maxmemory-policy", "allkeys-lru"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        wait_until(lambda: _pings(client), timeout=10, step=0.1)
+        cache = RedisCache.objects.create(name="private-redis", host="127.0.0.1", port=port)
+        collect_now()
+        client.set("k", "v")
+        for _ in range(3):
+            client.get("k")
+        client.get("missing")
+        for i in range(100):  # 100 keys of 64 kB into 2 MB: most are evicted
+            client.set(f"big:{i}", b"x" * 65536)
+        collect_now()
+        assert latest(cache, "redis_hit_rate_percent") == pytest.approx(75.0)
+        assert latest(cache, "redis_evicted_keys") >= 50
+        assert latest(cache, "redis_memory_used_bytes") > 1_000_000
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
