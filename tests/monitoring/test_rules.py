@@ -214,3 +214,118 @@ def test_default_rules_load_once_and_keep_edits(defaults):
     assert AlertRule.objects.count() == len(services.DEFAULT_RULES)
     for rule in AlertRule.objects.all():
         rule.full_clean()
+
+
+def test_default_rules_are_the_runbooks_thresholds(defaults):
+    def rule(name):
+        r = AlertRule.objects.get(name=name)
+        return (r.metric, r.comparison, r.threshold, r.for_seconds, r.runbook_name)
+
+    assert rule("API p95 above 500 ms") == (
+        "http_latency_p95_ms", "gt", 500, 300, "High API Response Times",
+    )  # fmt: skip
+    assert rule("API error rate above 5%")[:3] == ("http_error_rate_percent", "gt", 5)
+    assert rule("Database connection use above 90%") == (
+        "pg_connections_used_percent", "gt", 90, 60, "Database Connection Issues",
+    )  # fmt: skip
+    assert rule("Database connection errors")[4] == "Database Connection Issues"
+    for name in (
+        "Container unhealthy",
+        "Container restarting repeatedly",
+        "Container OOM-killed",
+        "Container memory above 90% of its limit",
+    ):
+        assert rule(name)[4] == "Container Issues", name
+    assert rule("Container memory above 90% of its limit")[:3] == (
+        "container_memory_percent", "gt", 90,
+    )  # fmt: skip
+    assert rule("Disk above 90% on a Docker host")[:3] == ("disk_used_percent", "gt", 90)
+    assert rule("Backup location disk above 90%")[:3] == ("disk_used_percent", "gt", 90)
+    # Every runbook a default rule names exists, so its incident gets the runbook attached.
+    from incidents.models import Runbook
+
+    named = {r.runbook_name for r in AlertRule.objects.exclude(runbook_name="")}
+    assert named <= set(Runbook.objects.values_list("name", flat=True))
+
+
+def test_a_firing_alert_pages_per_the_routing_rules(defaults, http_endpoint, http_server):
+    from opsportal.people.models import Notification, Responsibility, Team
+    from opsportal.people.services import people_load_defaults
+
+    people_load_defaults()
+    for team in Team.objects.all():
+        team.email = f"{team.responsibility}@example.com"
+        team.save()
+    rule_named("API error rate above 5%", for_seconds=0)
+    http_server.behaviour.status = 500
+    collect_now()
+    collect_now()  # still firing: nobody is paged twice
+    (incident,) = Incident.objects.all()
+    paged = Notification.objects.filter(about_id=str(incident.pk)).values_list(
+        "responsibility", flat=True
+    )
+    # An API incident at sev2 pages on-call and DevOps (the incidents' routing rules).
+    assert sorted(paged) == sorted([Responsibility.ON_CALL, Responsibility.DEVOPS])
+    assert incident.timeline.filter(message__startswith="Paged").count() == 2
+
+
+@pytest.mark.docker
+def test_oom_kill_rule_opens_container_issues_and_stays_open_when_it_clears(
+    defaults, docker_engine, run_container
+):
+    """The OOM rule does not resolve its incident by itself (someone must look at the
+    memory limit); the timeline still says the alert stopped firing."""
+    once = run_container(
+        ["sh", "-c",
+         "if [ ! -f /oomed ]; then touch /oomed; x=a; while true; do x=$x$x; done; fi; "
+         "exec sleep 300"],
+        mem_limit="16m", memswap_limit="16m", restart_policy={"Name": "always"},
+    )  # fmt: skip
+
+    def recovered():
+        once.reload()
+        state = once.attrs["State"]
+        return state["Running"] and once.attrs["RestartCount"] >= 1 and state["OOMKilled"]
+
+    wait_until(recovered, timeout=60)
+    rule = AlertRule.objects.get(name="Container OOM-killed")
+    collect_now()
+    (incident,) = [i for i in incidents_for(rule) if once.name in i.title]
+    assert incident.runbook.name == "Container Issues"
+    assert f"[{once.name}]" in incident.symptoms
+    collect_now()  # no new kill: the alert clears
+    incident.refresh_from_db()
+    assert incident.timeline.filter(message__contains="Alert resolved").exists()
+    assert incident.status != Status.RESOLVED
+
+
+@pytest.mark.docker
+def test_unhealthy_and_memory_hungry_containers_open_container_issues(
+    defaults, docker_engine, run_container
+):
+    unhealthy_rule = rule_named("Container unhealthy", for_seconds=0)
+    memory_rule = rule_named("Container memory above 90% of its limit", for_seconds=0)
+    unhealthy = run_container(
+        ["sleep", "300"],
+        healthcheck={"test": ["CMD", "false"], "interval": 500_000_000, "retries": 1},
+    )
+    # tmpfs pages cannot be reclaimed without swap: 29 MB of /dev/shm under a 32 MB limit.
+    hungry = run_container(
+        ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=29; exec sleep 300"],
+        mem_limit="32m", memswap_limit="32m", shm_size="64m",
+    )  # fmt: skip
+
+    def unhealthy_now():
+        unhealthy.reload()
+        return unhealthy.attrs["State"].get("Health", {}).get("Status") == "unhealthy"
+
+    wait_until(unhealthy_now, timeout=20)
+    time.sleep(1)
+    collect_now()
+    (sick,) = [i for i in incidents_for(unhealthy_rule) if unhealthy.name in i.title]
+    assert sick.runbook.name == "Container Issues"
+    (full,) = [i for i in incidents_for(memory_rule) if hungry.name in i.title]
+    assert full.runbook.name == "Container Issues"
+    assert "container_memory_percent" in full.symptoms
+    hungry.reload()
+    assert hungry.attrs["State"]["Running"] and not hungry.attrs["State"]["OOMKilled"]
