@@ -150,3 +150,64 @@ def test_deleted_system_leaves_metrics_at_once(db, client, http_server):
     assert 'system="soon-gone"' in client.get("/metrics").content.decode()
     endpoint.delete()  # as the admin's delete does; no collection round runs after it
     assert 'system="soon-gone"' not in client.get("/metrics").content.decode()
+
+
+def test_overview_shows_windows_on_call_and_last_backups(
+    db, http_endpoint, postgres_target, staff_client, superuser, settings, tmp_path
+):
+    from backups.services import backup_plan_ensure, backup_run_now
+    from maintenance.models import MaintenanceWindow
+    from maintenance.services import window_schedule, window_start
+    from opsportal.people.models import (
+        Contact,
+        OnCallRotation,
+        Responsibility,
+        RotationMember,
+        Team,
+    )
+    from opsportal.people.services import people_load_defaults
+    from opsportal.systems.models import PostgresDatabase
+
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    people_load_defaults()
+    on_call = Team.objects.get(responsibility=Responsibility.ON_CALL)
+    olga = Contact.objects.create(name="Olga On-call", team=on_call, email="olga@example.com")
+    RotationMember.objects.create(rotation=OnCallRotation.objects.get(), contact=olga)
+    backup_plan_ensure(database=postgres_target)
+    backup = backup_run_now(database=postgres_target, reason="overview test")
+    assert backup.status == "succeeded"
+    never = PostgresDatabase.objects.create(name="never-backed-up", host="127.0.0.1", port=9)
+    backup_plan_ensure(database=never)
+    now = timezone.now()
+    active = window_schedule(
+        window=MaintenanceWindow(
+            title="API upgrade", starts_at=now + dt.timedelta(minutes=1),
+            ends_at=now + dt.timedelta(hours=1),
+        ),
+        systems=[http_endpoint.system_ptr], actor=superuser,
+    )  # fmt: skip
+    window_start(window=active, actor=superuser, override_reason="overview test")
+    window_schedule(
+        window=MaintenanceWindow(
+            title="Database patching", starts_at=now + dt.timedelta(days=2),
+            ends_at=now + dt.timedelta(days=2, hours=1),
+        ),
+        systems=[postgres_target.system_ptr], actor=superuser,
+    )  # fmt: skip
+    collect_now()
+
+    html = staff_client.get("/admin/").content.decode()
+
+    def section(anchor: str) -> str:
+        start = html.index(f'id="{anchor}"')
+        return html[start : html.index('<div class="module"', start + 1)]
+
+    maintenance = section("ov-maintenance")
+    assert "In progress" in maintenance and "API upgrade" in maintenance
+    assert "Next" in maintenance and "Database patching" in maintenance
+    assert "<strong>Olga On-call" in section("ov-oncall")
+    backups = section("ov-backups")
+    assert postgres_target.name in backups and " ago" in backups
+    assert "never-backed-up" in backups and ">never<" in backups
+    systems = html[html.index('id="ov-systems"') :]
+    assert "in maintenance (API upgrade)" in systems
