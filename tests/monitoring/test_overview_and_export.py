@@ -211,3 +211,11 @@ def test_overview_shows_windows_on_call_and_last_backups(
     assert "never-backed-up" in backups and ">never<" in backups
     systems = html[html.index('id="ov-systems"') :]
     assert "in maintenance (API upgrade)" in systems
+
+
+def test_default_collection_interval_is_30_seconds(http_endpoint):
+    before = timezone.now()
+    collect_now()
+    schedule = CollectionSchedule.objects.get(pk=http_endpoint.pk)
+    assert schedule.interval_seconds == 30
+    assert 29 <= (schedule.next_due_at - before).total_seconds() <= 35

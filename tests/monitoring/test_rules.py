@@ -329,3 +329,49 @@ def test_unhealthy_and_memory_hungry_containers_open_container_issues(
     assert "container_memory_percent" in full.symptoms
     hungry.reload()
     assert hungry.attrs["State"]["Running"] and not hungry.attrs["State"]["OOMKilled"]
+
+
+def test_a_rule_added_in_the_admin_fires_on_its_systems_only(
+    defaults, http_endpoint, http_server, staff_client
+):
+    from opsportal.systems.models import HttpEndpoint
+
+    other = HttpEndpoint.objects.create(name="other-api", url=http_server.url + "/other")
+    form = {
+        "name": "test-api errors",
+        "enabled": "on",
+        "description": "",
+        "metric": "http_error_rate_percent",
+        "comparison": "gt",
+        "threshold": "50",
+        "for_seconds": "0",
+        "system_kind": "",
+        "systems": [str(http_endpoint.pk)],
+        "severity": "sev3",
+        "category": "api",
+        "runbook_name": "High API Response Times",
+        "auto_resolve": "on",
+        "states-TOTAL_FORMS": "0",
+        "states-INITIAL_FORMS": "0",
+    }
+    bad = staff_client.post("/admin/monitoring/alertrule/add/", {**form, "metric": "api_mood"})
+    assert bad.status_code == 200 and "No metric named" in bad.content.decode()
+    page = staff_client.post("/admin/monitoring/alertrule/add/", form)
+    assert page.status_code == 302, page.content.decode()[:2000]
+    AlertRule.objects.exclude(name="test-api errors").update(enabled=False)
+    http_server.behaviour.status = 500  # both endpoints fail
+    collect_now()
+    (incident,) = Incident.objects.all()
+    assert incident.title == "test-api errors on test-api" and incident.severity == "sev3"
+    assert other.name not in incident.title
+
+
+def test_backup_location_disk_rule_fires_on_a_real_filesystem(defaults, settings, tmp_path):
+    """The portal-level disk rule, with its threshold lowered below the real usage of the
+    backup location's filesystem (as an operator would edit it)."""
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    rule = rule_named("Backup location disk above 90%", threshold=0.001, for_seconds=0)
+    collect_now()
+    (incident,) = incidents_for(rule)
+    assert str(settings.BACKUP_ROOT) in incident.title
+    assert "disk_used_percent" in incident.symptoms
