@@ -259,3 +259,122 @@ def test_database_container_logs(run_container, docker_engine, postgres_target, 
     operation = run_operation("db_container_logs", postgres_target, {"lines": 50})
     assert operation.status == OperationStatus.SUCCEEDED, operation.error
     assert "too many clients already" in operation.output
+
+
+# --- gaps found auditing issue 3 against the tests ----------------------------------------
+
+
+def test_list_shows_health_from_the_containers_healthcheck(
+    run_container, docker_engine, run_operation
+):
+    """The runbook's "Containers not starting": the list reports each container's health,
+    from a real healthcheck that passes and one that fails."""
+    second = 1_000_000_000
+    healthy = run_container(
+        "sleep 600", healthcheck={"test": ["CMD", "true"], "interval": second, "retries": 1}
+    )
+    sick = run_container(
+        "sleep 600", healthcheck={"test": ["CMD", "false"], "interval": second, "retries": 1}
+    )
+
+    def health(container):
+        container.reload()
+        return (container.attrs["State"].get("Health") or {}).get("Status")
+
+    assert wait_until(lambda: health(healthy) == "healthy" and health(sick) == "unhealthy")
+    operation = run_operation("container_list", docker_engine, {"name_contains": "opsportal"})
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    rows = {r["name"]: r for r in operation.result["containers"]}
+    assert rows[healthy.name]["health"] == "healthy"
+    assert rows[sick.name]["health"] == "unhealthy"
+    assert rows[healthy.name]["state"] == "running"
+    assert "unhealthy or restarting" in operation.output
+
+
+def test_logs_since_a_time_leave_out_older_lines(run_container, docker_engine, run_operation):
+    """Logs "since T": a line written before the window is left out, one inside it kept.
+    since_minutes counts back from now, so the test waits (about a minute) until the first
+    line has left the window while the second, written 12 s later, is still in it."""
+    container = run_container(["sh", "-c", "echo early-line; sleep 12; echo late-line; sleep 600"])
+    assert wait_until(lambda: b"late-line" in container.logs(), timeout=20)
+    # Both lines are in the last minute: both are shown.
+    both = run_operation(
+        "container_logs", docker_engine, {"container": container.name, "since_minutes": 1}
+    )
+    assert both.status == OperationStatus.SUCCEEDED, both.error
+    assert "early-line" in both.output and "late-line" in both.output
+    assert "(last 1 min)" in both.output
+    time.sleep(55)  # early-line is now more than a minute old, late-line is not
+    recent = run_operation(
+        "container_logs", docker_engine, {"container": container.name, "since_minutes": 1}
+    )
+    assert recent.status == OperationStatus.SUCCEEDED, recent.error
+    assert "late-line" in recent.output and "early-line" not in recent.output
+
+
+def test_change_cpu_limit(run_container, docker_engine, run_operation):
+    container = run_container("sleep 600")
+    operation = run_operation(
+        "container_update_limits", docker_engine, {"container": container.name, "cpus": 0.5}
+    )
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    container.reload()
+    host = container.attrs["HostConfig"]
+    assert host["CpuQuota"] / host["CpuPeriod"] == 0.5
+    assert "CPU limit 0.5 CPUs" in operation.output
+
+
+def test_engine_info_is_reported_with_the_events(docker_engine, docker_client, run_operation):
+    operation = run_operation("engine_events", docker_engine, {"since_minutes": 5})
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    version = docker_client.version()["Version"]
+    assert operation.output.startswith(f"Docker {version} on {docker_engine.name}: ")
+    assert f"{docker_client.info()['NCPU']} CPUs" in operation.output
+
+
+def test_isolate_by_stopping_the_container(run_container, docker_engine, run_operation):
+    container = run_container("sleep 600")
+    operation = run_operation(
+        "container_isolate", docker_engine, {"container": container.name, "method": "stop"}
+    )
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    container.reload()
+    assert container.status == "exited"
+    assert operation.output.endswith("It is now exited.")
+
+
+def test_a_failed_operation_says_why_on_its_incidents_timeline(docker_engine, operator, tmp_path):
+    """Bad input and faults give their specific message on the operation AND the timeline:
+    an unknown container and a stopped engine, requested from an incident."""
+    from incidents.models import TimelineKind
+    from incidents.services import incident_open
+    from opsportal.operations.services import operation_request
+    from opsportal.operations.tasks import execute_operation
+    from opsportal.people.services import people_load_defaults
+
+    people_load_defaults()
+    incident = incident_open(title="api down", severity="sev3", category="container")
+    dead = DockerEngine.objects.create(
+        name="dead-engine", base_url=f"unix://{tmp_path}/docker.sock", timeout_seconds=2
+    )
+    for target, params, expected in [
+        (
+            docker_engine,
+            {"container": "no-such-api"},
+            "Container 'no-such-api' does not exist on Docker engine test-engine.",
+        ),
+        (dead, {"container": "api"}, "is not reachable: its socket does not exist"),
+    ]:
+        operation = operation_request(
+            kind="container_logs",
+            target=target,
+            params=params,
+            actor=operator,
+            incident=incident,
+        )
+        execute_operation.apply(args=[operation.pk])
+        operation.refresh_from_db()
+        assert operation.status == OperationStatus.FAILED and expected in operation.error
+        event = incident.timeline.filter(kind=TimelineKind.OPERATION).last()
+        assert expected in event.message, event.message
+        assert event.message.startswith(f"Container logs on {target.name} failed")
