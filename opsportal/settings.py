@@ -121,6 +121,19 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://opsportal")}
+# The same backends, counted in /metrics (django-prometheus's django_cache_* figures).
+_COUNTED_CACHES = {
+    "django.core.cache.backends.redis.RedisCache": "opsportal.health.cache_backends.RedisCache",
+    "django.core.cache.backends.locmem.LocMemCache": (
+        "django_prometheus.cache.backends.locmem.LocMemCache"
+    ),
+    "django.core.cache.backends.filebased.FileBasedCache": (
+        "django_prometheus.cache.backends.filebased.FileBasedCache"
+    ),
+}
+CACHES["default"]["BACKEND"] = _COUNTED_CACHES.get(
+    CACHES["default"]["BACKEND"], CACHES["default"]["BACKEND"]
+)
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -100,3 +100,19 @@ def test_metrics_add_up_across_several_gunicorn_workers():
         if s.labels.get("view") == "health" and s.name.endswith("_total")
     )
     assert served == 60
+
+
+def test_metrics_carry_database_and_cache_figures(client, settings):
+    """django-prometheus's DB and cache metrics: the portal's backends are its instrumented ones."""
+    settings.HEALTH_TOKEN = "t"
+    # The detailed health check queries the portal database and writes/reads the cache.
+    assert client.get("/health/detailed", HTTP_AUTHORIZATION="Bearer t").status_code in (200, 503)
+    parsed = families(client.get("/metrics").content.decode())
+    executed = [
+        s
+        for s in parsed["django_db_execute"].samples
+        if s.name == "django_db_execute_total" and s.labels["vendor"] == "postgresql"
+    ]
+    assert executed and sum(s.value for s in executed) > 0
+    gets = [s for s in parsed["django_cache_get"].samples if s.name == "django_cache_get_total"]
+    assert gets and sum(s.value for s in gets) > 0
