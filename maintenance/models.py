@@ -149,6 +149,9 @@ class MaintenanceWindow(Audience):
     # kept apart from status so "which systems are in maintenance now" is one indexed range.
     suppress_from = models.DateTimeField(null=True, blank=True, editable=False)
     suppress_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the alerts it suppressed and that were still firing at its end were handed to
+    # incident handling (once: at completion, or by the tick when the planned end passes).
+    alerts_released_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -331,7 +331,86 @@ def window_finish(
         )
         window_announce(window=window, kind=AnnouncementKind.COMPLETION)
         _steps_queue(window=window, phase=Phase.POST, actor=actor)
+        window_release_alerts(window=window, now=now)
     return window
+
+
+def window_release_alerts(
+    *, window: MaintenanceWindow, now: dt.datetime | None = None
+) -> list[int]:
+    """Hand the alerts this window suppressed and that are still firing to incident handling.
+
+    Alertmanager sends a firing alert again only after its repeat interval (hours), so
+    without this an alert that kept firing through the window would page nobody until then.
+    Runs once per window (alerts_released_at); returns the ids of the alerts received anew.
+    """
+    from incidents.models import Alert, AlertStatus
+    from incidents.services import alert_receive
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        window = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
+        if window.alerts_released_at is not None or window.suppress_until is None:
+            return []
+        if window.suppress_until > now:
+            return []  # still suppressing
+        window.alerts_released_at = now
+        window.save(update_fields=["alerts_released_at"])
+        released = []
+        fingerprints = set(
+            window.suppressed_alerts.filter(status=AlertStatus.FIRING).values_list(
+                "fingerprint", flat=True
+            )
+        )
+        for fingerprint in sorted(fingerprints):
+            latest = (
+                Alert.objects.filter(fingerprint=fingerprint)
+                .order_by("-received_at", "-id")
+                .first()
+            )
+            # Resolved since, or already handled (an incident, or another window): leave it.
+            if latest.status != AlertStatus.FIRING or latest.suppressed_by_id != window.pk:
+                continue
+            again = alert_receive(
+                fingerprint=latest.fingerprint,
+                status=AlertStatus.FIRING,
+                title=latest.title,
+                severity=latest.severity,
+                category=latest.category,
+                systems=list(latest.systems.all()),
+                evidence=latest.evidence,
+                source=latest.source,
+            )
+            released.append(again.pk)
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=window,
+            message=(
+                f"Suppression ended; {len(released)} alert(s) still firing handed to "
+                "incident handling."
+            ),
+        )
+    return released
+
+
+def windows_release_alerts_due(*, now: dt.datetime | None = None) -> int:
+    """Windows whose suppression has ended (completed, or past their planned end) and that
+    suppressed alerts not yet handed over."""
+    now = now or timezone.now()
+    due = (
+        MaintenanceWindow.objects.filter(
+            alerts_released_at__isnull=True,
+            suppress_until__lte=now,
+            suppressed_alerts__isnull=False,
+        )
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for pk in list(due):
+        window_release_alerts(window=MaintenanceWindow(pk=pk), now=now)
+        count += 1
+    return count
 
 
 def window_cancel(
@@ -1317,4 +1396,5 @@ def maintenance_tick(*, now: dt.datetime | None = None) -> dict[str, object]:
         "scans_queued": security_scans_due(now=now),
         "scans_failed": security_scans_sweep(now=now),
         "reminded": occurrences_remind_overdue(now=now),
+        "alerts_released": windows_release_alerts_due(now=now),
     }
