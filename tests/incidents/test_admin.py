@@ -383,3 +383,67 @@ def test_incident_page_shows_time_to_acknowledge_in_words(staff_client, teams):
     text = page.content.decode()
     assert "12 min 5 s" in text or "12 min 6 s" in text
     assert "Time to resolve" in text
+
+
+def test_changelist_filters_by_severity_category_team_and_date(member_client, teams, engineer):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    old = incident_open(
+        title="old db incident",
+        severity="sev1",
+        category="database",
+        team=teams[Responsibility.DEVOPS],
+        reporter=engineer,
+    )
+    Incident.objects.filter(pk=old.pk).update(detected_at=timezone.now() - dt.timedelta(days=40))
+    incident_open(title="security today", severity="sev4", category="security", reporter=engineer)
+    incident_open(
+        title="container today",
+        severity="sev2",
+        category="container",
+        team=teams[Responsibility.DEVOPS],
+        reporter=engineer,
+    )
+    url = reverse("admin:incidents_incident_changelist")
+
+    def titles(query):
+        response = member_client.get(url + query)
+        assert response.status_code == 200
+        return sorted(i.title for i in response.context["cl"].result_list)
+
+    assert titles("?severity__exact=sev1") == ["old db incident"]
+    assert titles("?category__exact=security") == ["security today"]
+    assert titles(f"?team__id__exact={teams[Responsibility.DEVOPS].pk}") == [
+        "container today",
+        "old db incident",
+    ]
+    today = timezone.localdate()
+    since = f"?detected_at__gte={today - dt.timedelta(days=7)}"
+    assert titles(since) == ["container today", "security today"]
+
+
+def test_a_threshold_of_minus_five_on_a_step_is_refused_with_the_reason(
+    member_client, teams, engineer, runbooks, postgres_target
+):
+    """Bad input from the incident page: the run page says exactly what is wrong, and no
+    operation row (nothing to be left running) is written."""
+    engineer.groups.add(Group.objects.get(name="Database admins"))
+    incident = incident_open(
+        title="too many connections",
+        severity="sev3",
+        category="database",
+        reporter=engineer,
+        affected_systems=[postgres_target],
+        runbook_name="Database Connection Issues",
+    )
+    kill = IncidentStep.objects.get(incident=incident, text="Kill long-running queries")
+    run_url = reverse("admin:incidents_incident_step_run", args=[incident.pk, kill.pk])
+    response = member_client.post(
+        run_url,
+        {"target": postgres_target.pk, "params": '{"min_seconds": -5}', "reason": "pool full"},
+    )
+    assert response.status_code == 200
+    assert "min_seconds must be at least 0, got -5" in response.content.decode()
+    assert not Operation.objects.exists()

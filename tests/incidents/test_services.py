@@ -292,3 +292,80 @@ def test_bad_alert_input_is_refused(db):
     with pytest.raises(IncidentRefused, match="Unknown severity"):
         alert_receive(fingerprint="x", status="firing", title="t", severity="p1", category="api")
     assert not Alert.objects.exists() and not TimelineEvent.objects.exists()
+
+
+def test_every_default_runbook_has_the_runbooks_symptoms_and_steps(db):
+    """All four runbooks word for word (the Common Issues' symptoms, investigation and
+    resolution; Security Incident Response's three phases), in the runbook's order."""
+    incidents_load_defaults()
+
+    def phases(name):
+        runbook = Runbook.objects.get(name=name)
+        steps = runbook.steps.order_by("position")
+        by_phase = {}
+        for phase, text in steps.values_list("phase", "text"):
+            by_phase.setdefault(phase, []).append(text)
+        # Symptoms are checklist steps too (a probe can check "API responses >500ms").
+        assert by_phase.pop("symptoms", []) == runbook.symptoms.splitlines()
+        return runbook.symptoms.splitlines(), by_phase
+
+    assert phases("High API Response Times") == (
+        ["API responses >500ms", "User complaints about slow loading"],
+        {
+            "investigation": [
+                "Check database performance",
+                "Review API logs",
+                "Check Redis cache hit rates",
+                "Monitor container resources",
+            ],
+            "resolution": [
+                "Restart slow services",
+                "Clear cache if needed",
+                "Scale containers if necessary",
+            ],
+        },
+    )
+    assert phases("Database Connection Issues") == (
+        ["Connection timeouts", '"Too many connections" errors'],
+        {
+            "investigation": [
+                "Check connection pool status",
+                "Review database logs",
+                "Monitor active connections",
+            ],
+            "resolution": [
+                "Restart database connections",
+                "Increase connection pool size",
+                "Kill long-running queries",
+            ],
+        },
+    )
+    assert phases("Container Issues") == (
+        ["Containers not starting", "OOMKilled errors", "High CPU usage"],
+        {
+            "investigation": [
+                "Check container logs",
+                "Monitor resource usage",
+                "Review Docker daemon logs",
+            ],
+            "resolution": [
+                "Restart containers",
+                "Increase resource limits",
+                "Check for memory leaks",
+            ],
+        },
+    )
+    _, security = phases("Security Incident Response")
+    assert security == {
+        "immediate": ["Isolate affected systems", "Preserve evidence", "Notify security team"],
+        "investigation": [
+            "Review security logs",
+            "Check access patterns",
+            "Analyze attack vectors",
+        ],
+        "recovery": [
+            "Patch vulnerabilities",
+            "Update security policies",
+            "Monitor for further activity",
+        ],
+    }
