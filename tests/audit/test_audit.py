@@ -189,3 +189,44 @@ def test_logins_are_recorded(client, superuser):
     actions = list(AuditRecord.objects.order_by("id").values_list("action", "outcome"))
     assert ("login_failed", "failure") in actions
     assert ("login", "success") in actions
+
+
+def test_changelist_filters_by_person_object_and_date_range(staff_client, superuser):
+    import datetime as dt
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    other = get_user_model().objects.create_superuser("dba", "dba@example.com", "pw-dba-123!")
+    client = Client()  # a second browser: staff_client stays logged in as root
+    client.force_login(other)
+    staff_client.post(ADD_URL, redis_form(name="cache-root"))
+    client.post(ADD_URL, redis_form(name="cache-dba"))
+    mine = RedisCache.objects.get(name="cache-dba")
+    client.post(
+        f"/admin/systems/rediscache/{mine.pk}/change/", redis_form(name="cache-dba", db="5")
+    )
+
+    def shown(**params) -> list[tuple[str, str]]:
+        listing = staff_client.get("/admin/audit/auditrecord/", params)
+        assert listing.status_code == 200, listing.content.decode()[:500]
+        return sorted((r.actor_name, r.object_repr) for r in listing.context["cl"].result_list)
+
+    by_person = shown(actor__id__exact=other.pk)
+    assert by_person and {name for name, _ in by_person} == {"dba"}
+    assert ("root", "cache-root") not in by_person
+
+    by_object = shown(object_type="systems.rediscache", object_id=str(mine.pk))
+    assert by_object == [("dba", "cache-dba"), ("dba", "cache-dba")]
+
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + dt.timedelta(days=1)
+    in_range = shown(at__gte=today.isoformat(), at__lt=tomorrow.isoformat())
+    assert ("root", "cache-root") in in_range and ("dba", "cache-dba") in in_range
+    last_week = shown(at__gte=(today - dt.timedelta(days=7)).isoformat(), at__lt=today.isoformat())
+    assert last_week == []
+
+    export = staff_client.get("/admin/audit/auditrecord/export.csv", {"actor__id__exact": other.pk})
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert rows and {r["actor_name"] for r in rows} == {"dba"}
