@@ -369,3 +369,64 @@ def test_every_default_runbook_has_the_runbooks_symptoms_and_steps(db):
             "Monitor for further activity",
         ],
     }
+
+
+def test_each_transition_writes_its_own_audit_record_and_a_refusal_changes_nothing(teams, engineer):
+    incident = incident_open(title="slow API", severity="sev3", category="api", reporter=engineer)
+    history = AuditRecord.objects.filter(
+        object_type="incidents.incident", object_id=str(incident.pk), action=AuditAction.OPERATION
+    )
+    incident_acknowledge(incident=incident, actor=engineer)
+    incident_investigate(incident=incident, actor=engineer)
+    incident_mitigate(incident=incident, actor=engineer, note="rolled back")
+    incident_resolve(incident=incident, actor=engineer, resolution="pool raised")
+    incident_close(incident=incident, actor=engineer)
+    incident_reopen(incident=incident, actor=engineer, reason="back again")
+    messages = list(history.order_by("id").values_list("message", flat=True))
+    assert messages == [
+        "Incident acknowledged",
+        "Incident moved to investigating",
+        "Incident mitigated: rolled back",
+        "Incident resolved: pool raised",
+        "Incident closed",
+        "Incident reopened: back again",
+    ]
+    assert set(history.values_list("actor_id", flat=True)) == {engineer.pk}
+    before = (history.count(), incident.timeline.count())
+    with pytest.raises(IncidentRefused, match="is open, so it cannot be mitigated"):
+        incident_mitigate(incident=incident, actor=engineer)
+    incident.refresh_from_db()
+    assert incident.status == Status.OPEN
+    assert (history.count(), incident.timeline.count()) == before
+
+
+def test_timeline_records_who_or_what_acted(teams, engineer):
+    """Sources on the timeline: a person, an alert, the worker (operation results)."""
+
+    alert = alert_receive(
+        fingerprint="src", status="firing", title="API slow", severity="sev3", category="api"
+    )
+    incident = alert.incident
+    incident_acknowledge(incident=incident, actor=engineer)
+    sources = list(incident.timeline.values_list("kind", "source", "actor_id"))
+    assert (TimelineKind.ALERT, "alert", None) in sources
+    assert (TimelineKind.STATUS, "person", engineer.pk) in sources
+    # In the order they happened.
+    ats = list(incident.timeline.values_list("at", flat=True))
+    assert ats == sorted(ats)
+
+
+def test_a_resolved_alert_without_auto_resolve_is_recorded_but_leaves_the_incident_open(
+    teams, runbooks
+):
+    firing = alert_receive(
+        fingerprint="nar", status="firing", title="Disk 90%", severity="sev3", category="other"
+    )
+    alert_receive(
+        fingerprint="nar", status="resolved", title="Disk 90%", severity="sev3", category="other"
+    )
+    incident = firing.incident
+    incident.refresh_from_db()
+    assert incident.status == Status.OPEN
+    last = incident.timeline.filter(kind=TimelineKind.ALERT).last()
+    assert last.message.startswith("Alert resolved") and last.source == "alert"

@@ -50,6 +50,10 @@ def test_connection_summary(postgres_target, run_operation, target_database_dsn)
     result = operation.result
     assert result["max_connections"] > 0 and result["total"] >= 1
     assert ["pool-probe", 1] in result["by_application"]
+    # By state and by user too, counted from the same real sessions.
+    by_state = dict(map(tuple, result["by_state"]))
+    assert by_state.get("idle", 0) >= 1 and sum(by_state.values()) == result["total"]
+    assert sum(n for _, n in result["by_user"]) == result["total"]
     assert f"of {result['max_connections']} connections in use" in operation.output
 
 
