@@ -212,6 +212,37 @@ def test_clear_keys_by_pattern_then_all(redis_target, redis_client, run_operatio
     assert wait_until(lambda: redis_client.dbsize() == 0)
 
 
+def test_clearing_by_pattern_uses_scan_and_unlink_never_keys(
+    redis_target, redis_client, run_operation
+):
+    """The server's own MONITOR feed shows what the clear sent: SCAN and UNLINK on the
+    target's database, and no KEYS (which blocks Redis on a big keyspace)."""
+    redis_client.mset({f"sess:{i}": i for i in range(300)})
+    seen = []
+    with redis_client.monitor() as monitor:
+        sentinel = f"end-of-clear-{redis_target.pk}"
+        reader = threading.Thread(
+            target=lambda: seen.extend(_commands_until(monitor, sentinel)), daemon=True
+        )
+        reader.start()
+        operation = run_operation("cache_clear", redis_target, {"pattern": "sess:*"})
+        redis_client.echo(sentinel)
+        reader.join(10)
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    assert operation.result["removed"] == 300 and redis_client.dbsize() == 0
+    ours = [c for c in seen if c["db"] == redis_target.db]
+    verbs = {c["command"].split()[0].upper() for c in ours}
+    assert {"SCAN", "UNLINK"} <= verbs, verbs
+    assert "KEYS" not in verbs and "FLUSHDB" not in verbs
+
+
+def _commands_until(monitor, sentinel):
+    for command in monitor.listen():
+        if sentinel in command["command"]:
+            return
+        yield command
+
+
 def test_redis_down_and_wrong_password(db, password_redis_port, run_operation):
     down = RedisCache.objects.create(name="down", port=realsystems.free_port(), timeout_seconds=1)
     operation = run_operation("cache_statistics", down)
