@@ -430,3 +430,22 @@ def test_a_resolved_alert_without_auto_resolve_is_recorded_but_leaves_the_incide
     assert incident.status == Status.OPEN
     last = incident.timeline.filter(kind=TimelineKind.ALERT).last()
     assert last.message.startswith("Alert resolved") and last.source == "alert"
+
+
+@pytest.mark.parametrize(
+    ("category", "paged_team"),
+    [("database", "database@example.com"), ("security", "security@example.com")],
+)
+def test_opening_pages_the_dbas_or_the_security_team_by_category(
+    teams, engineer, category, paged_team
+):
+    incident = incident_open(title="x", severity="sev2", category=category, reporter=engineer)
+    recipients = set(
+        Notification.objects.filter(about_id=str(incident.pk)).values_list("recipient", flat=True)
+    )
+    assert paged_team in recipients and "olga@pager" in recipients
+    assert "devops@example.com" not in recipients
+    paged = " ".join(
+        incident.timeline.filter(kind=TimelineKind.NOTIFICATION).values_list("message", flat=True)
+    )
+    assert f"({teams[category].name}): " in paged and paged_team in paged, paged
