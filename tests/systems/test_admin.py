@@ -120,3 +120,44 @@ def test_scheduled_checks_run_concurrently(db):
         elapsed = time.monotonic() - started
     assert elapsed < 2.5
     assert set(System.objects.values_list("last_check_ok", flat=True)) == {False}
+
+
+def test_a_scheduled_check_through_its_task_is_audited_as_the_schedule(http_endpoint, http_server):
+    check_due_systems.apply().get()
+    http_server.behaviour.status = 503
+    System.objects.update(last_checked_at=None)
+    assert check_due_systems.apply().get() == 1
+    failing = AuditRecord.objects.get(action="operation")
+    assert failing.source == "schedule"
+    assert failing.actor_id is None
+    assert "answered HTTP 503" in failing.message
+
+
+@pytest.mark.parametrize(
+    "fixture, break_it",
+    [
+        ("docker_engine", {"base_url": "unix:///nonexistent/docker.sock"}),
+        ("redis_target", {"port": "closed"}),
+        ("http_endpoint", {"url": "closed"}),
+    ],
+)
+def test_test_connection_button_on_every_kind(staff_client, request, fixture, break_it):
+    system = request.getfixturevalue(fixture)
+    model = system._meta.model_name
+    url = f"/admin/systems/{model}/{system.pk}/test-connection/"
+    page = staff_client.post(url, follow=True).content.decode()
+    assert "Connection OK" in page, page[-2000:]
+
+    port = realsystems.free_port()
+    changes = {
+        field: port if value == "closed" and field == "port" else value
+        for field, value in break_it.items()
+    }
+    if changes.get("url") == "closed":
+        changes["url"] = f"http://127.0.0.1:{port}/"
+    type(system).objects.filter(pk=system.pk).update(**changes)
+    page = staff_client.post(url, follow=True).content.decode()
+    assert "Connection failed" in page
+    assert "not reachable" in page
+    # A fresh copy: the fixture's own object keeps the real address for its cleanup.
+    assert type(system).objects.get(pk=system.pk).last_check_ok is False
