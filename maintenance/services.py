@@ -100,6 +100,22 @@ def _utc(value: dt.datetime) -> str:
 # --- windows ----------------------------------------------------------------------------
 
 
+def lead_hours_validate(*, value: str) -> None:
+    """Lead times are whole hours, comma-separated (72,24). Checked here and not only in the
+    admin form: a bad value saved any other way would stop every window's announcements at
+    the next tick (the lead_hours property cannot read it)."""
+    try:
+        hours = [int(h) for h in (value or "").replace(" ", "").split(",") if h]
+    except ValueError:
+        raise ValidationError(
+            {"announce_lead_hours": f"{value!r}: enter whole hours separated by commas: 72,24"}
+        ) from None
+    if any(h <= 0 or h > MAX_LEAD_HOURS for h in hours):
+        raise ValidationError(
+            {"announce_lead_hours": f"Each lead time must be between 1 and {MAX_LEAD_HOURS} hours."}
+        )
+
+
 def window_validate(
     *, window: MaintenanceWindow, now: dt.datetime | None = None, moving: bool = True
 ) -> None:
@@ -107,6 +123,7 @@ def window_validate(
 
     `moving` is False when the times did not change (editing a window that has started)."""
     now = now or timezone.now()
+    lead_hours_validate(value=window.announce_lead_hours)
     errors: dict[str, str] = {}
     if window.starts_at and window.ends_at and window.ends_at <= window.starts_at:
         errors["ends_at"] = (
@@ -915,6 +932,7 @@ def steps_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
 
 
 def plan_validate(*, plan: MaintenancePlan):
+    lead_hours_validate(value=plan.announce_lead_hours)
     return recurrence.validate_plan(
         rrule=plan.rrule,
         first_start=plan.first_start,
