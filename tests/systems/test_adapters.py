@@ -196,3 +196,32 @@ def test_http_authorization_header_is_sent(http_endpoint, http_server):
     http_endpoint.authorization_header = "Bearer api-token"
     http_adapter.ping(http_endpoint)
     assert http_server.requests[-1][1]["Authorization"] == "Bearer api-token"
+
+
+def test_postgres_inside_a_container_is_reached_through_it_and_a_stopped_one_says_so(
+    docker_engine, run_container, postgres_target
+):
+    # The "inside container X" registration: no host, the engine and the container's name.
+    # The test container shares the host's network, where the target PostgreSQL listens.
+    container = run_container("sleep 300")
+    database = PostgresDatabase.objects.create(
+        name="pg-in-container",
+        host="",
+        docker_engine=docker_engine,
+        container_name=container.name,
+        port=postgres_target.port,
+        dbname=postgres_target.dbname,
+        username=postgres_target.username,
+        connect_timeout_seconds=3,
+    )
+    assert postgres.ping(database).details["server_version"]
+
+    container.stop(timeout=1)
+    with pytest.raises(Unreachable) as error:
+        postgres.ping(database)
+    assert f"Container {container.name!r}" in str(error.value)
+    assert "is not running" in str(error.value)
+
+    container.remove(force=True)
+    with pytest.raises(NotFound):
+        postgres.ping(database)

@@ -163,6 +163,13 @@ def container_address(engine: DockerEngine, container_name: str) -> str:
             raise NotFound(
                 f"Container {container_name!r} does not exist on Docker engine {engine.name}."
             ) from exc
+    # A stopped host-networked container still says NetworkMode=host; without this check the
+    # caller would reach whatever else listens on the host and call the system up.
+    if container.status != "running":
+        raise Unreachable(
+            f"Container {container_name!r} on Docker engine {engine.name} is not running "
+            f"(it is {container.status})."
+        )
     settings = container.attrs.get("NetworkSettings", {})
     for network in (settings.get("Networks") or {}).values():
         if network.get("IPAddress"):
