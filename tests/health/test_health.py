@@ -189,3 +189,34 @@ def test_broker_down_is_reported(client, settings):
     response = client.get("/health/detailed", **DETAILS)
     assert response.status_code == 503
     assert by_name(response.json())["broker"]["status"] in {"failing", "timeout"}
+
+
+def test_disk_where_backups_go_and_memory_thresholds_and_criticality_are_configurable(
+    client, settings, tmp_path
+):
+    settings.BACKUP_ROOT = tmp_path / "backups"
+    # Thresholds no real machine meets: more than 100% free, less than 0% memory used.
+    settings.HEALTH_DISK_MIN_FREE_PERCENT = 101.0
+    settings.HEALTH_MEMORY_MAX_USED_PERCENT = -1.0
+    settings.HEALTH_CRITICAL_CHECKS = ["database", "disk"]
+    response = client.get("/health/detailed", **DETAILS)
+    checks = by_name(response.json())
+    assert response.status_code == 503
+    assert checks["disk"]["status"] == "failing" and checks["disk"]["critical"] is True
+    assert checks["disk"]["message"].startswith("Low disk space:")
+    assert str(settings.BACKUP_ROOT) in checks["disk"]["message"]
+    assert checks["memory"]["status"] == "failing" and checks["memory"]["critical"] is False
+    assert checks["memory"]["message"].startswith("High memory use:")
+
+    # The same failures with disk no longer critical: reported, but the portal counts as up.
+    settings.HEALTH_CRITICAL_CHECKS = ["database"]
+    response = client.get("/health/detailed", **DETAILS)
+    assert response.status_code == 200
+    assert by_name(response.json())["disk"]["status"] == "failing"
+
+    settings.HEALTH_DISK_MIN_FREE_PERCENT = 0.0
+    settings.HEALTH_MEMORY_MAX_USED_PERCENT = 100.0
+    settings.HEALTH_CRITICAL_CHECKS = ["database", "disk", "memory"]
+    response = client.get("/health/detailed", **DETAILS)
+    assert response.status_code == 200
+    assert by_name(response.json())["disk"]["status"] == "ok"
