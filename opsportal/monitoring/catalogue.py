@@ -158,6 +158,22 @@ METRICS: dict[str, MetricSpec] = {
             export_scale=0.01,
         ),
         MetricSpec(
+            "container_cpu_limit_cores",
+            _DOCKER,
+            "CPUs",
+            "CPUs the container may use (only when a CPU limit is set).",
+            "container",
+        ),
+        MetricSpec(
+            "container_cpu_limit_percent",
+            _DOCKER,
+            "%",
+            "CPU use of the container since the previous sample against its CPU limit.",
+            "container",
+            export_name="container_cpu_limit_ratio",
+            export_scale=0.01,
+        ),
+        MetricSpec(
             "container_memory_bytes", _DOCKER, "B", "Memory used by the container.", "container"
         ),
         MetricSpec(

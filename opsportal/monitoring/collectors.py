@@ -140,6 +140,16 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
                 if elapsed > 0:
                     cpu = (c.cpu_usage_seconds - before[0]) / elapsed * 100
                     readings.append(Reading("container_cpu_percent", round(cpu, 3), c.name))
+                    if c.cpu_limit_cores:
+                        readings.append(
+                            Reading(
+                                "container_cpu_limit_percent",
+                                round(cpu / c.cpu_limit_cores, 3),
+                                c.name,
+                            )
+                        )
+        if c.cpu_limit_cores:
+            readings.append(Reading("container_cpu_limit_cores", c.cpu_limit_cores, c.name))
         if c.memory_bytes is not None:
             used += c.memory_bytes
             readings.append(Reading("container_memory_bytes", c.memory_bytes, c.name))

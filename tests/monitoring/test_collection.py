@@ -344,3 +344,22 @@ def _pings(client) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+@pytest.mark.docker
+def test_container_cpu_against_its_limit(docker_engine, run_container):
+    busy = run_container(["sh", "-c", "while :; do :; done"], nano_cpus=500_000_000)
+    unlimited = run_container(["sleep", "300"])
+    collect_now()
+    time.sleep(6)
+    collect_now()
+    # Half a CPU, used in full: 50% of one CPU, 100% of its limit. The rate is taken over
+    # the portal's sample times, not the engine's reading times, so it is only roughly 50%
+    # on a busy shared engine.
+    cpu = latest(docker_engine, "container_cpu_percent", busy.name)
+    assert 35 <= cpu <= 75
+    assert latest(docker_engine, "container_cpu_limit_percent", busy.name) == pytest.approx(
+        cpu * 2, abs=0.01
+    )
+    assert latest(docker_engine, "container_cpu_limit_cores", busy.name) == 0.5
+    assert latest(docker_engine, "container_cpu_limit_percent", unlimited.name) is None

@@ -221,20 +221,18 @@ def test_default_collection_interval_is_30_seconds(http_endpoint):
     assert 29 <= (schedule.next_due_at - before).total_seconds() <= 35
 
 
-def test_metrics_export_sits_alongside_incident_backup_and_maintenance_gauges(
-    firing_api, client
-):
+def test_metrics_export_sits_alongside_incident_backup_and_maintenance_gauges(firing_api, client):
     body = client.get("/metrics").content.decode()
-    incidents = [
-        line for line in body.splitlines() if line.startswith("opsportal_incidents_open{")
-    ]
+    incidents = [line for line in body.splitlines() if line.startswith("opsportal_incidents_open{")]
     assert any('severity="sev2"' in line and line.endswith(" 1.0") for line in incidents)
     assert "# TYPE opsportal_system_in_maintenance gauge" in body
     assert "# TYPE opsportal_maintenance_windows_in_progress gauge" in body
     assert "# TYPE opsportal_backup_last_success_timestamp_seconds gauge" in body
 
 
-def test_database_and_cache_pages_show_their_charts(db, postgres_target, redis_target, staff_client):
+def test_database_and_cache_pages_show_their_charts(
+    db, postgres_target, redis_target, staff_client
+):
     collect_now()
     collect_now()
     for url in (

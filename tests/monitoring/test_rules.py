@@ -289,7 +289,11 @@ def test_oom_kill_rule_opens_container_issues_and_stays_open_when_it_clears(
 
     wait_until(recovered, timeout=60)
     rule = AlertRule.objects.get(name="Container OOM-killed")
-    collect_now()
+    result = collect_now()
+    (engine,) = [c for c in result.collected if c.system.pk == docker_engine.pk]
+    assert engine.ok, engine.error
+    latest = {r.metric: r.value for r in engine.readings if r.subject == once.name}
+    assert latest.get("container_oom_killed") == 1.0, latest
     (incident,) = [i for i in incidents_for(rule) if once.name in i.title]
     assert incident.runbook.name == "Container Issues"
     assert f"[{once.name}]" in incident.symptoms

@@ -198,6 +198,8 @@ class ContainerFigures:
     memory_limit_bytes: int | None
     # When the engine created the container: RestartCount counts from then.
     created_at: dt.datetime | None = None
+    # CPUs the container may use (--cpus, or a CFS quota); None when it has no CPU limit.
+    cpu_limit_cores: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,15 @@ def _container_figures(api: docker.APIClient, summary: dict) -> ContainerFigures
         # which is not a limit the container can hit before the host does.
         memory_limit_bytes=configured_limit or None,
         created_at=_engine_time(attrs.get("Created")),
+        cpu_limit_cores=_cpu_limit_cores(attrs.get("HostConfig") or {}),
     )
+
+
+def _cpu_limit_cores(host_config: dict) -> float | None:
+    if host_config.get("NanoCpus"):
+        return host_config["NanoCpus"] / 1e9
+    quota, period = host_config.get("CpuQuota") or 0, host_config.get("CpuPeriod") or 100_000
+    return quota / period if quota > 0 else None
 
 
 def _engine_time(value: str | None) -> dt.datetime | None:
