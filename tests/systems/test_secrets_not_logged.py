@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from opsportal.audit.models import AuditRecord
 from opsportal.systems.models import HttpEndpoint, PostgresDatabase, RedisCache, System
 from opsportal.systems.services import systems_check_due
 from tests import realsystems
@@ -95,7 +96,10 @@ def test_wrong_secrets_fail_loudly_but_never_reach_a_log_or_a_page(
     # ...and logging did capture something, so the check below is not vacuous.
     assert caplog.records
     out, err = capfd.readouterr()
+    audited = [(r.object_repr, r.message, r.changes) for r in AuditRecord.objects.all()]
+    assert len(audited) >= 6  # three creations, three Test connection results
     for secret in SECRETS:
+        assert secret not in str(audited)
         assert secret not in text
         assert secret not in caplog.text
         assert secret not in out + err
