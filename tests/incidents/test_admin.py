@@ -419,8 +419,11 @@ def test_changelist_filters_by_severity_category_team_and_date(member_client, te
         "container today",
         "old db incident",
     ]
-    today = timezone.localdate()
-    since = f"?detected_at__gte={today - dt.timedelta(days=7)}"
+    # As the admin's own date filter links: an aware midnight, URL-encoded.
+    from urllib.parse import urlencode
+
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    since = "?" + urlencode({"detected_at__gte": str(midnight - dt.timedelta(days=7))})
     assert titles(since) == ["container today", "security today"]
 
 
