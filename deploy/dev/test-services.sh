@@ -86,6 +86,7 @@ fi
 tls_ok() { docker --tlsverify --tlscacert "$TLS_DIR/ca.pem" --tlscert "$TLS_DIR/client.pem" \
   --tlskey "$TLS_DIR/client-key.pem" -H "tcp://127.0.0.1:$TLS_PORT" version >/dev/null 2>&1; }
 if ! tls_ok; then
+  rm -f "$DOCKER_DIR/dockerd-tls.pid"
   as_root nohup dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
     --data-root "$DOCKER_DIR/tls-data" --exec-root "$DOCKER_DIR/tls-exec" --pidfile "$DOCKER_DIR/dockerd-tls.pid" \
     --tlsverify --tlscacert "$TLS_DIR/ca.pem" --tlscert "$TLS_DIR/server.pem" --tlskey "$TLS_DIR/server-key.pem" \
