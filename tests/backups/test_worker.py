@@ -66,6 +66,12 @@ def test_a_worker_killed_mid_backup_is_failed_by_the_sweeper_naming_it(
     with backup_worker(backup_root=backup_root, log_dir=tmp_path) as worker:
         backup = services.backup_request(database=database, actor=requester, reason="upgrade")
         running = wait_for_status(backup.pk, {BackupStatus.RUNNING})
+        # The claim marks the row running a moment before it names the file it writes.
+        deadline = time.monotonic() + 10
+        while not running.file_name:
+            assert time.monotonic() < deadline, "the running backup never named its file"
+            time.sleep(0.02)
+            running.refresh_from_db()
         partial = storage.partial_path(running.file_name)
         deadline = time.monotonic() + 30
         while not (partial.exists() and partial.stat().st_size > 1 << 20):
