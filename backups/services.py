@@ -353,25 +353,33 @@ def _backup_execute(backup: Backup) -> None:
             backup.server_version = shared.server_version
             counter = _Counter(shared.connection)
             counter.start()
-            with storage.writer(backup.file_name) as handle:
+            try:
+                with storage.writer(backup.file_name) as handle:
 
-                def sink(chunk: bytes) -> None:
-                    nonlocal written
-                    hasher.update(chunk)
-                    handle.write(chunk)
-                    written += len(chunk)
+                    def sink(chunk: bytes) -> None:
+                        nonlocal written
+                        hasher.update(chunk)
+                        handle.write(chunk)
+                        written += len(chunk)
 
-                run = dump(
-                    database,
-                    sink=sink,
-                    format=backup.format,
-                    compression=backup.compression,
-                    snapshot=shared.snapshot,
-                    time_limit_seconds=limit,
-                )
+                    run = dump(
+                        database,
+                        sink=sink,
+                        format=backup.format,
+                        compression=backup.compression,
+                        snapshot=shared.snapshot,
+                        time_limit_seconds=limit,
+                    )
+            except BaseException:
+                # The snapshot's connection closes when this block ends; the counter must not
+                # be left using it (a psycopg connection closed under a running query crashes
+                # the process), so its query is cancelled and the thread awaited first.
+                shared.connection.cancel_safe()
                 counter.join()
-                if counter.error:
-                    raise counter.error
+                raise
+            counter.join()
+            if counter.error:
+                raise counter.error
     except (AdapterError, StorageError) as exc:
         messages = getattr(exc, "messages", "")
         backup.status = BackupStatus.FAILED
