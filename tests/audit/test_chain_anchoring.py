@@ -227,3 +227,37 @@ def test_the_audit_layer_does_not_import_the_backups_app():
     for path in (PROJECT_ROOT / "opsportal" / "audit").rglob("*.py"):
         text = path.read_text()
         assert "import backups" not in text and "from backups" not in text, path
+
+
+def test_a_role_that_does_not_own_the_audit_table_can_append_but_not_rewrite(db):
+    """The README's production recipe: migrate as the owner, run the portal as a role with
+    INSERT and SELECT only on the audit table. That role cannot switch the guard off."""
+    role = "opsportal_app_test_role"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        cursor.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        cursor.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_auditrecord FROM {role}")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+    try:
+        record = audit_record(action="operation", object_repr="written by the portal's role")
+        for sql in (
+            "ALTER TABLE audit_auditrecord DISABLE TRIGGER audit_record_append_only",
+            "ALTER TABLE audit_auditrecord DISABLE TRIGGER ALL",
+            "UPDATE audit_auditrecord SET message = 'x' WHERE id = %s",
+            "DELETE FROM audit_auditrecord WHERE id = %s",
+            "TRUNCATE audit_auditrecord",
+        ):
+            with (
+                pytest.raises(DatabaseError, match=r"must be owner|permission denied"),
+                transaction.atomic(),
+                connection.cursor() as cursor,
+            ):
+                cursor.execute(sql, [record.pk] if "%s" in sql else None)
+        assert AuditRecord.objects.filter(pk=record.pk).exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
