@@ -6,9 +6,11 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
-        from backups import configuration, models, monitoring
+        from backups import audit_checkpoints, configuration, models, monitoring
+        from opsportal.audit.checkpoints import checkpoint_store_register
         from opsportal.audit.services import audit_register
 
         audit_register(models.BackupPlan, exclude_fields=["missed_reported_for", "periodic_task"])
         monitoring.register()
         configuration.register_defaults()
+        checkpoint_store_register(audit_checkpoints.ConfigurationRepositoryStore())

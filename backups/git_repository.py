@@ -77,3 +77,19 @@ def _has_commits(repo: Path) -> bool:
     except GitFailed:
         return False
     return True
+
+
+def has_changes(repo: Path) -> bool:
+    """Whether the work tree differs from the last commit (new, changed or removed files)."""
+    return bool(_git(repo, "status", "--porcelain"))
+
+
+def read_committed(repo: Path, path: str, *, revision: str = "HEAD") -> str | None:
+    """The text of `path` as committed in `revision`; None if the repository, the revision
+    or the file does not exist."""
+    if not (repo / ".git").exists() or not _has_commits(repo):
+        return None
+    try:
+        return _git(repo, "show", f"{revision}:{path}")
+    except GitFailed:
+        return None

@@ -44,6 +44,7 @@ from backups.models import (
 )
 from backups.storage import StorageError, storage_for
 from opsportal.audit import context
+from opsportal.audit.checkpoints import Checkpoint, checkpoint_make
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.people.models import Responsibility
@@ -1076,9 +1077,10 @@ def backups_load_defaults() -> None:
 def configuration_backup(
     *, actor: object | None = None, message: str = "", directory: Path | None = None
 ):
-    """Export the configuration into the Git repository and commit it (and push when a
-    remote is configured). Unchanged configuration makes no commit."""
-    from backups import configuration, git_repository
+    """Export the configuration into the Git repository and commit it with an audit
+    checkpoint (and push when a remote is configured). Unchanged configuration makes no
+    commit."""
+    from backups import audit_checkpoints, configuration, git_repository
 
     repo = Path(directory or settings.CONFIG_BACKUP_REPO)
     remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
@@ -1089,6 +1091,10 @@ def configuration_backup(
         with _repository_lock(repo):
             git_repository.ensure(repo, remote=remote)
             configuration.configuration_write(directory=repo)
+            if git_repository.has_changes(repo):
+                # Every configuration commit also anchors the audit chain's end outside the
+                # database (see backups/audit_checkpoints.py).
+                audit_checkpoints.checkpoint_file_write(repo=repo, checkpoint=checkpoint_make())
             result = git_repository.commit_all(
                 repo,
                 message=message or f"Configuration as of {timezone.now():%Y-%m-%d %H:%M} UTC",
@@ -1118,6 +1124,24 @@ def configuration_backup(
         + (" and pushed" if result.pushed else ""),
     )
     return result
+
+
+def audit_checkpoint_commit(*, checkpoint: Checkpoint):
+    """Commit `checkpoint` to the configuration repository on its own (the hourly schedule)
+    and push it when a remote is configured."""
+    from backups import audit_checkpoints, git_repository
+
+    repo = Path(settings.CONFIG_BACKUP_REPO)
+    remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
+    with _repository_lock(repo):
+        git_repository.ensure(repo, remote=remote)
+        audit_checkpoints.checkpoint_file_write(repo=repo, checkpoint=checkpoint)
+        return git_repository.commit_all(
+            repo,
+            message=f"Audit checkpoint: {checkpoint.count} records up to #{checkpoint.last_id}",
+            author=("OpsPortal", "opsportal@localhost"),
+            remote=remote,
+        )
 
 
 def configuration_restore(*, directory: Path, actor: object | None = None):

@@ -151,7 +151,24 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+# The client's address behind reverse proxies, one answer for lockouts and audit records
+# (opsportal.audit.middleware.client_address, django-ipware underneath): TRUSTED_PROXY_COUNT
+# proxies append to X-Forwarded-For; 0 ignores the header (any client can forge it). When
+# TRUSTED_PROXIES lists the proxies' addresses (IPs or CIDRs), a request arriving from any
+# other address has its header ignored too.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+AXES_CLIENT_IP_CALLABLE = "opsportal.audit.middleware.client_address"
+# Keys the audit history's hash chain and signs its checkpoints (HMAC-SHA256). It lives here,
+# not in the database, so whoever can write the database cannot re-forge the chain. Never
+# change it: records and checkpoints made with another key no longer verify.
+_DEV_AUDIT_HMAC_KEY = "insecure-development-audit-key-only-valid-with-DEBUG"
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default=_DEV_AUDIT_HMAC_KEY if DEBUG else "")
+if not DEBUG and (len(AUDIT_HMAC_KEY) < 32 or AUDIT_HMAC_KEY == _DEV_AUDIT_HMAC_KEY):
+    raise ImproperlyConfigured(
+        "DEBUG is off, so AUDIT_HMAC_KEY must be set to a random value of at least 32 "
+        "characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -206,3 +206,54 @@ def silent_listener() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+class ConnectionCounter:
+    """A port that accepts TCP connections, counts them and closes them at once: proof of
+    whether anything tried to reach a system registered at this address."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._count
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._count += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+@contextlib.contextmanager
+def counting_listener() -> Iterator[ConnectionCounter]:
+    counter = ConnectionCounter()
+    try:
+        yield counter
+    finally:
+        counter.close()

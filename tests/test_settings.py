@@ -106,3 +106,23 @@ def test_embedded_defaults_need_nothing_installed(tmp_path):
     assert "sqlite3 filesystem://" in result.stdout
     assert "wal" in result.stdout
     assert (tmp_path / "broker" / "control").is_dir()
+
+
+def test_debug_off_without_an_audit_key_refuses_to_start():
+    """The audit chain's HMAC key comes from the environment, never a default in production."""
+    for key in ("", "too-short", "insecure-development-audit-key-only-valid-with-DEBUG"):
+        result = manage("check", env={**PRODUCTION_ENV, "AUDIT_HMAC_KEY": key})
+        assert result.returncode != 0, key
+        assert "AUDIT_HMAC_KEY must be set" in result.stderr, key
+    ok = manage("check", env={**PRODUCTION_ENV, "AUDIT_HMAC_KEY": "a" * 40})
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_behind_the_tls_proxy_without_a_proxy_count_the_deploy_check_warns():
+    env = {**PRODUCTION_ENV, "BEHIND_TLS_PROXY": "true", "TRUSTED_PROXY_COUNT": "0"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "audit.W001" in result.stderr + result.stdout
+    env["TRUSTED_PROXY_COUNT"] = "1"
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr

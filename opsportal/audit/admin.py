@@ -99,7 +99,9 @@ class AuditRecordAdmin(admin.ModelAdmin):
             for record in queryset.iterator(chunk_size=2000):
                 yield writer.writerow(
                     [
-                        getattr(record, c) if c != "changes" else _dump(record.changes)
+                        spreadsheet_safe(
+                            getattr(record, c) if c != "changes" else _dump(record.changes)
+                        )
                         for c in CSV_COLUMNS
                     ]
                 )
@@ -107,6 +109,18 @@ class AuditRecordAdmin(admin.ModelAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
         return response
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV injection"); audit text comes partly from outsiders (failed login usernames).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """The value, with a leading quote if a spreadsheet would read it as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _dump(value) -> str:

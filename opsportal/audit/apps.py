@@ -11,7 +11,7 @@ class AuditConfig(AppConfig):
         from django.contrib.auth.models import Group
         from django.contrib.auth.signals import user_logged_in, user_login_failed
 
-        from opsportal.audit import signals
+        from opsportal.audit import checks, signals  # noqa: F401 (checks register themselves)
         from opsportal.audit.services import audit_register
 
         audit_register(get_user_model(), secret_fields=["password"], exclude_fields=["last_login"])

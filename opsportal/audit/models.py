@@ -1,8 +1,7 @@
-import hashlib
-import json
-
 from django.conf import settings
 from django.db import models
+
+from opsportal.audit.chain import record_digest
 
 
 class AuditSource(models.TextChoices):
@@ -40,8 +39,10 @@ class AuditRecordQuerySet(models.QuerySet):
 class AuditRecord(models.Model):
     """One thing that happened: who, when, what, from where, with what outcome.
 
-    Records form a hash chain (each hash covers the previous record's hash), so a row
-    edited or removed behind the portal's back is found by `manage.py verify_audit`.
+    Records form a keyed hash chain (each HMAC covers the previous record's hash; see
+    opsportal/audit/chain.py), so a row edited or removed behind the portal's back is found
+    by `manage.py verify_audit`; signed checkpoints kept outside the database catch a
+    shortened history.
     """
 
     at = models.DateTimeField(db_index=True)
@@ -90,20 +91,4 @@ class AuditRecord(models.Model):
         raise PermissionError("Audit records are append-only.")
 
     def compute_hash(self) -> str:
-        payload = {
-            "prev": self.prev_hash,
-            "at": self.at.isoformat(),
-            "actor_id": self.actor_id,
-            "actor_name": self.actor_name,
-            "source": self.source,
-            "action": self.action,
-            "object_type": self.object_type,
-            "object_id": self.object_id,
-            "object_repr": self.object_repr,
-            "changes": self.changes,
-            "outcome": self.outcome,
-            "message": self.message,
-            "remote_addr": self.remote_addr,
-        }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return record_digest(self)

@@ -17,10 +17,11 @@ from django.db import connection, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils import timezone
 
-from opsportal.audit import context
+from opsportal.audit import checkpoints, context
+from opsportal.audit.chain import GENESIS_HASH
+from opsportal.audit.checkpoints import Checkpoint
 from opsportal.audit.models import AuditAction, AuditOutcome, AuditRecord
 
-GENESIS_HASH = "0" * 64
 SECRET_MASK = "********"  # noqa: S105 (the mask, not a secret)
 # Serialises appends so each record chains to the one committed just before it.
 _CHAIN_LOCK_KEY = 7_734_201
@@ -99,6 +100,46 @@ def audit_verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | Non
             return checked, ChainBreak(record.pk, "its contents do not match its hash")
         expected_prev = record.hash
     return checked, None
+
+
+# --- checkpoints outside the database -----------------------------------------------------
+
+
+class NoCheckpointStore(Exception):
+    """No app registered a place to keep audit checkpoints."""
+
+
+def audit_checkpoint_write() -> tuple[Checkpoint, str]:
+    """Sign where the chain ends now and hand it to the registered store (hourly; backups
+    also puts one into each configuration commit). Returns the checkpoint and where it went;
+    when the chain has not moved since the newest kept checkpoint, nothing is written.
+
+    Writes no audit record of its own: it would move the chain's end every hour, and the
+    store keeps its own history (the Git log)."""
+    store = checkpoints.checkpoint_store()
+    if store is None:
+        raise NoCheckpointStore("No checkpoint store is registered (the backups app keeps them).")
+    checkpoint = checkpoints.checkpoint_make()
+    newest = store.read_newest()
+    if newest is not None and (newest.last_id, newest.head_hash, newest.count) == (
+        checkpoint.last_id,
+        checkpoint.head_hash,
+        checkpoint.count,
+    ):
+        return newest, "unchanged"
+    return checkpoint, store.write(checkpoint)
+
+
+def audit_load_defaults() -> None:
+    from opsportal.schedules import periodic_task_ensure
+
+    periodic_task_ensure(
+        name="Audit checkpoint",
+        task="audit.write_checkpoint",
+        crontab={"minute": "50"},
+        description="Keeps a signed checkpoint of the audit chain's end outside the database "
+        "(hourly), so verify_audit can tell when newest records were removed.",
+    )
 
 
 # --- model change history -------------------------------------------------------------

@@ -6,9 +6,9 @@ import time
 import pytest
 from django.utils import timezone
 
-from opsportal.health.models import Heartbeat
-from opsportal.health.tasks import beat_heartbeat
-from opsportal.systems.models import HttpEndpoint, PostgresDatabase, RedisCache
+from opsportal.health.models import Heartbeat, StatusReport
+from opsportal.health.tasks import beat_heartbeat, refresh_status
+from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 from tests import realsystems
 
 pytestmark = pytest.mark.django_db
@@ -60,14 +60,79 @@ def test_detailed_with_every_system_up(
     assert checks["docker:test-engine"]["critical"] is True
 
 
-def test_anonymous_sees_only_the_overall_status(client, http_endpoint):
+def test_anonymous_sees_only_the_overall_status_of_the_scheduled_checks(client, http_endpoint):
+    refresh_status.apply()
     response = client.get("/health/detailed")
+    assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_wrong_token_sees_only_the_overall_status(client, http_endpoint):
+def test_anonymous_callers_make_the_portal_connect_to_no_registered_system(client, settings, db):
+    """An outsider must not be able to make the portal probe production: every registered
+    system sits on a port that counts connections, and anonymous requests make none."""
+    settings.HEALTH_CHECK_TIMEOUT = 3.0
+    with (
+        realsystems.counting_listener() as api,
+        realsystems.counting_listener() as database,
+        realsystems.counting_listener() as cache,
+        realsystems.counting_listener() as engine,
+    ):
+        HttpEndpoint.objects.create(
+            name="api", url=f"http://127.0.0.1:{api.port}/", timeout_seconds=1
+        )
+        PostgresDatabase.objects.create(
+            name="db", host="127.0.0.1", port=database.port, dbname="app", password="pw"
+        )
+        RedisCache.objects.create(name="cache", host="127.0.0.1", port=cache.port)
+        DockerEngine.objects.create(
+            name="engine", base_url=f"tcp://127.0.0.1:{engine.port}", tls_verify=False
+        )
+        listeners = {"api": api, "db": database, "cache": cache, "engine": engine}
+
+        refresh_status.apply()  # the scheduled run: it does connect, once each
+        after_schedule = {name: c.connections for name, c in listeners.items()}
+        assert all(after_schedule.values()), after_schedule
+
+        for _ in range(5):
+            response = client.get("/health/detailed")
+            assert response.status_code == 503  # the systems failed their scheduled check
+            assert response.json() == {"status": "failing"}
+        assert {name: c.connections for name, c in listeners.items()} == after_schedule
+
+        # With the token the checks are live: each system is reached again.
+        client.get("/health/detailed", **DETAILS)
+        for name, counter in listeners.items():
+            assert counter.connections > after_schedule[name], name
+
+
+def test_anonymous_status_is_failing_without_a_recent_scheduled_run(client, settings, db):
+    settings.HEALTH_CRITICAL_CHECKS = ["database"]
+    response = client.get("/health/detailed")
+    assert (response.status_code, response.json()) == (503, {"status": "failing"})
+    refresh_status.apply()
+    assert client.get("/health/detailed").status_code == 200
+    # The schedule stopped (beat, broker or worker down): the verdict goes stale.
+    StatusReport.objects.update(
+        checked_at=timezone.now() - dt.timedelta(seconds=settings.HEALTH_BEAT_MAX_AGE_SECONDS + 1)
+    )
+    response = client.get("/health/detailed")
+    assert (response.status_code, response.json()) == (503, {"status": "failing"})
+
+
+def test_a_wrong_token_is_a_401(client, http_endpoint):
     response = client.get("/health/detailed", HTTP_AUTHORIZATION="Bearer wrong")
-    assert set(response.json()) == {"status"}
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert "checks" not in response.json()
+
+
+@pytest.mark.parametrize("header", ["Bearer \u00fc-token", "Bearer \u20ac", "B\u00e9arer x"])
+def test_a_non_ascii_token_is_a_401_not_a_server_error(client, settings, header, db):
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics", HTTP_AUTHORIZATION=header).status_code == 401
+    response = client.get("/health/detailed", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert "checks" not in response.json()
 
 
 def test_staff_session_sees_details(staff_client, http_endpoint):
