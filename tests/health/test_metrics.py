@@ -87,8 +87,9 @@ def test_metrics_add_up_across_several_gunicorn_workers():
         session = requests.Session()
         for _ in range(60):
             # A new connection each time spreads the requests over the workers.
-            assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok
-        text = session.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            # Generous: the arbiter binds the port before its workers finish importing Django.
+            assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).ok
+        text = session.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
