@@ -8,7 +8,9 @@ django-otp does after a correct code. Browser tests type computed codes into the
 from __future__ import annotations
 
 import time
+from base64 import b32decode
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.test import Client
@@ -87,3 +89,39 @@ class TwoFactorClient(Client):
         request.user = user
         otp_login(request, authenticator_of(user))
         request.session.save()
+
+
+# --- In the browser (Playwright pages) ------------------------------------------------------
+
+
+def enrol_in_browser(page) -> list[str]:
+    """On the enrolment page: read the key it shows (as a person types it into an app),
+    type the app's current code, keep the backup codes shown once, continue."""
+    secret = page.inner_text("#totp-secret").replace(" ", "")
+    page.fill("#id_otp_token", code_for_key(b32decode(secret).hex()))
+    page.click("#two-factor-setup-form input[type=submit]")
+    page.wait_for_selector("#backup-codes")
+    codes = [code.strip() for code in page.locator("#backup-codes code").all_inner_texts()]
+    page.click("#two-factor-continue")
+    page.wait_for_selector("#site-name")
+    return codes
+
+
+def sign_in(page, base_url: str, username: str, password: str, code: str | None = None):
+    """Sign in through the real login form: password, then the authenticator code computed
+    from the user's device (or the given code); a user without one enrols on the way."""
+    user = get_user_model().objects.get(username=username)
+    device = TOTPDevice.objects.devices_for_user(user, confirmed=True).first()
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    if code is None and device is not None:
+        code = authenticator_code(device)
+    if code is not None:
+        page.fill("#id_otp_token", code)
+    with page.expect_navigation():
+        page.click("#login-form input[type=submit]")
+    if "/admin/two-factor/setup/" in page.url:
+        enrol_in_browser(page)
+    page.wait_for_selector("#site-name")
+    return page
