@@ -44,9 +44,9 @@ class SessionLifetimeMiddleware:
         idle = settings.SESSION_IDLE_TIMEOUT_SECONDS
         absolute = settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS
         if now - signed_in_at > absolute:
-            reason = f"you signed in more than {absolute / 3600:g} hours ago"
+            reason = f"you signed in more than {_duration(absolute)} ago"
         elif now - last_seen_at > idle:
-            reason = f"there was no activity for {idle / 60:g} minutes"
+            reason = f"there was no activity for {_duration(idle)}"
         else:
             # Writing the session on every request would cost a database write per page;
             # to a tenth of the idle time (at most a minute) is precise enough.
@@ -55,6 +55,14 @@ class SessionLifetimeMiddleware:
             return
         logout(request)
         messages.info(request, f"You were signed out because {reason}. Please sign in again.")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size:
+            amount = seconds / size
+            return f"{amount:g} {unit}{'' if amount == 1 else 's'}"
+    return f"{seconds:g} seconds"
 
 
 # Views an authenticated session may reach before its second factor is verified.

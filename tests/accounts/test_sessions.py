@@ -50,7 +50,7 @@ def test_an_idle_session_is_signed_out_after_the_idle_time(signed_in, settings):
     assert response["Location"].startswith("/admin/login/")
     assert SESSION_KEY not in SessionStore(key).load()  # the stored session is gone
     login_page = signed_in.get(response["Location"])
-    assert "no activity for 1 minutes" in login_page.content.decode()
+    assert "no activity for 1 minute" in login_page.content.decode()
 
 
 def test_activity_keeps_a_session_alive(signed_in, settings):
@@ -70,7 +70,7 @@ def test_a_session_ends_after_its_absolute_lifetime_even_when_active(signed_in, 
     response = signed_in.get("/admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
-    assert "signed in more than 1 hours ago" in signed_in.get(response["Location"]).content.decode()
+    assert "signed in more than 1 hour ago" in signed_in.get(response["Location"]).content.decode()
 
 
 def test_responses_carry_the_content_security_policy(signed_in):

@@ -128,8 +128,8 @@ def test_new_backup_codes_replace_the_old_ones(client, staff_user):
     page = client.post("/admin/two-factor/backup-codes/").content.decode()
     new_codes = re.findall(r"<li><code>([a-z2-7]+)</code></li>", page)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
-    assert login(Client(), old_codes[0]).status_code == 200
     assert login(Client(), new_codes[0]).status_code == 302
+    assert login(Client(), old_codes[0]).status_code == 200
 
 
 def test_an_unverified_session_of_a_user_with_a_device_is_asked_for_a_code(staff_user):
