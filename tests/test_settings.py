@@ -173,3 +173,32 @@ def test_embedded_defaults_need_nothing_installed(tmp_path):
     assert "sqlite3 filesystem://" in result.stdout
     assert "wal" in result.stdout
     assert (tmp_path / "broker" / "control").is_dir()
+
+
+def test_make_run_env_is_a_simple_debug_try_out_with_a_dedicated_secrets_key(tmp_path):
+    import shutil
+
+    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
+    made = subprocess.run(
+        ["make", "-s", ".env", f"PYTHON={sys.executable}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    written = dict(
+        line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if line
+    )
+    assert set(written) == {"DEBUG", "SECRET_KEY", "SECRETS_ENCRYPTION_KEYS"}
+    assert written["DEBUG"] == "true"
+    env = {"OPSPORTAL_ENV_FILE": str(tmp_path / ".env"), "OPSPORTAL_VAR_DIR": str(tmp_path)}
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.OPSPORTAL_REQUIRE_2FA, s.SECRETS_ENCRYPTION_KEYS == "
+        f"[{written['SECRETS_ENCRYPTION_KEYS']!r}])"
+    )
+    result = manage("shell", "-v", "0", "-c", script, env=env)
+    # The try-out signs in with a password; the key it wrote is a valid Fernet key.
+    assert result.stdout.split() == ["True", "False", "True"], result.stderr
