@@ -33,6 +33,8 @@ def _render(request: HttpRequest, template: str, title: str, **context) -> Templ
         template,
         {
             **admin.site.each_context(request),
+            # The app list would only lead back here until the second factor is verified.
+            "is_nav_sidebar_enabled": False,
             "title": title,
             "next": request.POST.get("next") or request.GET.get("next") or "",
             **context,
