@@ -11,7 +11,7 @@ from django.shortcuts import redirect, resolve_url
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from opsportal.accounts import services
@@ -52,6 +52,7 @@ def _grouped(key: str) -> str:
     return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
 
 
+@require_GET
 def overview(request: HttpRequest) -> TemplateResponse:
     user = request.user
     return _render(

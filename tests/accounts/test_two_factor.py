@@ -125,6 +125,9 @@ def test_a_backup_code_works_once(client, staff_user):
 def test_new_backup_codes_replace_the_old_ones(client, staff_user):
     _, old_codes = enrol_authenticator(staff_user)
     client.force_login(staff_user)
+    # New codes only by POST (a link or prefetch must not replace them).
+    assert client.get("/admin/two-factor/backup-codes/").status_code == 405
+    assert client.post("/admin/two-factor/").status_code == 405
     page = client.post("/admin/two-factor/backup-codes/").content.decode()
     new_codes = re.findall(r"<li><code>([a-z2-7]+)</code></li>", page)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
