@@ -22,9 +22,14 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	$(BIN)/pip install -q -r requirements-dev.txt
 	@touch $@
 
+# The try-out signs in with a password only (two-factor is optional while DEBUG is on; turn
+# it on with OPSPORTAL_REQUIRE_2FA=true). The Fernet key (32 random bytes, url-safe base64)
+# keeps stored secrets readable if SECRET_KEY changes.
 .env:
-	@echo "Creating .env for a local try-out (DEBUG on, a fresh SECRET_KEY); see .env.example."
-	@printf 'DEBUG=true\nSECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+	@echo "Creating .env for a local try-out (DEBUG on, a fresh SECRET_KEY and secrets key); see .env.example."
+	@printf 'DEBUG=true\nSECRET_KEY=%s\nSECRETS_ENCRYPTION_KEYS=%s\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+		"$$($(PYTHON) -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" > .env
 
 setup: $(VENV)/.runtime .env
 	$(BIN)/python manage.py migrate --no-input

@@ -244,10 +244,10 @@ class BackupAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, backup):
-        colour = {"succeeded": "#2e7d32", "failed": "#c62828"}.get(backup.status, "#555")
-        return format_html(
-            '<strong style="color:{}">{}</strong>', colour, backup.get_status_display()
+        css = {"succeeded": "status-ok", "failed": "status-failing"}.get(
+            backup.status, "status-neutral"
         )
+        return format_html('<strong class="{}">{}</strong>', css, backup.get_status_display())
 
     @admin.display(description="Size", ordering="size_bytes")
     def size(self, backup):

@@ -109,13 +109,15 @@ def run(args, servers) -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from opsportal.monitoring import services
     from opsportal.monitoring.models import CollectionSchedule, LatestValue, Sample
     from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
     from tests import realsystems
+
+    # Two-factor sign-in is required in the test environment: sign in with a real device.
+    from tests.signin import TwoFactorClient as Client
 
     call_command("migrate", verbosity=0)
     DockerEngine.objects.create(name="bench-engine", base_url=DOCKER_HOST, timeout_seconds=10)

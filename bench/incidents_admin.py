@@ -119,11 +119,13 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
         from django.db import connection
-        from django.test import Client
 
         from incidents.models import Incident
         from opsportal.people.models import Responsibility, Team
         from opsportal.people.services import people_load_defaults
+
+        # Two-factor sign-in is required in the test environment: sign in with a real device.
+        from tests.signin import TwoFactorClient as Client
 
         call_command("migrate", verbosity=0)
         people_load_defaults()

@@ -8,6 +8,8 @@ mode and a filesystem Celery broker, both under var/. Production sets DATABASE_U
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -44,6 +46,38 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # these Fernet keys; the first encrypts, all decrypt, so keys can be rotated.
 SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 
+# --- Production refusals (issue 9, hole 14) ------------------------------------------------
+# Stored secrets need their own key: one derived from SECRET_KEY would be lost (and every
+# stored password with it) the day SECRET_KEY is rotated, and leaks with it.
+_FERNET_KEY_HINT = (
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
+if not DEBUG and not SECRETS_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "DEBUG is off, so SECRETS_ENCRYPTION_KEYS must be set: the Fernet key(s) that encrypt "
+        "stored passwords, TLS keys and tokens (comma-separated, newest first). "
+        f"Make one with: {_FERNET_KEY_HINT}"
+    )
+for _key in SECRETS_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "SECRETS_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe "
+            f"base64-encoded bytes). Make one with: {_FERNET_KEY_HINT}"
+        ) from None
+# /metrics tells an outsider every system's name, state and figures: production needs a
+# token, unless the operator says on purpose that the endpoint is public.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
+if not DEBUG and not METRICS_TOKEN and not METRICS_PUBLIC:
+    raise ImproperlyConfigured(
+        "DEBUG is off, so METRICS_TOKEN must be set (Prometheus then sends it as "
+        "'Authorization: Bearer <token>'); make one with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'. "
+        "To serve /metrics without a token on purpose, set METRICS_PUBLIC=true instead."
+    )
+
 INSTALLED_APPS = [
     "django_prometheus",
     "django.contrib.admin",
@@ -55,7 +89,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "opsportal",
+    "opsportal.accounts",
     "opsportal.audit",
     "opsportal.systems",
     "opsportal.people",
@@ -70,13 +109,17 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "opsportal.accounts.middleware.SessionLifetimeMiddleware",
+    "opsportal.accounts.middleware.TwoFactorRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "opsportal.audit.middleware.AuditContextMiddleware",
@@ -96,6 +139,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -205,6 +249,40 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Sessions, Content-Security-Policy, two-factor sign-in (issue 9) ------------------------
+# A signed-in browser left open is signed out after SESSION_IDLE_MINUTES without a request,
+# and every session ends SESSION_MAX_AGE_HOURS after sign-in whatever its activity
+# (opsportal.accounts.middleware.SessionLifetimeMiddleware keeps both timestamps in it).
+SESSION_IDLE_TIMEOUT_SECONDS = round(env.float("SESSION_IDLE_MINUTES", default=30.0) * 60)
+SESSION_ABSOLUTE_TIMEOUT_SECONDS = round(env.float("SESSION_MAX_AGE_HOURS", default=12.0) * 3600)
+# The cookie and the stored session never outlive the absolute lifetime either.
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT_SECONDS
+SESSION_COOKIE_HTTPONLY = True
+
+# Only the portal's own files run: scripts and styles from 'self' (or a <script>/<style>
+# carrying the per-response nonce); no inline event handlers or style attributes, no
+# framing, no plugins, forms post only back to the portal.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
+
+# Two-factor sign-in (TOTP apps plus one-time backup codes, django-otp). Required for every
+# user who signs in unless relaxed; `make run` (DEBUG=true) relaxes it by default so the
+# try-out stays one password. A user who has set up a device is always asked for a code.
+OPSPORTAL_REQUIRE_2FA = env.bool("OPSPORTAL_REQUIRE_2FA", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="OpsPortal")
+
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
     default="django.core.mail.backends.filebased.EmailBackend",
@@ -249,7 +327,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Health and metrics
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# METRICS_TOKEN and METRICS_PUBLIC are read with the production refusals near the top.
 # Alertmanager sends it as "Authorization: Bearer <token>"; empty turns the webhook off.
 ALERTMANAGER_WEBHOOK_TOKEN = env.str("ALERTMANAGER_WEBHOOK_TOKEN", default="")
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 from tests import realsystems
+from tests.signin import TwoFactorClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "opsportal-test/busybox:1"
@@ -165,6 +166,13 @@ def password_postgres_port():
 def password_redis_port():
     with realsystems.password_redis("s3cret-redis-password") as port:
         yield port
+
+
+@pytest.fixture
+def client():
+    """pytest-django's client, whose force_login also completes the second factor (two-factor
+    sign-in is required in the test environment as in production)."""
+    return TwoFactorClient()
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "-production-like-secret-key-0123456789",
     "ALLOWED_HOSTS": "ops.example.com",
     "OPSPORTAL_ENV_FILE": "/nonexistent",
+    "SECRETS_ENCRYPTION_KEYS": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
+    "METRICS_TOKEN": "scrape-token-for-the-settings-tests",
+    "AUDIT_HMAC_KEY": "production-like-audit-hmac-key-0123456789-abcdefghij",
 }
 
 
@@ -27,6 +30,13 @@ def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
             "SESSION_COOKIE_SECURE",
             "CSRF_COOKIE_SECURE",
             "SECURE_HSTS_SECONDS",
+            "SECRETS_ENCRYPTION_KEYS",
+            "METRICS_TOKEN",
+            "METRICS_PUBLIC",
+            "AUDIT_HMAC_KEY",
+            "OPSPORTAL_REQUIRE_2FA",
+            "SESSION_IDLE_MINUTES",
+            "SESSION_MAX_AGE_HOURS",
             "DJANGO_ALLOW_ASYNC_UNSAFE",  # set by the browser tests in this process
         }
     }
@@ -66,6 +76,65 @@ def test_debug_off_without_allowed_hosts_refuses_to_start():
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "ALLOWED_HOSTS must list" in result.stderr
+
+
+def test_debug_off_without_a_dedicated_secrets_key_refuses_to_start():
+    env = {**PRODUCTION_ENV}
+    env.pop("SECRETS_ENCRYPTION_KEYS")
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRETS_ENCRYPTION_KEYS must be set" in result.stderr
+    assert "Fernet.generate_key()" in result.stderr  # says how to make one
+
+
+def test_a_malformed_secrets_key_refuses_to_start():
+    env = {**PRODUCTION_ENV, "SECRETS_ENCRYPTION_KEYS": "not-a-fernet-key"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRETS_ENCRYPTION_KEYS holds a value that is not a Fernet key" in result.stderr
+
+
+def test_debug_off_without_metrics_token_refuses_unless_public_on_purpose():
+    env = {**PRODUCTION_ENV}
+    env.pop("METRICS_TOKEN")
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be set" in result.stderr
+    assert "METRICS_PUBLIC=true" in result.stderr
+
+    public = manage("check", env={**env, "METRICS_PUBLIC": "true"})
+    assert public.returncode == 0, public.stderr
+
+
+SHOW_SIGN_IN_SETTINGS = (
+    "from django.conf import settings as s; "
+    "print(s.SESSION_IDLE_TIMEOUT_SECONDS, s.SESSION_ABSOLUTE_TIMEOUT_SECONDS, "
+    "s.SESSION_COOKIE_AGE, s.OPSPORTAL_REQUIRE_2FA)"
+)
+
+
+def test_production_sessions_and_two_factor_defaults_and_overrides():
+    result = manage("shell", "-v", "0", "-c", SHOW_SIGN_IN_SETTINGS, env=PRODUCTION_ENV)
+    assert result.stdout.split() == ["1800", "43200", "43200", "True"], result.stderr
+
+    env = {
+        **PRODUCTION_ENV,
+        "SESSION_IDLE_MINUTES": "5",
+        "SESSION_MAX_AGE_HOURS": "1.5",
+        "OPSPORTAL_REQUIRE_2FA": "false",
+    }
+    result = manage("shell", "-v", "0", "-c", SHOW_SIGN_IN_SETTINGS, env=env)
+    assert result.stdout.split() == ["300", "5400", "5400", "False"], result.stderr
+
+
+def test_debug_try_out_needs_no_keys_tokens_or_second_factor(tmp_path):
+    env = {
+        "DEBUG": "true",
+        "OPSPORTAL_ENV_FILE": "/nonexistent",
+        "OPSPORTAL_VAR_DIR": str(tmp_path),
+    }
+    result = manage("shell", "-v", "0", "-c", SHOW_SIGN_IN_SETTINGS, env=env)
+    assert result.stdout.split() == ["1800", "43200", "43200", "False"], result.stderr
 
 
 def test_embedded_defaults_need_nothing_installed(tmp_path):
@@ -126,3 +195,32 @@ def test_behind_the_tls_proxy_without_a_proxy_count_the_deploy_check_warns():
     env["TRUSTED_PROXY_COUNT"] = "1"
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_run_env_is_a_simple_debug_try_out_with_a_dedicated_secrets_key(tmp_path):
+    import shutil
+
+    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
+    made = subprocess.run(
+        ["make", "-s", ".env", f"PYTHON={sys.executable}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    written = dict(
+        line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if line
+    )
+    assert set(written) == {"DEBUG", "SECRET_KEY", "SECRETS_ENCRYPTION_KEYS"}
+    assert written["DEBUG"] == "true"
+    env = {"OPSPORTAL_ENV_FILE": str(tmp_path / ".env"), "OPSPORTAL_VAR_DIR": str(tmp_path)}
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.OPSPORTAL_REQUIRE_2FA, s.SECRETS_ENCRYPTION_KEYS == "
+        f"[{written['SECRETS_ENCRYPTION_KEYS']!r}])"
+    )
+    result = manage("shell", "-v", "0", "-c", script, env=env)
+    # The try-out signs in with a password; the key it wrote is a valid Fernet key.
+    assert result.stdout.split() == ["True", "False", "True"], result.stderr

@@ -67,7 +67,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
             count = rule.states.filter(status=AlertStatus.FIRING).count()
         if not count:
             return "—"
-        return format_html('<strong style="color:#c62828">{} firing</strong>', count)
+        return format_html('<strong class="status-failing">{} firing</strong>', count)
 
     @admin.display(description="Problem")
     def problem(self, rule):
@@ -112,8 +112,8 @@ class CollectionScheduleAdmin(admin.ModelAdmin):
     def status(self, schedule):
         if schedule.last_ok is None:
             return "not collected yet"
-        colour, word = ("#2e7d32", "OK") if schedule.last_ok else ("#c62828", "FAILED")
-        return format_html('<strong style="color:{}">{}</strong>', colour, word)
+        css, word = ("status-ok", "OK") if schedule.last_ok else ("status-failing", "FAILED")
+        return format_html('<strong class="{}">{}</strong>', css, word)
 
 
 @admin.register(AlertState)

@@ -30,12 +30,12 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_coloured(self, operation):
-        colour = {"succeeded": "#2e7d32", "failed": "#c62828", "cancelled": "#555"}.get(
-            operation.status, "#ef6c00"
-        )
-        return format_html(
-            '<strong style="color:{}">{}</strong>', colour, operation.get_status_display()
-        )
+        css = {
+            "succeeded": "status-ok",
+            "failed": "status-failing",
+            "cancelled": "status-neutral",
+        }.get(operation.status, "status-pending")
+        return format_html('<strong class="{}">{}</strong>', css, operation.get_status_display())
 
     @admin.display(description="Took")
     def duration(self, operation):

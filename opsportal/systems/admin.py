@@ -42,8 +42,8 @@ class SystemAdminBase(admin.ModelAdmin):
     def status(self, system):
         if system.last_check_ok is None:
             return "not checked yet"
-        colour, word = ("#2e7d32", "OK") if system.last_check_ok else ("#c62828", "FAILING")
-        return format_html('<strong style="color:{}">{}</strong>', colour, word)
+        css, word = ("status-ok", "OK") if system.last_check_ok else ("status-failing", "FAILING")
+        return format_html('<strong class="{}">{}</strong>', css, word)
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

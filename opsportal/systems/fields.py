@@ -13,7 +13,8 @@ from django.db import models
 def _fernet() -> MultiFernet:
     keys = list(settings.SECRETS_ENCRYPTION_KEYS)
     if not keys:
-        # Derived from SECRET_KEY when no dedicated key is configured (see .env.example).
+        # Only for the DEBUG try-out: with DEBUG off the settings refuse to start without
+        # dedicated keys, so production secrets never depend on SECRET_KEY.
         digest = hashlib.sha256(("opsportal-secrets:" + settings.SECRET_KEY).encode()).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
     return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])

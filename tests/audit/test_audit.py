@@ -195,11 +195,12 @@ def test_changelist_filters_by_person_object_and_date_range(staff_client, superu
     import datetime as dt
 
     from django.contrib.auth import get_user_model
-    from django.test import Client
     from django.utils import timezone
 
+    from tests.signin import TwoFactorClient
+
     other = get_user_model().objects.create_superuser("dba", "dba@example.com", "pw-dba-123!")
-    client = Client()  # a second browser: staff_client stays logged in as root
+    client = TwoFactorClient()  # a second browser: staff_client stays logged in as root
     client.force_login(other)
     staff_client.post(ADD_URL, redis_form(name="cache-root"))
     client.post(ADD_URL, redis_form(name="cache-dba"))

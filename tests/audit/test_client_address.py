@@ -6,10 +6,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.test import Client
 
 from opsportal.audit.models import AuditRecord
 from opsportal.defaults import load_defaults
+from tests.signin import TwoFactorClient as Client
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,10 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.test import Client
 
 from opsportal.audit.models import AuditRecord
 from opsportal.defaults import load_defaults
+from tests.signin import TwoFactorClient as Client
 
 pytestmark = pytest.mark.django_db
 

@@ -50,19 +50,14 @@ def page(browser):
 
 @pytest.fixture
 def admin_login(live_server, page, transactional_db):
-    """Log a new superuser in through the real login form; returns (page, user)."""
+    """Log a new superuser in through the real login form, setting up their authenticator
+    on the way (two-factor sign-in is required); returns (page, user)."""
     from django.contrib.auth import get_user_model
 
     password = "browser-pass-123!"
     user = get_user_model().objects.create_superuser("ops", "ops@example.com", password)
+    from tests.signin import sign_in
 
-    def login(username: str = "ops", secret: str = password):
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", secret)
-        page.click("input[type=submit]")
-        page.wait_for_selector("#site-name")
-        return page
-
-    login()
+    sign_in(page, live_server.url, "ops", password)
+    assert "/admin/two-factor/" not in page.url
     return page, user

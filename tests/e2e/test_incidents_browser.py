@@ -16,6 +16,7 @@ from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import people_load_defaults
 from opsportal.systems.models import DockerEngine, HttpEndpoint
 from tests import realsystems
+from tests.signin import sign_in
 from tests.workers import celery_worker, clear_queue
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -51,11 +52,7 @@ def test_team_member_probes_and_restarts_the_api_from_the_incident(
     devops.members.add(member)
     clear_queue(settings.CELERY_BROKER_URL)
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "devon")
-    page.fill("#id_password", "pw-devon-123!")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    sign_in(page, live_server.url, "devon", "pw-devon-123!")
 
     with celery_worker():
         page.goto(f"{live_server.url}/admin/incidents/incident/add/")
