@@ -73,6 +73,13 @@ class EncryptedTextField(models.TextField):
 
     descriptor_class = SecretAttribute
 
+    def __init__(self, *args, multiline: bool = False, **kwargs):
+        # A PEM key must keep its line breaks: its write-only field is then a text area
+        # (a password input strips them in the browser). Presentation only, so it is
+        # left out of deconstruct() and needs no migration.
+        self.multiline = multiline
+        super().__init__(*args, **kwargs)
+
     def from_db_value(self, value, expression, connection):
         if not value:
             return ""

@@ -19,6 +19,16 @@ def repointing_help(model: type[models.Model]) -> str:
     )
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A text area that is always rendered empty, for multi-line secrets (PEM keys)."""
+
+    def __init__(self, attrs=None):
+        super().__init__({"rows": 4, "autocomplete": "off", "spellcheck": "false", **(attrs or {})})
+
+    def format_value(self, value):
+        return None
+
+
 class SecretsWriteOnlyForm(forms.ModelForm):
     """Secret fields render empty; an empty submission keeps the stored secret.
 
@@ -38,7 +48,10 @@ class SecretsWriteOnlyForm(forms.ModelForm):
             # compare against it.
             self.initial.pop(name, None)
             stored = bool(self.instance.pk and getattr(self.instance, name))
-            self.fields[name].widget = forms.PasswordInput(render_value=False)
+            multiline = getattr(model._meta.get_field(name), "multiline", False)
+            self.fields[name].widget = (
+                WriteOnlyTextarea() if multiline else forms.PasswordInput(render_value=False)
+            )
             self.fields[name].required = (
                 not stored
                 and not self.fields[name].widget.is_hidden
@@ -57,6 +70,9 @@ class SecretsWriteOnlyForm(forms.ModelForm):
                 cleaned[name] = ""
             elif not cleaned.get(name) and self.instance.pk:
                 cleaned.pop(name, None)  # keep what is stored, untouched
+            elif cleaned.get(name) and isinstance(self.fields[name].widget, WriteOnlyTextarea):
+                # Browsers submit a text area's line breaks as CRLF; store PEM's own LF.
+                cleaned[name] = cleaned[name].replace("\r\n", "\n")
         return cleaned
 
 

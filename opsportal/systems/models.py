@@ -199,7 +199,9 @@ class DockerEngine(System):
     )
     tls_ca_cert = models.TextField(blank=True, help_text="PEM of the CA that signed the engine.")
     tls_client_cert = models.TextField(blank=True, help_text="PEM client certificate.")
-    tls_client_key = EncryptedTextField(blank=True, help_text="PEM client key (write-only).")
+    tls_client_key = EncryptedTextField(
+        blank=True, multiline=True, help_text="PEM client key (write-only)."
+    )
     timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.5)])
 
     SECRET_FIELDS = ("tls_client_key",)
