@@ -322,9 +322,14 @@ class HttpEndpoint(System):
 
 def _differs(field: models.Field, stored: object, value: object) -> bool:
     try:
-        return field.to_python(value) != stored
+        value = field.to_python(value)
     except ValidationError:
         return True  # not even a valid value: certainly not the stored one
+    if isinstance(value, str) and isinstance(stored, str):
+        # The admin strips what it is sent; a PEM certificate saved elsewhere with its
+        # final newline is the same certificate.
+        return value.strip() != stored.strip()
+    return value != stored
 
 
 _SUBCLASS_ACCESSOR = {

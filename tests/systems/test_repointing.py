@@ -259,9 +259,10 @@ def test_moving_a_redis_cache_does_not_send_its_password(role_client):
 
 def test_moving_a_docker_engine_drops_its_tls_key(role_client, tls_engine_material):
     devops = role_client("DevOps")
-    # As the admin stores PEM text: stripped.
+    # Registered as read from the files, final newlines included; the form strips them,
+    # which is not a change of certificate.
+    engine = system_save(system=DockerEngine(name="swarm", **tls_engine_material))
     material = {name: value.strip() for name, value in tls_engine_material.items()}
-    engine = system_save(system=DockerEngine(name="swarm", **material))
     form = {
         "name": "swarm",
         "description": "",
@@ -295,3 +296,29 @@ def test_moving_a_docker_engine_drops_its_tls_key(role_client, tls_engine_materi
     assert engine.tls_client_key == material["tls_client_key"]
     test_url = f"/admin/systems/dockerengine/{engine.pk}/test-connection/"
     assert "Connection OK" in devops.post(test_url, follow=True).content.decode()
+
+
+def test_editing_a_tls_engine_without_moving_it_keeps_its_key(role_client, tls_engine_material):
+    """The stored PEM text ends with a newline the form strips: not a re-pointing."""
+    devops = role_client("DevOps")
+    engine = system_save(system=DockerEngine(name="swarm", **tls_engine_material))
+    response = devops.post(
+        f"/admin/systems/dockerengine/{engine.pk}/change/",
+        {
+            "name": "swarm",
+            "description": "the Swarm manager",
+            "critical": "on",
+            "check_interval_seconds": "60",
+            "base_url": tls_engine_material["base_url"],
+            "tls_verify": "on",
+            "tls_ca_cert": tls_engine_material["tls_ca_cert"],
+            "tls_client_cert": tls_engine_material["tls_client_cert"],
+            "tls_client_key": "",
+            "timeout_seconds": "8",
+            "container_name": "",
+        },
+    )
+    assert response.status_code == 302
+    engine.refresh_from_db()
+    assert (engine.description, engine.timeout_seconds) == ("the Swarm manager", 8)
+    assert engine.tls_client_key == tls_engine_material["tls_client_key"]
