@@ -257,3 +257,135 @@ def counting_listener() -> Iterator[ConnectionCounter]:
         yield counter
     finally:
         counter.close()
+
+
+class RecordingListener:
+    """What clients sent to a port that never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._lock = threading.Lock()
+        self._received: list[bytes] = []
+        self._closing = False
+        self._connections: list[socket.socket] = []
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    @property
+    def received(self) -> bytes:
+        with self._lock:
+            return b"".join(self._received)
+
+    def wait_for_bytes(self, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.received:
+                return self.received
+            time.sleep(0.02)
+        raise TimeoutError(f"nothing was sent to 127.0.0.1:{self.port} within {timeout} s")
+
+    def _serve(self) -> None:
+        while not self._closing:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._connections.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                with self._lock:
+                    self._received.append(chunk)
+
+    def close(self) -> None:
+        self._closing = True
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._sock.close()
+
+
+@contextlib.contextmanager
+def recording_listener() -> Iterator[RecordingListener]:
+    """A port that accepts connections, records every byte clients send, never answers:
+    a server someone pointed a registered system at, to see what the portal sends."""
+    listener = RecordingListener()
+    thread = threading.Thread(target=listener._serve, daemon=True)
+    thread.start()
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+class PostgresPasswordCatcher:
+    """A server that speaks just enough of PostgreSQL's protocol to ask for the password
+    in clear text (as a server someone controls can), and keeps what it is given."""
+
+    SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.startups: list[bytes] = []
+        self.passwords: list[bytes] = []
+        self.received = bytearray()
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    def _recv_exactly(self, conn: socket.socket, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("client closed")
+            data += chunk
+            self.received += chunk
+        return data
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError, ConnectionError):
+                conn.settimeout(10)
+                while True:
+                    length = int.from_bytes(self._recv_exactly(conn, 4), "big")
+                    body = self._recv_exactly(conn, length - 4)
+                    code = int.from_bytes(body[:4], "big")
+                    if code in (self.SSL_REQUEST, self.GSSENC_REQUEST):
+                        conn.sendall(b"N")  # no encryption: go on in clear
+                        continue
+                    self.startups.append(body)
+                    break
+                # AuthenticationCleartextPassword
+                conn.sendall(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
+                kind = self._recv_exactly(conn, 1)
+                length = int.from_bytes(self._recv_exactly(conn, 4), "big")
+                body = self._recv_exactly(conn, length - 4)
+                if kind == b"p":
+                    self.passwords.append(body.rstrip(b"\0"))
+                error = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
+                conn.sendall(b"E" + (len(error) + 4).to_bytes(4, "big") + error)
+
+
+@contextlib.contextmanager
+def postgres_password_catcher() -> Iterator[PostgresPasswordCatcher]:
+    catcher = PostgresPasswordCatcher()
+    thread = threading.Thread(target=catcher._serve, daemon=True)
+    thread.start()
+    try:
+        yield catcher
+    finally:
+        catcher._sock.close()

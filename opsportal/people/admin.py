@@ -14,6 +14,7 @@ from opsportal.people.models import (
 )
 from opsportal.people.selectors import on_call_by_rotation
 from opsportal.people.services import notifications_retry_failed
+from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.forms import SecretsWriteOnlyForm
 
 
@@ -39,7 +40,7 @@ class ContactInline(admin.TabularInline):
     fields = ["name", "email", "phone", "pager_email", "user", "active"]
 
 
-class WebhookInline(admin.TabularInline):
+class WebhookInline(SecretFieldsAdminMixin, admin.TabularInline):
     model = WebhookChannel
     form = WebhookChannelForm
     extra = 0
@@ -99,7 +100,7 @@ class OnCallRotationAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookChannel)
-class WebhookChannelAdmin(admin.ModelAdmin):
+class WebhookChannelAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
     form = WebhookChannelForm
     list_display = ["name", "team", "format", "active"]
     list_select_related = ["team"]

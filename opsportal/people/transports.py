@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 
 from opsportal.people.models import WebhookFormat
+from opsportal.systems.log_redaction import secrets_redacted, url_secrets
 
 
 class DeliveryFailed(Exception):
@@ -43,12 +44,14 @@ def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> d
 
 def post_webhook(*, name: str, url: str, payload: dict) -> None:
     try:
-        response = requests.post(
-            url,
-            json=payload,
-            timeout=settings.NOTIFICATION_WEBHOOK_TIMEOUT,
-            headers={"User-Agent": "OpsPortal-notifier"},
-        )
+        # urllib3 logs the request target at DEBUG, and it holds the token.
+        with secrets_redacted(*url_secrets(url)):
+            response = requests.post(
+                url,
+                json=payload,
+                timeout=settings.NOTIFICATION_WEBHOOK_TIMEOUT,
+                headers={"User-Agent": "OpsPortal-notifier"},
+            )
     except requests.exceptions.Timeout as exc:
         raise DeliveryFailed(
             f"Webhook {name} did not answer within {settings.NOTIFICATION_WEBHOOK_TIMEOUT:g} s."

@@ -4,7 +4,10 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import get_text_list
 
+from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
+from opsportal.systems.fields import secret_field_names
 from opsportal.systems.forms import secrets_form_for
 from opsportal.systems.models import (
     DockerEngine,
@@ -13,10 +16,10 @@ from opsportal.systems.models import (
     RedisCache,
     System,
 )
-from opsportal.systems.services import system_test_connection
+from opsportal.systems.services import system_save, system_test_connection
 
 
-class SystemAdminBase(admin.ModelAdmin):
+class SystemAdminBase(SecretFieldsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "status", "last_check_message", "last_checked_at", "critical"]
     list_filter = ["critical", "last_check_ok"]
     search_fields = ["name", "description"]
@@ -24,19 +27,27 @@ class SystemAdminBase(admin.ModelAdmin):
     change_form_template = "admin/systems/change_form.html"
     list_select_related = ["docker_engine"]
 
-    def get_fieldsets(self, request, obj=None):
+    def __init__(self, model, admin_site):
+        # Fixed per kind, so the secrets mixin's get_fieldsets() can adapt them per user.
         connection = []
-        for field in self.model._meta.local_fields:
+        secrets = secret_field_names(model)
+        for field in model._meta.local_fields:
             if field.editable and not field.auto_created and not field.remote_field:
                 connection.append(field.name)
-                if field.name in self.model.SECRET_FIELDS:
+                if field.name in secrets:
                     connection.append(f"clear_{field.name}")
-        return [
+        self.fieldsets = [
             (None, {"fields": ["name", "description", "critical", "check_interval_seconds"]}),
             ("Connection", {"fields": connection}),
             ("Runs in a container", {"fields": ["docker_engine", "container_name"]}),
             ("Last check", {"fields": self.readonly_fields}),
         ]
+        super().__init__(model, admin_site)
+
+    def save_model(self, request, obj, form, change):
+        system_save(system=obj, actor=request.user)
+        if obj.secrets_dropped:
+            self.message_user(request, secrets_dropped_message(obj), messages.WARNING)
 
     @admin.display(description="Status")
     def status(self, system):
@@ -72,6 +83,20 @@ class SystemAdminBase(admin.ModelAdmin):
         )
         info = self.opts.app_label, self.opts.model_name
         return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[system.pk]))
+
+
+def secrets_dropped_message(system: System) -> str:
+    """Says which stored secrets a save dropped, and why (re-pointing without them)."""
+    names = [str(system._meta.get_field(n).verbose_name) for n in system.secrets_dropped]
+    changed = [str(system._meta.get_field(n).verbose_name) for n in system.repointed_fields]
+    one = len(names) == 1
+    return (
+        f"The stored {get_text_list(names, 'and')} of {system} {'was' if one else 'were'} "
+        f"dropped because the {get_text_list(changed, 'and')} changed and "
+        f"{'it was' if one else 'they were'} not entered again: the portal does not send "
+        f"{'a secret' if one else 'secrets'} to a new address unless you type "
+        f"{'it' if one else 'them'} in with the change."
+    )
 
 
 @admin.register(DockerEngine)

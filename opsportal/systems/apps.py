@@ -8,7 +8,8 @@ class SystemsConfig(AppConfig):
 
     def ready(self) -> None:
         from opsportal.audit.services import audit_register
-        from opsportal.systems import models
+        from opsportal.systems import log_redaction, models
+        from opsportal.systems.fields import secret_field_names
 
         for model in (
             models.DockerEngine,
@@ -17,5 +18,8 @@ class SystemsConfig(AppConfig):
             models.HttpEndpoint,
         ):
             audit_register(
-                model, secret_fields=model.SECRET_FIELDS, exclude_fields=models.CHECK_STATE_FIELDS
+                model,
+                secret_fields=secret_field_names(model),
+                exclude_fields=models.CHECK_STATE_FIELDS,
             )
+        log_redaction.install()

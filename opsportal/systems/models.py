@@ -1,10 +1,17 @@
 """The real systems of the platform that the portal watches and operates on."""
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Length
 from django.urls import reverse
 
-from opsportal.systems.fields import EncryptedTextField
+from opsportal.systems.fields import (
+    EncryptedTextField,
+    secret_field_names,
+    secrets_entered,
+    secrets_forget_entered,
+)
 
 # Fields the periodic connection check writes; not configuration, so not audited as changes.
 CHECK_STATE_FIELDS = [
@@ -59,6 +66,19 @@ class System(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     SECRET_FIELDS: tuple[str, ...] = ()
+    # Fields that may change while the stored secrets stay: they decide neither where the
+    # portal connects nor how it authenticates. Every other editable field is a
+    # connection field (see `connection_fields`), so one added later is safe by default.
+    SECRET_KEEPING_FIELDS: tuple[str, ...] = (
+        "name",
+        "description",
+        "critical",
+        "check_interval_seconds",
+    )
+
+    # Set by save(): the secrets it dropped and the connection fields whose change did.
+    secrets_dropped: tuple[str, ...] = ()
+    repointed_fields: tuple[str, ...] = ()
 
     class Meta:
         ordering = ["name"]
@@ -73,6 +93,86 @@ class System(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # Someone who may edit a system but does not know its password must not be able
+        # to point it at their own server and have the portal send the password there
+        # (Test connection, the scheduled check). Enforced here so it holds for every
+        # caller: the admin, a service, a shell.
+        dropped = self._drop_secrets_if_repointed(kwargs.get("update_fields"))
+        if dropped and kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], *dropped}
+        super().save(*args, **kwargs)
+        secrets_forget_entered(self)
+
+    @classmethod
+    def connection_fields(cls) -> list[models.Field]:
+        """The fields that say where the portal connects and how: changing one re-points
+        the system, and its stored secrets must not follow unless entered again."""
+        secrets = set(secret_field_names(cls))
+        return [
+            f
+            for f in cls._meta.concrete_fields
+            if f.editable
+            and not f.auto_created
+            and not f.primary_key
+            and f.name not in secrets
+            and f.name not in cls.SECRET_KEEPING_FIELDS
+        ]
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        system = super().from_db(db, field_names, values)
+        secrets_forget_entered(system)  # loaded, not entered
+        return system
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
+        entered = secrets_entered(self)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        refreshed = frozenset(fields) if fields is not None else entered
+        secrets_forget_entered(self, refreshed)
+
+    def _drop_secrets_if_repointed(self, update_fields) -> tuple[str, ...]:
+        self.secrets_dropped = self.repointed_fields = ()
+        if self.pk is None:
+            return ()
+        secrets = [n for n in secret_field_names(type(self)) if n not in secrets_entered(self)]
+        connection = [
+            f
+            for f in type(self).connection_fields()
+            # A deferred field is not written by this save, so it cannot re-point.
+            if f.attname in self.__dict__
+            and (update_fields is None or {f.name, f.attname} & set(update_fields))
+        ]
+        if not secrets or not connection:
+            return ()
+        # Lengths of the stored ciphertexts: whether a deferred secret is held, without
+        # decrypting anything.
+        stored = (
+            type(self)
+            ._base_manager.filter(pk=self.pk)
+            .values(
+                *[f.attname for f in connection],
+                **{f"_stored_{n}": Length(n) for n in secrets},
+            )
+            .first()
+        )
+        if stored is None:
+            return ()
+        changed = tuple(
+            f.name for f in connection if _differs(f, stored[f.attname], getattr(self, f.attname))
+        )
+        held = tuple(
+            n
+            for n in secrets
+            if (self.__dict__[n] if n in self.__dict__ else stored[f"_stored_{n}"])
+        )
+        if not changed or not held:
+            return ()
+        for name in held:
+            self.__dict__[name] = ""  # not "entered": the secret is gone, not replaced
+        self.secrets_dropped, self.repointed_fields = held, changed
+        return held
 
     def specific(self) -> "System":
         """The subclass instance (DockerEngine, PostgresDatabase, …) behind this row."""
@@ -99,10 +199,21 @@ class DockerEngine(System):
     )
     tls_ca_cert = models.TextField(blank=True, help_text="PEM of the CA that signed the engine.")
     tls_client_cert = models.TextField(blank=True, help_text="PEM client certificate.")
-    tls_client_key = EncryptedTextField(blank=True, help_text="PEM client key (write-only).")
+    tls_client_key = EncryptedTextField(
+        blank=True, multiline=True, help_text="PEM client key (write-only)."
+    )
     timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.5)])
 
     SECRET_FIELDS = ("tls_client_key",)
+    # The client certificate is public; the key stays with the CA and base URL it was
+    # entered for. Where the engine itself runs does not change how it is reached.
+    SECRET_KEEPING_FIELDS = (
+        *System.SECRET_KEEPING_FIELDS,
+        "docker_engine",
+        "container_name",
+        "tls_client_cert",
+        "timeout_seconds",
+    )
 
     class Meta:
         verbose_name = "Docker engine"
@@ -134,6 +245,9 @@ class PostgresDatabase(System):
     )
 
     SECRET_FIELDS = ("password",)
+    # The engine and container are connection fields here: without a host the portal
+    # connects to the container's address.
+    SECRET_KEEPING_FIELDS = (*System.SECRET_KEEPING_FIELDS, "connect_timeout_seconds")
 
     class Meta:
         verbose_name = "PostgreSQL database"
@@ -153,6 +267,14 @@ class RedisCache(System):
     timeout_seconds = models.FloatField(default=3.0, validators=[MinValueValidator(0.1)])
 
     SECRET_FIELDS = ("password",)
+    # AUTH is sent before SELECT, so the database number does not decide who gets it.
+    SECRET_KEEPING_FIELDS = (
+        *System.SECRET_KEEPING_FIELDS,
+        "docker_engine",
+        "container_name",
+        "db",
+        "timeout_seconds",
+    )
 
     class Meta:
         verbose_name = "Redis cache"
@@ -180,6 +302,15 @@ class HttpEndpoint(System):
     )
 
     SECRET_FIELDS = ("authorization_header",)
+    SECRET_KEEPING_FIELDS = (
+        *System.SECRET_KEEPING_FIELDS,
+        "docker_engine",
+        "container_name",
+        "method",
+        "expected_status",
+        "timeout_seconds",
+        "latency_target_ms",
+    )
 
     class Meta:
         verbose_name = "HTTP endpoint"
@@ -187,6 +318,18 @@ class HttpEndpoint(System):
     def save(self, *args, **kwargs):
         self.kind = SystemKind.HTTP
         super().save(*args, **kwargs)
+
+
+def _differs(field: models.Field, stored: object, value: object) -> bool:
+    try:
+        value = field.to_python(value)
+    except ValidationError:
+        return True  # not even a valid value: certainly not the stored one
+    if isinstance(value, str) and isinstance(stored, str):
+        # The admin strips what it is sent; a PEM certificate saved elsewhere with its
+        # final newline is the same certificate.
+        return value.strip() != stored.strip()
+    return value != stored
 
 
 _SUBCLASS_ACCESSOR = {

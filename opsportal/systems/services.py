@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.utils import timezone
 
 from opsportal.audit.models import AuditAction, AuditOutcome
@@ -31,6 +32,34 @@ class ConnectionCheck:
     message: str
     duration_ms: float
     details: dict = field(default_factory=dict)
+
+
+def system_save(*, system: System, actor: object | None = None) -> System:
+    """Register a system or save a change to it.
+
+    Its change history is audited field by field (secrets masked). Re-pointing it (a
+    connection field changed, see System.connection_fields) drops the stored secrets
+    that were not entered again in the same save: the model enforces that for every
+    save; this also audits why, and `system.secrets_dropped` says which were dropped.
+    """
+    with transaction.atomic():
+        system.save()
+        if system.secrets_dropped:
+            audit_record(
+                action=AuditAction.CHANGE,
+                obj=system,
+                actor=actor,
+                changes={
+                    "secrets_dropped": list(system.secrets_dropped),
+                    "because_changed": list(system.repointed_fields),
+                },
+                message=(
+                    f"Stored {', '.join(system.secrets_dropped)} dropped: "
+                    f"{', '.join(system.repointed_fields)} changed and "
+                    "the secret was not entered again"
+                ),
+            )
+    return system
 
 
 def system_ping(*, system: System) -> ConnectionCheck:

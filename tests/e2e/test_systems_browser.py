@@ -77,3 +77,28 @@ def test_postgres_password_never_comes_back(admin_login, live_server, password_p
     ):
         page.goto(live_server.url + path)
         assert PG_PASSWORD not in page.content(), path
+
+
+def test_register_a_tls_engine_by_pasting_its_pem_key(
+    admin_login, live_server, tls_engine_material
+):
+    """A PEM key keeps its line breaks through the write-only field (a password input
+    would strip them) and is never shown again."""
+    page, _ = admin_login
+    page.goto(f"{live_server.url}/admin/systems/dockerengine/add/")
+    page.fill("#id_name", "swarm-manager")
+    page.fill("#id_base_url", tls_engine_material["base_url"])
+    page.fill("#id_tls_ca_cert", tls_engine_material["tls_ca_cert"])
+    page.fill("#id_tls_client_cert", tls_engine_material["tls_client_cert"])
+    page.fill("#id_tls_client_key", tls_engine_material["tls_client_key"])
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#test-connection")
+    engine = DockerEngine.objects.get(name="swarm-manager")
+    assert engine.tls_client_key == tls_engine_material["tls_client_key"].strip()
+    key_body = tls_engine_material["tls_client_key"].splitlines()[1]
+    assert key_body not in page.content()
+    assert page.input_value("#id_tls_client_key") == ""
+
+    page.click("#test-connection")
+    message = page.inner_text("ul.messagelist")
+    assert "Connection OK" in message, message
