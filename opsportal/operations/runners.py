@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from opsportal.operations.kinds import KINDS, TargetType
+from opsportal.operations.masking import masked_inspect
 from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 
@@ -117,27 +118,11 @@ def run_container_list(target, params, operation) -> Outcome:
     )
 
 
-_SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
-
-
-def _masked_env(attrs: dict) -> dict:
-    """Inspect output with secret-looking environment values masked: the output is shown in
-    the admin and audited, and credentials never appear there."""
-    attrs = json.loads(json.dumps(attrs, default=str))
-    env = (attrs.get("Config") or {}).get("Env") or []
-    masked = []
-    for entry in env:
-        name, _, value = entry.partition("=")
-        secret = any(word in name.upper() for word in _SECRET_WORDS)
-        masked.append(f"{name}=********" if secret and value else entry)
-    if attrs.get("Config"):
-        attrs["Config"]["Env"] = masked
-    return attrs
-
-
 def run_container_inspect(target, params, operation) -> Outcome:
     engine, name = resolve_container(target, params)
-    attrs = _masked_env(docker_engine.container_inspect(engine, name))
+    # Shown in the admin and on the incident: masked here by name (the environment and
+    # labels); the service masks every output by shape as well (services._finish).
+    attrs = masked_inspect(docker_engine.container_inspect(engine, name))
     state = attrs.get("State") or {}
     return Outcome(
         f"{name} on {engine.name}: {state.get('Status')}, restarted "

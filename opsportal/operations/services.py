@@ -22,6 +22,7 @@ from django.utils import timezone
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
+from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.models import (
     ACTIVE_STATUSES,
     OUTPUT_LIMIT_CHARS,
@@ -199,6 +200,11 @@ def _finish(
     error: str = "",
     from_statuses=(OperationStatus.RUNNING,),
 ) -> Operation | None:
+    # Whatever a runner collected (inspect output, logs, errors quoting a command line) is
+    # shown in the admin, on the incident timeline and in the audit record: credentials in
+    # it are masked here, once, for every kind. Evidence files are not touched.
+    output, error = mask_credentials(output), mask_credentials(error)
+    result = mask_structure(result or {})
     if len(output) > OUTPUT_LIMIT_CHARS:
         cut = len(output) - OUTPUT_LIMIT_CHARS
         output = output[:OUTPUT_LIMIT_CHARS] + f"\n… ({cut} more characters not kept)"
