@@ -41,6 +41,7 @@ def test_a_worker_killed_mid_operation_is_failed_by_the_sweeper(
 ):
     clear_queue(settings.CELERY_BROKER_URL)
     incident = Incident.objects.create(title="slow", detected_at=time_now())
+    incident.affected_systems.add(http_endpoint)
     http_server.behaviour.delay_seconds = 1.0
     with celery_worker() as worker:
         operation = operation_request(
@@ -129,6 +130,7 @@ def test_an_operation_overrunning_its_time_limit_ends_failed_saying_it_timed_out
     )
     clear_queue(settings.CELERY_BROKER_URL)
     incident = Incident.objects.create(title="db slow", detected_at=time_now())
+    incident.affected_systems.add(postgres_target)
     table = f"locked_{requester.pk}_{int(time.time())}"
     with psycopg.connect(target_database_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE TABLE {table} (x int)")
