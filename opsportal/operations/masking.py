@@ -61,6 +61,11 @@ _KEY_VALUE = re.compile(
     r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s;&,'\"]+)",
     re.IGNORECASE,
 )
+# NAME=value with an environment-style name (upper case) that says it holds a secret:
+# DATABASE_URL=… in a log line, `env` output, or inspect output stored before masking.
+_ENV_ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|[^\s\"',;]+)"
+)
 # "password": "…" in JSON text (an application logging its settings).
 _JSON_KEY_VALUE = re.compile(
     rf"(?P<head>\"{_CREDENTIAL_KEY_PATTERN}\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"", re.IGNORECASE
@@ -82,10 +87,15 @@ def _authorization(match: re.Match) -> str:
     return match["head"] + (f"{scheme} " if scheme else "") + MASK
 
 
+def _env_assignment(match: re.Match) -> str:
+    return f"{match['name']}={MASK}" if is_secret_name(match["name"]) else match[0]
+
+
 def mask_credentials(text: str) -> str:
     """`text` with every credential it visibly carries replaced by ********."""
     if not text:
         return text
+    text = _ENV_ASSIGNMENT.sub(_env_assignment, text)
     text = _URL_USERINFO_PASSWORD.sub(lambda m: f"{m['head']}:{MASK}@", text)
     text = _URL_USERINFO_TOKEN.sub(lambda m: f"{m['head']}{MASK}@", text)
     text = _AUTHORIZATION.sub(_authorization, text)

@@ -42,6 +42,12 @@ BASIC = base64.b64encode(b"svc:canary-basic-pw").decode()
         ("run --db-password=pw --mode prod", "run --db-password=******** --mode prod"),
         ("GET /v1?api_key=pw&page=2", "GET /v1?api_key=********&page=2"),
         ('{"password": "pw", "user": "app"}', '{"password": "********", "user": "app"}'),
+        # Environment-style assignments named as secrets, e.g. in logs or `env` output.
+        (
+            "export SLACK_WEBHOOK_URL=https://hooks.example/T1/B2/x",
+            "export SLACK_WEBHOOK_URL=********",
+        ),
+        ('"OAUTH_CLIENT=abc", "MODE=prod"', '"OAUTH_CLIENT=********", "MODE=prod"'),
         # Not credentials: left alone.
         ("Basic information about the service", "Basic information about the service"),
         ("http://api:8080/health?q=1", "http://api:8080/health?q=1"),
@@ -197,3 +203,46 @@ def test_inspect_and_logs_on_the_incident_show_no_credentials_but_evidence_keeps
         b"postgres://app:canary-log-pw@db/app"
         in (Path(settings.MEDIA_ROOT) / logs_file.path).read_bytes()
     )
+
+
+def test_output_stored_before_masking_is_masked_by_the_migrations(db, redis_target):
+    """Rows written unmasked (as before this change) are masked in place by the data
+    migrations of operations and incidents; rows without credentials are not rewritten."""
+    import importlib
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    from incidents.models import Incident, TimelineEvent, TimelineKind
+
+    leaked = "DATABASE_URL=postgres://app:old-canary@db/app\nMODE=prod"
+    operation = Operation.objects.create(
+        kind="container_logs",
+        target=redis_target,
+        output=leaked,
+        error="GET http://ops:old-canary-2@api/ failed",
+        result={"first_errors": ["Authorization: Bearer old-canary-3xyz"], "count": 1},
+    )
+    clean = Operation.objects.create(kind="container_logs", target=redis_target, output="ok")
+    incident = Incident.objects.create(title="old", detected_at=timezone.now())
+    event = TimelineEvent.objects.create(
+        incident=incident,
+        at=timezone.now(),
+        kind=TimelineKind.OPERATION,
+        message="logs",
+        output=leaked,
+    )
+
+    importlib.import_module(
+        "opsportal.operations.migrations.0003_mask_credentials_in_stored_output"
+    ).mask_stored_output(apps, None)
+    importlib.import_module(
+        "incidents.migrations.0004_mask_credentials_in_timeline_output"
+    ).mask_timeline_output(apps, None)
+
+    operation.refresh_from_db()
+    event.refresh_from_db()
+    assert operation.output == event.output == "DATABASE_URL=********\nMODE=prod"
+    assert operation.error == "GET http://ops:********@api/ failed"
+    assert operation.result == {"first_errors": ["Authorization: Bearer ********"], "count": 1}
+    assert Operation.objects.get(pk=clean.pk).output == "ok"
