@@ -156,7 +156,10 @@ class RestoreForm(forms.Form):
         help_text="The original database, or another registered one.",
     )
     confirmation = forms.CharField(
-        label="Type the target's database name to confirm", max_length=63
+        label="Type the target system's name to confirm",
+        max_length=80,
+        help_text="The registered name of the system chosen above (e.g. orders-db-prod), not "
+        "its database name: production and staging often share the database name.",
     )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=500)
     disconnect_sessions = forms.BooleanField(

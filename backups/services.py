@@ -554,7 +554,9 @@ def restore_request(
     """Record a restore of `backup` into `target` and run it on a worker after commit
     (`dispatch=False`: the caller runs it, as `manage.py restore_backup` does).
 
-    The operator confirms by typing the target's database name; a reason is required.
+    The operator confirms by typing the target's registered system name (unique, unlike
+    the database name, which is often the same on production and staging); a reason is
+    required.
     """
     _require(actor, "backups.restore_backup")
     if not backup.is_restorable:
@@ -562,9 +564,10 @@ def restore_request(
             f"Backup #{backup.pk} cannot be restored: "
             + ("its file was deleted by retention." if backup.pruned_at else "it did not succeed.")
         )
-    if confirmation.strip() != target.dbname:
+    if confirmation.strip() != target.name:
         raise ValidationError(
-            f"Type the target's database name, {target.dbname!r}, exactly to confirm."
+            f"Type the name of the system you restore into, {target.name!r} (its registered "
+            "name, not its database name), exactly to confirm."
         )
     if not reason.strip():
         raise ValidationError("Give a reason for the restore.")

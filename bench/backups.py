@@ -243,7 +243,7 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
                 target=target,
                 actor=dba,
                 reason="bench",
-                confirmation=target.dbname,
+                confirmation=target.name,
                 dispatch=False,
             )
             started = time.perf_counter()

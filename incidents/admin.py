@@ -35,10 +35,14 @@ from incidents.models import (
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence
 from opsportal.operations.services import (
+    EVIDENCE_DOWNLOAD_PERMISSION,
+    OPERATE_ANY_SYSTEM_PERMISSION,
     EvidenceUnavailable,
     evidence_open,
+    incident_operation_targets,
     operation_permission,
 )
+from opsportal.systems.models import System
 
 
 class ActionItemInline(admin.TabularInline):
@@ -314,7 +318,7 @@ class IncidentAdmin(admin.ModelAdmin):
                 can_manage=allowed("incidents.manage_incident"),
                 can_note=allowed("incidents.change_incident"),
                 can_do_steps=allowed("incidents.run_incident_steps"),
-                can_evidence=allowed("operations.view_evidence"),
+                can_evidence=allowed(EVIDENCE_DOWNLOAD_PERMISSION),
                 checklist=steps,
                 timeline=(timeline := list(selectors.incident_timeline(incident=incident))),
                 timeline_rows=timeline_rows(timeline),
@@ -485,7 +489,19 @@ class IncidentAdmin(admin.ModelAdmin):
         ):
             raise PermissionDenied
         initial = {"target": step.target_id, "params": json.dumps(step.operation_params or {})}
-        form = StepRunForm(request.POST or None, initial=initial, changing=spec.changing)
+        # The choices are the systems the service will accept: the incident's own (and the
+        # containers on its affected engines), unless the user may operate any system.
+        targets = (
+            System.objects.all()
+            if request.user.has_perm(OPERATE_ANY_SYSTEM_PERMISSION)
+            else incident_operation_targets(incident=incident)
+        )
+        form = StepRunForm(
+            request.POST or None,
+            initial=initial,
+            changing=spec.changing,
+            targets=targets.order_by("name"),
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 operation = services.incident_step_run(
@@ -514,12 +530,18 @@ class IncidentAdmin(admin.ModelAdmin):
             "spec": spec,
             "form": form,
             "param_help": [(name, p) for name, p in spec.params.items()],
+            # Said before the user fills the form in; the service refuses it anyway.
+            "refused_on_finished_incident": spec.changing and not incident.is_active,
         }
         return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
 
     def evidence_download_view(self, request, pk, evidence_id):
-        """Download a preserved artefact; each download is recorded (chain of custody)."""
-        incident = self._incident(request, pk, "operations.view_evidence")
+        """Download a preserved artefact; each download, and each refused attempt, is
+        recorded (chain of custody). Anyone who may see the incident gets this far; the
+        service checks the download permission, so a refusal is recorded too."""
+        incident = get_object_or_404(Incident, pk=pk)
+        if not self.has_view_permission(request, incident):
+            raise PermissionDenied
         item = get_object_or_404(Evidence, pk=evidence_id, incident=incident)
         try:
             handle = evidence_open(evidence=item, actor=request.user)

@@ -34,9 +34,11 @@ class StepRunForm(forms.Form):
         max_length=500, required=False, widget=forms.TextInput(attrs={"size": 80})
     )
 
-    def __init__(self, *args, changing: bool = False, **kwargs):
+    def __init__(self, *args, changing: bool = False, targets=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.changing = changing
+        if targets is not None:
+            self.fields["target"].queryset = targets
         if changing:
             self.fields["reason"].required = True
             self.fields["reason"].help_text = "This operation changes the system: say why."

@@ -111,10 +111,16 @@ for _role, _kinds in _OPERATIONS_BY_ROLE.items():
         ("incidents", "run_incident_steps"),
         ("incidents", "add_actionitem"),
         ("incidents", "change_actionitem"),
-        ("operations", "view_evidence"),
         *[("operations", f"run_{kind}") for kind in [*_OPERATIONS_READ_ONLY, *_kinds]],
     ]
 ROLE_PERMISSIONS["Viewers"] += [("incidents", "add_incident")]
+# Preserved evidence holds a container's whole environment (every credential it was given)
+# and possibly its filesystem: only the Security team, who keep the chain of custody, may
+# download it. Every role still sees that an artefact exists, with its checksum.
+ROLE_PERMISSIONS["Security team"] += [("operations", "download_evidence")]
+# No role gets "operations.operate_any_system": an incident's operations act on the systems
+# it lists as affected; a responder who needs another system adds it to the incident (a
+# recorded change) rather than acting outside it. Superusers keep it, as every permission.
 
 PORTAL_APPS = [
     "systems",

@@ -77,7 +77,15 @@ class Operation(models.Model):
                 name="one_changing_operation_per_target",
             )
         ]
-        permissions = [(spec.permission, spec.permission_label) for spec in KINDS.values()]
+        permissions = [
+            *[(spec.permission, spec.permission_label) for spec in KINDS.values()],
+            # Without it, an operation requested for an incident may only act on the
+            # incident's affected systems (and containers on an affected Docker engine).
+            (
+                "operate_any_system",
+                "Can run incident operations on systems the incident does not list as affected",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.target_id and self.target} (#{self.pk})"
@@ -118,6 +126,10 @@ class Evidence(models.Model):
     class Meta:
         ordering = ["captured_at", "id"]
         verbose_name_plural = "evidence"
+        # Downloading is its own permission: the automatic view_evidence (part of every
+        # role's "view everything") only shows that an artefact exists, while the file holds
+        # the container's full environment and possibly its whole filesystem.
+        permissions = [("download_evidence", "Can download preserved evidence files")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:12]}…)"

@@ -14,11 +14,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.utils import timezone
 
 from opsportal.operations.kinds import KINDS, TargetType
+from opsportal.operations.masking import masked_inspect
 from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 
@@ -116,27 +118,11 @@ def run_container_list(target, params, operation) -> Outcome:
     )
 
 
-_SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
-
-
-def _masked_env(attrs: dict) -> dict:
-    """Inspect output with secret-looking environment values masked: the output is shown in
-    the admin and audited, and credentials never appear there."""
-    attrs = json.loads(json.dumps(attrs, default=str))
-    env = (attrs.get("Config") or {}).get("Env") or []
-    masked = []
-    for entry in env:
-        name, _, value = entry.partition("=")
-        secret = any(word in name.upper() for word in _SECRET_WORDS)
-        masked.append(f"{name}=********" if secret and value else entry)
-    if attrs.get("Config"):
-        attrs["Config"]["Env"] = masked
-    return attrs
-
-
 def run_container_inspect(target, params, operation) -> Outcome:
     engine, name = resolve_container(target, params)
-    attrs = _masked_env(docker_engine.container_inspect(engine, name))
+    # Shown in the admin and on the incident: masked here by name (the environment and
+    # labels); the service masks every output by shape as well (services._finish).
+    attrs = masked_inspect(docker_engine.container_inspect(engine, name))
     state = attrs.get("State") or {}
     return Outcome(
         f"{name} on {engine.name}: {state.get('Status')}, restarted "
@@ -479,20 +465,41 @@ def evidence_directory(operation) -> Path:
     return Path(settings.MEDIA_ROOT) / "evidence" / f"operation-{operation.pk}-{stamp}"
 
 
+# Evidence holds a container's environment (its credentials) and possibly its whole
+# filesystem: only the portal's own user may read it, from the first byte written. The
+# modes are given when a directory or file is created (the umask can only narrow them),
+# never set afterwards, so no other local user can open a file while it is being written.
+EVIDENCE_DIRECTORY_MODE = 0o700
+EVIDENCE_FILE_MODE = 0o600
+
+
+def evidence_directory_create(operation) -> Path:
+    directory = evidence_directory(operation)
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(mode=EVIDENCE_DIRECTORY_MODE, exist_ok=True)
+    directory.mkdir(mode=EVIDENCE_DIRECTORY_MODE)
+    return directory
+
+
+def evidence_file_create(path: Path) -> BinaryIO:
+    """A new evidence file, open for writing, readable by the portal's user only; refuses
+    to overwrite a file or follow a link planted at its name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, EVIDENCE_FILE_MODE), "wb")
+
+
 def run_evidence_preserve(target, params, operation) -> Outcome:
     """Logs, inspect output and `docker diff` (and optionally the exported filesystem),
     each written once with its SHA-256 and recorded as Evidence with who captured it when."""
     from opsportal.operations.models import Evidence
 
     engine, name = resolve_container(target, params)
-    directory = evidence_directory(operation)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = evidence_directory_create(operation)
     source = f"{name} on {engine.name} ({engine.base_url})"
 
     def store(filename: str, content: bytes, description: str) -> Evidence:
         path = directory / filename
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
+        with evidence_file_create(path) as handle:
             handle.write(content)
         return _record(
             filename, path, len(content), hashlib.sha256(content).hexdigest(), description
@@ -533,8 +540,8 @@ def run_evidence_preserve(target, params, operation) -> Outcome:
     ]
     if params.get("export_filesystem"):
         path = directory / "filesystem.tar"
-        size, digest = docker_engine.container_export(engine, name, path=str(path))
-        os.chmod(path, 0o600)
+        with evidence_file_create(path) as handle:
+            size, digest = docker_engine.container_export(engine, name, into=handle)
         items.append(_record("filesystem.tar", path, size, digest, "docker export"))
     lines = [f"Preserved {len(items)} items from {source}:"]
     lines += [f"{e.name}  {e.size_bytes} bytes  sha256 {e.sha256}" for e in items]

@@ -17,11 +17,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
+from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.models import (
     ACTIVE_STATUSES,
     OUTPUT_LIMIT_CHARS,
@@ -33,7 +35,7 @@ from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.adapters.errors import AdapterError
-from opsportal.systems.models import SPECIFIC_RELATIONS
+from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,45 @@ class OperationRefused(Exception):
 def operation_permission(kind: str) -> str:
     """The permission (app_label.codename) a user needs to request this kind."""
     return f"operations.{KINDS[kind].permission}"
+
+
+# Lets its holder act, from an incident, on systems the incident does not list as affected.
+OPERATE_ANY_SYSTEM_PERMISSION = "operations.operate_any_system"
+
+
+def incident_operation_targets(*, incident) -> QuerySet[System]:
+    """The systems an operation requested for `incident` may act on: the incident's affected
+    systems and the systems that run in a container on an affected Docker engine.
+
+    `incident` is any object with an `affected_systems` relation to systems.System (the
+    incidents app's Incident): the shared layer does not import the domain app."""
+    affected = incident.affected_systems.all()
+    return System.objects.filter(
+        Q(pk__in=affected.values("pk"))
+        | Q(docker_engine_id__in=affected.filter(kind=SystemKind.DOCKER).values("pk"))
+    )
+
+
+def _check_incident_scope(*, incident, spec, target, actor) -> None:
+    """Refuse an operation its incident does not cover: a changing one on a resolved or
+    closed incident, or one on a system outside the incident's affected systems (unless the
+    actor may operate any system). Call with the incident's row locked."""
+    if spec.changing and not incident.is_active:
+        raise OperationRefused(
+            f"Incident #{incident.pk} is {incident.get_status_display().lower()}: "
+            f"{spec.label} changes the system and is refused on a resolved or closed "
+            "incident. Read-only operations still run; reopen the incident to change systems."
+        )
+    if getattr(actor, "pk", None) and actor.has_perm(OPERATE_ANY_SYSTEM_PERMISSION):
+        return
+    if not incident_operation_targets(incident=incident).filter(pk=target.pk).exists():
+        affected = ", ".join(sorted(s.name for s in incident.affected_systems.all())) or "none"
+        raise OperationRefused(
+            f"{target} is not one of the systems incident #{incident.pk} affects "
+            f"(affected: {affected}). Add it to the incident's affected systems first; "
+            "operations act only on the incident's systems and the containers on an "
+            "affected Docker engine."
+        )
 
 
 def _describe_conflict(first: Operation) -> str:
@@ -92,8 +133,10 @@ def operation_request(
     """Record the operation (queued) and dispatch its task once the row is committed.
 
     Callers check `operation_permission(kind)` for the user first. Refused (with a message
-    naming the problem) for unknown kinds, bad parameters, an unsuitable target, or a
-    changing operation while another one is in progress on the same target.
+    naming the problem) for unknown kinds, bad parameters, an unsuitable target, a
+    changing operation while another one is in progress on the same target, and, for an
+    operation requested for an incident, a target outside the incident's systems or a
+    changing operation on a resolved or closed incident.
     """
     spec = KINDS.get(kind)
     if spec is None:
@@ -105,6 +148,10 @@ def operation_request(
         raise OperationRefused(str(exc)) from exc
     actor = actor if getattr(actor, "pk", None) else None
     with transaction.atomic():
+        if incident is not None:
+            # Locked so the incident cannot be resolved between this check and the insert.
+            incident = type(incident)._default_manager.select_for_update().get(pk=incident.pk)
+            _check_incident_scope(incident=incident, spec=spec, target=target, actor=actor)
         if spec.changing:
             first = active_changing_operation(target=target)
             if first is not None:
@@ -199,6 +246,11 @@ def _finish(
     error: str = "",
     from_statuses=(OperationStatus.RUNNING,),
 ) -> Operation | None:
+    # Whatever a runner collected (inspect output, logs, errors quoting a command line) is
+    # shown in the admin, on the incident timeline and in the audit record: credentials in
+    # it are masked here, once, for every kind. Evidence files are not touched.
+    output, error = mask_credentials(output), mask_credentials(error)
+    result = mask_structure(result or {})
     if len(output) > OUTPUT_LIMIT_CHARS:
         cut = len(output) - OUTPUT_LIMIT_CHARS
         output = output[:OUTPUT_LIMIT_CHARS] + f"\n… ({cut} more characters not kept)"
@@ -310,20 +362,20 @@ class EvidenceUnavailable(Exception):
     """A preserved artefact cannot be served; `str()` says why, in words for the operator."""
 
 
+EVIDENCE_DOWNLOAD_PERMISSION = "operations.download_evidence"
+
+
 def evidence_open(*, evidence: Evidence, actor) -> BinaryIO:
     """Open a preserved artefact for download and record who took it (chain of custody).
 
-    A file that is gone from MEDIA_ROOT is recorded as a failed download and refused with
-    a message, so the custody trail shows the attempt and the operator sees why."""
-    if not actor.has_perm("operations.view_evidence"):
-        raise PermissionDenied("You need the 'operations.view_evidence' permission for this.")
+    Refused (PermissionDenied) without `operations.download_evidence`, and a file that is
+    gone from MEDIA_ROOT is refused with a message (EvidenceUnavailable): both are recorded
+    as refused downloads, so the custody trail shows every attempt, not only the successes."""
     where = f"Evidence {evidence.name} (sha256 {evidence.sha256})" + (
         f" of incident #{evidence.incident_id}" if evidence.incident_id else ""
     )
-    try:
-        handle = open(Path(settings.MEDIA_ROOT) / evidence.path, "rb")  # noqa: SIM115 (FileResponse closes it)
-    except OSError as exc:
-        message = f"{where} cannot be read from the evidence store: {exc.strerror or exc}."
+
+    def refuse(message: str) -> None:
         audit_record(
             action=AuditAction.OPERATION,
             obj=evidence,
@@ -331,6 +383,18 @@ def evidence_open(*, evidence: Evidence, actor) -> BinaryIO:
             outcome=AuditOutcome.FAILURE,
             message=f"Download refused: {message}",
         )
+
+    if not actor.has_perm(EVIDENCE_DOWNLOAD_PERMISSION):
+        who = actor.get_username() if getattr(actor, "pk", None) else "an anonymous user"
+        refuse(f"{where}: {who} lacks the '{EVIDENCE_DOWNLOAD_PERMISSION}' permission.")
+        raise PermissionDenied(
+            f"You need the '{EVIDENCE_DOWNLOAD_PERMISSION}' permission to download evidence."
+        )
+    try:
+        handle = open(Path(settings.MEDIA_ROOT) / evidence.path, "rb")  # noqa: SIM115 (FileResponse closes it)
+    except OSError as exc:
+        message = f"{where} cannot be read from the evidence store: {exc.strerror or exc}."
+        refuse(message)
         raise EvidenceUnavailable(message) from exc
     audit_record(
         action=AuditAction.OPERATION, obj=evidence, actor=actor, message=f"{where} downloaded"

@@ -60,7 +60,7 @@ def test_backup_then_restore_into_another_database_gives_identical_contents(
         target=second_database,
         actor=superuser,
         reason="copy for reporting",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     run_restore.apply(args=[restore.pk])
     restore.refresh_from_db()
@@ -90,7 +90,7 @@ def test_plain_sql_backup_round_trips(source_database, second_database, superuse
         target=second_database,
         actor=superuser,
         reason="plain copy",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()

@@ -64,7 +64,7 @@ def test_container_method_round_trips(
         target=second_database,
         actor=superuser,
         reason="copy",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()

@@ -140,7 +140,7 @@ def test_tampered_file_is_detected_and_not_restored(
         target=second_database,
         actor=superuser,
         reason="test",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
@@ -173,7 +173,7 @@ def test_corrupt_dump_restore_rolls_back_and_target_stays_intact(
         target=second_database,
         actor=superuser,
         reason="baseline",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     services.restore_run(restore_id=good.pk)
     before = table_contents_digest(second_database.dbname)
@@ -183,7 +183,7 @@ def test_corrupt_dump_restore_rolls_back_and_target_stays_intact(
         target=second_database,
         actor=superuser,
         reason="corrupt",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
     )
     services.restore_run(restore_id=bad.pk)
     bad.refresh_from_db()
@@ -205,7 +205,7 @@ def test_restore_refuses_while_sessions_are_connected_unless_asked_to_disconnect
             target=second_database,
             actor=superuser,
             reason="refresh",
-            confirmation=second_database.dbname,
+            confirmation=second_database.name,
         )
         services.restore_run(restore_id=refused.pk)
         refused.refresh_from_db()
@@ -219,7 +219,7 @@ def test_restore_refuses_while_sessions_are_connected_unless_asked_to_disconnect
             target=second_database,
             actor=superuser,
             reason="refresh",
-            confirmation=second_database.dbname,
+            confirmation=second_database.name,
             disconnect_sessions=True,
         )
         services.restore_run(restore_id=forced.pk)
@@ -246,7 +246,7 @@ def test_failed_safety_backup_means_the_restore_does_not_start(
             target=second_database,
             actor=superuser,
             reason="refresh",
-            confirmation=second_database.dbname,
+            confirmation=second_database.name,
         )
         services.restore_run(restore_id=restore.pk)
         restore.refresh_from_db()
@@ -276,7 +276,7 @@ def test_typed_confirmation_and_reason_are_required(source_database, second_data
     from django.core.exceptions import ValidationError
 
     backup = run(source_database)
-    with pytest.raises(ValidationError, match="Type the target's database name"):
+    with pytest.raises(ValidationError, match="Type the name of the system you restore into"):
         services.restore_request(
             backup=backup, target=second_database, actor=superuser, reason="x", confirmation="yes"
         )
@@ -286,5 +286,5 @@ def test_typed_confirmation_and_reason_are_required(source_database, second_data
             target=second_database,
             actor=superuser,
             reason=" ",
-            confirmation=second_database.dbname,
+            confirmation=second_database.name,
         )

@@ -202,7 +202,7 @@ def test_backup_now_and_restore_backup_commands(source_database, second_database
     assert backup.status == BackupStatus.SUCCEEDED
     assert backup.sha256 in capsys.readouterr().out
 
-    with pytest.raises(CommandError, match="Type the target's database name"):
+    with pytest.raises(CommandError, match="Type the name of the system you restore into"):
         call_command(
             "restore_backup", str(backup.pk), target="orders-db-copy", confirm="x", reason="r"
         )
@@ -210,7 +210,7 @@ def test_backup_now_and_restore_backup_commands(source_database, second_database
         "restore_backup",
         str(backup.pk),
         target="orders-db-copy",
-        confirm=second_database.dbname,
+        confirm=second_database.name,
         reason="reporting copy",
     )
     assert "Restored backup" in capsys.readouterr().out
@@ -232,7 +232,7 @@ def test_only_database_admins_may_restore(client, source_database, second_databa
     url = f"/admin/backups/backup/{backup.pk}/restore/"
     form = {
         "target": second_database.pk,
-        "confirmation": second_database.dbname,
+        "confirmation": second_database.name,
         "reason": "restore drill by hand",
     }
     users = get_user_model().objects

@@ -61,7 +61,7 @@ def test_dba_backs_up_restores_and_drills(
     assert "exactly to confirm" in page.inner_text("#restore-error")
     assert not Restore.objects.exists()
 
-    page.fill("#id_confirmation", second_database.dbname)
+    page.fill("#id_confirmation", second_database.name)
     page.click("#restore-submit")
     page.wait_for_selector("text=queued; a safety backup of the target is taken first")
     page.reload()

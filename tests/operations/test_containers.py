@@ -353,9 +353,14 @@ def test_a_failed_operation_says_why_on_its_incidents_timeline(docker_engine, op
     from opsportal.people.services import people_load_defaults
 
     people_load_defaults()
-    incident = incident_open(title="api down", severity="sev3", category="container")
     dead = DockerEngine.objects.create(
         name="dead-engine", base_url=f"unix://{tmp_path}/docker.sock", timeout_seconds=2
+    )
+    incident = incident_open(
+        title="api down",
+        severity="sev3",
+        category="container",
+        affected_systems=[docker_engine, dead],
     )
     for target, params, expected in [
         (

@@ -123,7 +123,13 @@ def test_sweeper_redispatches_lost_rows_through_the_real_broker(
 
 
 def test_sweeper_fails_orphaned_and_long_queued_rows(redis_target, http_endpoint, operator, teams):
-    incident = incident_open(title="slow", severity="sev3", category="api", reporter=operator)
+    incident = incident_open(
+        title="slow",
+        severity="sev3",
+        category="api",
+        reporter=operator,
+        affected_systems=[http_endpoint],
+    )
     running = operation_request(
         kind="api_probe", target=http_endpoint, params={}, actor=operator, incident=incident
     )

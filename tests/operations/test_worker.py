@@ -31,6 +31,16 @@ def wait_for_status(pk, statuses, timeout=30.0):
     raise AssertionError(f"operation {pk} stayed {Operation.objects.get(pk=pk).status}")
 
 
+def wait_for_timeline_event(incident, text, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = incident.timeline.filter(kind=TimelineKind.OPERATION).last()
+        if event is not None and text in event.message:
+            return event
+        time.sleep(0.1)
+    return None
+
+
 @pytest.fixture
 def requester(transactional_db):
     return get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-123!")
@@ -41,6 +51,7 @@ def test_a_worker_killed_mid_operation_is_failed_by_the_sweeper(
 ):
     clear_queue(settings.CELERY_BROKER_URL)
     incident = Incident.objects.create(title="slow", detected_at=time_now())
+    incident.affected_systems.add(http_endpoint)
     http_server.behaviour.delay_seconds = 1.0
     with celery_worker() as worker:
         operation = operation_request(
@@ -129,6 +140,7 @@ def test_an_operation_overrunning_its_time_limit_ends_failed_saying_it_timed_out
     )
     clear_queue(settings.CELERY_BROKER_URL)
     incident = Incident.objects.create(title="db slow", detected_at=time_now())
+    incident.affected_systems.add(postgres_target)
     table = f"locked_{requester.pk}_{int(time.time())}"
     with psycopg.connect(target_database_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE TABLE {table} (x int)")
@@ -162,13 +174,15 @@ def test_an_operation_overrunning_its_time_limit_ends_failed_saying_it_timed_out
                 operation.pk, {OperationStatus.SUCCEEDED, OperationStatus.FAILED}, timeout=40
             )
             took = time.monotonic() - started
+            # The worker writes the timeline entry just after it stores the failed status:
+            # wait for it before the worker is stopped.
+            event = wait_for_timeline_event(incident, "failed: Timed out")
         assert done.status == OperationStatus.FAILED, done.output
         assert done.error.startswith("Timed out: stopped after its time limit of 2 s"), done.error
         assert done.finished_at is not None
         # Ended by the soft limit, not by waiting out the pg_sleep or the 15 s statement timeout.
         assert took < 14, took
-        event = incident.timeline.filter(kind=TimelineKind.OPERATION).last()
-        assert "failed: Timed out" in event.message
+        assert event is not None, list(incident.timeline.values_list("message", flat=True))
         # Nothing is left running for the sweeper to find later.
         assert not Operation.objects.filter(status=OperationStatus.RUNNING).exists()
     finally:

@@ -13,7 +13,7 @@ from opsportal.systems.models import PostgresDatabase
 class Command(BaseCommand):
     help = (
         "Restore a backup into a registered database (after a safety backup of it). "
-        "Confirm by passing the target's database name with --confirm."
+        "Confirm by passing the target system's registered name with --confirm."
     )
 
     def add_arguments(self, parser):
@@ -21,7 +21,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--target", help="Registered database to restore into (default: the original)."
         )
-        parser.add_argument("--confirm", required=True, help="The target's database name.")
+        parser.add_argument(
+            "--confirm",
+            required=True,
+            help="The target system's registered name (not its database name).",
+        )
         parser.add_argument("--reason", required=True, help="Why (kept in the audit log).")
         parser.add_argument(
             "--disconnect-sessions",

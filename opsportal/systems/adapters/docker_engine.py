@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import docker
 import docker.constants
@@ -714,16 +714,17 @@ def container_diff(engine: DockerEngine, name: str) -> list[dict]:
     ]
 
 
-def container_export(engine: DockerEngine, name: str, *, path: str) -> tuple[int, str]:
-    """Write the container's filesystem as a tar file at `path`; returns (size, sha256)."""
+def container_export(engine: DockerEngine, name: str, *, into: BinaryIO) -> tuple[int, str]:
+    """Stream the container's filesystem as a tar into `into`; returns (size, sha256).
+
+    The caller creates the file, so it decides its permissions from the first byte."""
     import hashlib
 
     digest, size = hashlib.sha256(), 0
     with client(engine) as docker_client:
         container = _get_container(docker_client, engine, name)
-        with open(path, "wb") as handle:
-            for chunk in container.export(chunk_size=1024 * 1024):
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+        for chunk in container.export(chunk_size=1024 * 1024):
+            into.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
     return size, digest.hexdigest()
