@@ -675,6 +675,14 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     **model_pages("auth.group", view=ONLY_SUPERUSER),
     **model_pages("auth.user", view=ONLY_SUPERUSER),
     "admin:auth_user_password_change": Access(get=ONLY_SUPERUSER, post=ONLY_SUPERUSER),
+    # Resetting someone else's second factor: superusers only (audited).
+    "admin:auth_user_two_factor_reset": Access(get=ONLY_SUPERUSER, post=ONLY_SUPERUSER),
+    # --- one's own second factor: every signed-in staff user --------------------------------
+    "accounts:two_factor": Access(get=STAFF, post=STAFF),
+    "accounts:two_factor_setup": Access(get=STAFF, post=STAFF),
+    # The test clients' sessions are verified already: sent on to where they were going.
+    "accounts:two_factor_verify": Access(get=STAFF, ok=302, post=STAFF, post_ok=302),
+    "accounts:two_factor_backup_codes": Access(get=POST_ONLY, post=STAFF),
     **model_pages(
         "axes.accessattempt",
         view=ONLY_SUPERUSER,
