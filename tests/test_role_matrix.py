@@ -678,7 +678,7 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     # Resetting someone else's second factor: superusers only (audited).
     "admin:auth_user_two_factor_reset": Access(get=ONLY_SUPERUSER, post=ONLY_SUPERUSER),
     # --- one's own second factor: every signed-in staff user --------------------------------
-    "accounts:two_factor": Access(get=STAFF, post=STAFF),
+    "accounts:two_factor": Access(get=STAFF),
     "accounts:two_factor_setup": Access(get=STAFF, post=STAFF),
     # The test clients' sessions are verified already: sent on to where they were going.
     "accounts:two_factor_verify": Access(get=STAFF, ok=302, post=STAFF, post_ok=302),

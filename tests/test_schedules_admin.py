@@ -28,9 +28,13 @@ def test_roles_that_may_not_change_schedules_cannot_disable_one(role, backups_sc
     client.post(CHANGELIST, {"action": "disable_tasks", "_selected_action": [backups_schedule.pk]})
     backups_schedule.refresh_from_db()
     assert backups_schedule.enabled
-    assert not AuditRecord.objects.filter(
-        object_type="django_celery_beat.periodictask", object_id=str(backups_schedule.pk)
-    ).exclude(action="create").exists()
+    assert (
+        not AuditRecord.objects.filter(
+            object_type="django_celery_beat.periodictask", object_id=str(backups_schedule.pk)
+        )
+        .exclude(action="create")
+        .exists()
+    )
 
 
 def test_devops_disables_a_schedule_and_it_is_audited(backups_schedule):
