@@ -1,5 +1,4 @@
 import datetime as dt
-import json
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -484,8 +483,12 @@ class IncidentAdmin(admin.ModelAdmin):
             operation_permission(step.operation_kind)
         ):
             raise PermissionDenied
-        initial = {"target": step.target_id, "params": json.dumps(step.operation_params or {})}
-        form = StepRunForm(request.POST or None, initial=initial, changing=spec.changing)
+        form = StepRunForm(
+            request.POST or None,
+            initial={"target": step.target_id},
+            kind=step.operation_kind,
+            params=step.operation_params,
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 operation = services.incident_step_run(
@@ -513,7 +516,6 @@ class IncidentAdmin(admin.ModelAdmin):
             "step": step,
             "spec": spec,
             "form": form,
-            "param_help": [(name, p) for name, p in spec.params.items()],
         }
         return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
 
