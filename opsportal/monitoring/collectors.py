@@ -69,6 +69,12 @@ def collect_postgres(database, previous: Previous, now: dt.datetime) -> list[Rea
             "pg_connections_used_percent", _percent(figures.total + 1, figures.max_connections)
         ),
         Reading("pg_long_running_queries", figures.long_running_queries),
+        # Against what the registered user can get; the collector's own connection is not
+        # counted (it is gone a moment later, and with the operator credential it may sit
+        # in a reserved slot the application could not have had anyway).
+        Reading("pg_connections_usable_max", figures.ceiling.usable),
+        Reading("pg_connections_available_to_user", figures.ceiling.available),
+        Reading("pg_connections_usable_percent", figures.ceiling.used_percent),
     ]
 
 
