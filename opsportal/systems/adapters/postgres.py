@@ -137,18 +137,51 @@ def ping(database: PostgresDatabase) -> PingResult:
             "pg_database_size(current_database())"
         ).fetchone()
     version, max_connections, connections, size = row
-    return PingResult(
-        summary=(
-            f"PostgreSQL {version}: {connections}/{max_connections} connections, "
-            f"database {size / 1_048_576:.1f} MiB"
-        ),
-        details={
-            "server_version": version,
-            "max_connections": max_connections,
-            "connections": connections,
-            "database_size_bytes": size,
-        },
+    summary = (
+        f"PostgreSQL {version}: {connections}/{max_connections} connections, "
+        f"database {size / 1_048_576:.1f} MiB"
     )
+    details = {
+        "server_version": version,
+        "max_connections": max_connections,
+        "connections": connections,
+        "database_size_bytes": size,
+    }
+    if database.operator_username:
+        # Found out now, not in the incident that needs it. The database itself answered,
+        # so a broken operator credential is reported, not a failed check.
+        details["operator"] = operator_check(database)
+        summary += f"; operator credential: {details['operator']}"
+    return PingResult(summary=summary, details=details)
+
+
+def operator_check(database: PostgresDatabase) -> str:
+    """Whether the operator credential logs in and can do what it is there for."""
+    try:
+        with connect(database, statement_timeout_ms=5000, as_operator=True) as conn:
+            superuser, signal, reserved = conn.execute(
+                "SELECT rolsuper, pg_has_role(oid, 'pg_signal_backend', 'MEMBER'),"
+                " coalesce((SELECT pg_has_role(r.oid, g.oid, 'MEMBER') FROM pg_roles g"
+                "  WHERE g.rolname = 'pg_use_reserved_connections'), false)"
+                " FROM pg_roles r WHERE rolname = current_user"
+            ).fetchone()
+    except AdapterError as exc:
+        return f"FAILED: {exc}"
+    user = database.operator_username
+    if superuser:
+        return f"{user!r} OK (a superuser: can use the reserved slots and end any session)"
+    if not signal:
+        return (
+            f"{user!r} logs in but is neither a superuser nor a member of pg_signal_backend: "
+            "it cannot end other users' sessions"
+        )
+    if not reserved:
+        return (
+            f"{user!r} OK for ending sessions (pg_signal_backend), but it cannot use the "
+            "reserved slots (only superusers, or on PostgreSQL 16+ members of "
+            "pg_use_reserved_connections, can): it gets in only while a slot is free"
+        )
+    return f"{user!r} OK (pg_signal_backend and pg_use_reserved_connections)"
 
 
 # --- the operator's way in: which credential database operations use ------------------
