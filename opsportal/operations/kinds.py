@@ -62,7 +62,22 @@ class KindSpec:
     _key: str = ""
 
 
-_CONTAINER = {"container": Param(str, help="Container name, when the target is an engine.")}
+_CONTAINER = {
+    "container": Param(str, label="Container", help="Container name, when the target is an engine.")
+}
+_PIDS = Param(
+    list,
+    default=[],
+    label="Backend PIDs",
+    help="From “Long-running queries”; empty: every query running longer than below.",
+)
+_MIN_SECONDS = Param(
+    float,
+    minimum=0,
+    maximum=86400 * 7,
+    label="Running for more than (s)",
+    help="Without PIDs: every query of this database running longer (never the portal's own).",
+)
 
 _SPECS: dict[str, KindSpec] = {
     # Containers (runbook: "Check container logs", "Monitor resource usage", "Restart …")
@@ -78,8 +93,10 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.CONTAINER,
         params={
             **_CONTAINER,
-            "lines": Param(int, default=200, minimum=1, maximum=10_000),
-            "since_minutes": Param(int, minimum=1, maximum=60 * 24 * 30),
+            "lines": Param(int, default=200, minimum=1, maximum=10_000, label="Last lines"),
+            "since_minutes": Param(
+                int, minimum=1, maximum=60 * 24 * 30, label="Since (minutes ago)"
+            ),
         },
     ),
     "container_stats": KindSpec(
@@ -90,14 +107,24 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.CONTAINER,
         changing=True,
         time_limit_seconds=180,
-        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+        params={
+            **_CONTAINER,
+            "timeout_seconds": Param(
+                int, default=10, minimum=0, maximum=120, label="Stop timeout (s)"
+            ),
+        },
     ),
     "container_stop": KindSpec(
         "Stop container",
         TargetType.CONTAINER,
         changing=True,
         time_limit_seconds=180,
-        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+        params={
+            **_CONTAINER,
+            "timeout_seconds": Param(
+                int, default=10, minimum=0, maximum=120, label="Stop timeout (s)"
+            ),
+        },
     ),
     "container_start": KindSpec(
         "Start container", TargetType.CONTAINER, changing=True, params=_CONTAINER
@@ -119,8 +146,8 @@ _SPECS: dict[str, KindSpec] = {
         changing=True,
         params={
             **_CONTAINER,
-            "memory_mb": Param(int, minimum=6, maximum=1_048_576),
-            "cpus": Param(float, minimum=0.01, maximum=1024),
+            "memory_mb": Param(int, minimum=6, maximum=1_048_576, label="Memory limit (MiB)"),
+            "cpus": Param(float, minimum=0.01, maximum=1024, label="CPU limit (CPUs)"),
         },
     ),
     "engine_events": KindSpec(
@@ -133,15 +160,19 @@ _SPECS: dict[str, KindSpec] = {
     "db_long_queries": KindSpec(
         "Long-running queries",
         TargetType.POSTGRES,
-        params={"min_seconds": Param(float, default=30, minimum=0, maximum=86400 * 7)},
+        params={
+            "min_seconds": Param(
+                float, default=30, minimum=0, maximum=86400 * 7, label="Running for more than (s)"
+            )
+        },
     ),
     "db_cancel_queries": KindSpec(
         "Cancel queries",
         TargetType.POSTGRES,
         changing=True,
         params={
-            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
-            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+            "pids": _PIDS,
+            "min_seconds": _MIN_SECONDS,
         },
     ),
     "db_terminate_queries": KindSpec(
@@ -149,8 +180,8 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.POSTGRES,
         changing=True,
         params={
-            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
-            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+            "pids": _PIDS,
+            "min_seconds": _MIN_SECONDS,
         },
     ),
     # "Restart database connections": a leaking pool's connections are idle, but only just

@@ -565,10 +565,15 @@ def signal_backends(
     if not pids and min_seconds is None:
         raise OperationFailed("Name the backends (pids) or a threshold (min_seconds) to act on.")
     function = "pg_terminate_backend" if terminate else "pg_cancel_backend"
+    # Named pids are the operator's choice; a threshold never reaches the portal's own
+    # sessions (a backup's pg_dump runs long on purpose).
     condition = (
         "pid = ANY(%s::int[])"
         if pids
-        else ("state NOT IN ('idle') AND now() - query_start > make_interval(secs => %s)")
+        else (
+            f"{_NOT_THE_PORTAL} AND state NOT IN ('idle')"
+            " AND now() - query_start > make_interval(secs => %s)"
+        )
     )
     with operator_session(database) as session:
         rows = session.rows(
