@@ -216,10 +216,20 @@ class OperatorAccess:
 
 
 def operator_access(
-    database: PostgresDatabase, *, allow_docker_exec: bool = True
+    database: PostgresDatabase,
+    *,
+    allow_docker_exec: bool = True,
+    allow_operator_credential: bool = True,
 ) -> OperatorAccess:
     """The operator credential if the registration has one, else psql inside the database's
     container if it runs in one, else the registered user."""
+    if database.operator_username and not allow_operator_credential:
+        return OperatorAccess(
+            REGISTERED_USER,
+            database.username,
+            "routine reads use the registered user; the operator credential only when this "
+            "user is refused.",
+        )
     if database.operator_username:
         return OperatorAccess(
             OPERATOR_CREDENTIAL,
@@ -319,8 +329,13 @@ def operator_session(
     *,
     statement_timeout_ms: int = 10_000,
     allow_docker_exec: bool = True,
+    allow_operator_credential: bool = True,
 ) -> Iterator[OperatorSession]:
-    access = operator_access(database, allow_docker_exec=allow_docker_exec)
+    access = operator_access(
+        database,
+        allow_docker_exec=allow_docker_exec,
+        allow_operator_credential=allow_operator_credential,
+    )
     session = OperatorSession(database, access, statement_timeout_ms)
     try:
         if access.method == DOCKER_EXEC:
@@ -450,10 +465,29 @@ def connection_figures(
     than `long_running_seconds` (the runbook's "Monitor active connections"), and the
     slots the registered user can still get.
 
-    Read with the operator credential when there is one: when the application has used up
-    its slots, the registered user cannot connect to see it (and a superuser sees every
-    session's state). Never by docker exec: monitoring runs every few seconds."""
-    with operator_session(database, statement_timeout_ms=5000, allow_docker_exec=False) as session:
+    Read as the registered user (the least privilege that sees it), and when that user is
+    refused (the application has used up its slots) with the operator credential if there
+    is one, which can use the reserved slots. Never by docker exec: monitoring runs every
+    few seconds."""
+    try:
+        return _connection_figures(
+            database, long_running_seconds=long_running_seconds, allow_operator_credential=False
+        )
+    except OperationFailed as exc:
+        if not database.operator_username or "too many connections" not in str(exc):
+            raise
+    return _connection_figures(database, long_running_seconds=long_running_seconds)
+
+
+def _connection_figures(
+    database: PostgresDatabase, *, long_running_seconds: float, allow_operator_credential=True
+) -> ConnectionFigures:
+    with operator_session(
+        database,
+        statement_timeout_ms=5000,
+        allow_docker_exec=False,
+        allow_operator_credential=allow_operator_credential,
+    ) as session:
         (row,) = session.rows(
             "SELECT"
             " count(*) FILTER (WHERE state = 'active') AS active,"
