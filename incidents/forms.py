@@ -3,6 +3,7 @@ from django import forms
 from incidents.models import Incident
 from opsportal.operations.forms import OperationParamsFormMixin
 from opsportal.operations.kinds import KINDS
+from opsportal.operations.selectors import connection_owners_seen
 from opsportal.people.models import Team
 from opsportal.systems.models import System
 
@@ -33,7 +34,13 @@ class StepRunForm(OperationParamsFormMixin, forms.Form):
 
     def __init__(self, *args, kind: str, params: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.add_param_fields(kind, params)
+        # Whose connections to end: offered from the summary the runbook's step before it made.
+        suggestions = (
+            connection_owners_seen(target_id=self.initial.get("target"))
+            if kind == "db_terminate_idle"
+            else {}
+        )
+        self.add_param_fields(kind, params, suggestions)
         # The reason last, after the parameters it explains.
         self.fields["reason"] = self.fields.pop("reason")
         self.changing = KINDS[kind].changing

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.html import escape, format_html, format_html_join
 
 from opsportal.operations.kinds import KINDS, InvalidParameters, Param, clean_params
 
@@ -16,8 +17,30 @@ def _label(name: str, param: Param) -> str:
     return param.label or name.replace("_", " ").capitalize()
 
 
-def param_field(name: str, param: Param, initial: object = None) -> forms.Field:
-    """The form field for one parameter, `initial` (else its default) filled in."""
+class SuggestingTextInput(forms.TextInput):
+    """A text box that offers `suggestions` (a <datalist>) and still takes anything typed."""
+
+    def __init__(self, suggestions: list[str], attrs: dict | None = None):
+        super().__init__(attrs)
+        self.suggestions = suggestions
+
+    def render(self, name, value, attrs=None, renderer=None):
+        list_id = f"{(attrs or {}).get('id') or name}-suggestions"
+        attrs = {**(attrs or {}), "list": list_id}
+        options = format_html_join("", '<option value="{}">', ((s,) for s in self.suggestions))
+        return format_html(
+            '{}<datalist id="{}">{}</datalist>',
+            super().render(name, value, attrs, renderer),
+            list_id,
+            options,
+        )
+
+
+def param_field(
+    name: str, param: Param, initial: object = None, suggestions: list[str] | None = None
+) -> forms.Field:
+    """The form field for one parameter, `initial` (else its default) filled in; a text
+    field offers `suggestions` when there are any."""
     value = param.default if initial is None else initial
     common = {"label": _label(name, param), "help_text": param.help, "required": param.required}
     if param.choices:
@@ -45,6 +68,13 @@ def param_field(name: str, param: Param, initial: object = None) -> forms.Field:
             value = " ".join(map(str, value))
     else:
         field = forms.CharField(**common)
+        if suggestions:
+            field.widget = SuggestingTextInput(suggestions)
+            # Django's form templates render help text unescaped; these names come from
+            # the target database, so they are escaped here.
+            field.help_text += " Seen in the last connection summary: " + escape(
+                ", ".join(suggestions)
+            )
     field.initial = value
     return field
 
@@ -53,11 +83,18 @@ class OperationParamsFormMixin:
     """Adds one typed field per parameter of `kind` to a form; `operation_params()` gives the
     cleaned parameters (defaults filled in, checked by kinds.clean_params)."""
 
-    def add_param_fields(self, kind: str, initial: dict | None = None) -> None:
+    def add_param_fields(
+        self,
+        kind: str,
+        initial: dict | None = None,
+        suggestions: dict[str, list[str]] | None = None,
+    ) -> None:
         self.operation_kind = kind
-        initial = initial or {}
+        initial, suggestions = initial or {}, suggestions or {}
         for name, param in KINDS[kind].params.items():
-            self.fields[PREFIX + name] = param_field(name, param, initial.get(name))
+            self.fields[PREFIX + name] = param_field(
+                name, param, initial.get(name), suggestions.get(name)
+            )
 
     def param_field_names(self) -> list[str]:
         return [name for name in self.fields if name.startswith(PREFIX)]

@@ -154,3 +154,26 @@ def test_the_loaded_runbook_step_moves_from_300_to_0_seconds(runbooks):
     migration.idle_from_zero(apps, None)
     step.refresh_from_db()
     assert step.operation_params == {"idle_seconds": 0}
+
+
+def test_whose_connections_to_end_is_offered_from_the_last_summary(
+    dba_client, engineer, runbooks, app_database, limited_postgres
+):
+    from opsportal.operations.services import operation_request
+
+    limited_postgres.exhaust(3, application_name="leaky-app")
+    limited_postgres.exhaust(1, application_name="<b>evil</b>")
+    limited_postgres.exhaust(1, application_name="opsportal")  # e.g. a backup's pg_dump
+    step = restart_step(engineer, app_database)
+    summary = operation_request(
+        kind="db_connections", target=app_database, params={}, actor=engineer, reason="check"
+    )
+    execute_operation.apply(args=[summary.pk])
+    url = reverse("admin:incidents_incident_step_run", args=[step.incident_id, step.pk])
+    page = dba_client.get(url).content.decode()
+    assert 'list="id_param_application_name-suggestions"' in page
+    assert '<option value="leaky-app">' in page
+    assert "Seen in the last connection summary: leaky-app, &lt;b&gt;evil&lt;/b&gt;" in page
+    assert "<b>evil</b>" not in page
+    assert '<option value="opsportal">' not in page  # the portal's own is never a target
+    assert '<option value="app">' in page  # the user, for the "Database user" field
