@@ -220,10 +220,9 @@ def limited_postgres(
     max_connections: int = 20,
     superuser_reserved_connections: int = 3,
 ) -> Iterator[LimitedPostgres]:
-    """A throw-away PostgreSQL server with few connection slots and an application role, as
-    in the runbook's "Too many connections": over TCP every role needs its password
-    (scram-sha-256); over the local socket in `socket_dir` the server trusts, as the
-    official postgres image does for `docker exec … psql -U postgres`."""
+    """A throw-away PostgreSQL server with few connection slots and an application role
+    owning database "app", as in the runbook's "Too many connections": over TCP every role
+    needs its password (scram-sha-256)."""
     root = Path(tempfile.mkdtemp(prefix="opsportal-pg-limited-"))
     data, pwfile = root / "data", root / "pw"
     pwfile.write_text(superuser_password + "\n")
@@ -233,8 +232,8 @@ def limited_postgres(
     port = free_port()
     subprocess.run(
         _as_postgres_user(
-            [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-host=scram-sha-256",
-             "--auth-local=trust", f"--pwfile={pwfile}", "-E", "UTF8"]
+            [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+             f"--pwfile={pwfile}", "-E", "UTF8"]
         ),
         check=True,
         capture_output=True,
@@ -252,7 +251,6 @@ def limited_postgres(
     )  # fmt: skip
     server = LimitedPostgres(
         port=port,
-        socket_dir=root,
         superuser_password=superuser_password,
         app_user=app_user,
         app_password=app_password,

@@ -4,6 +4,7 @@ app's 17 connections exhaust it), by the operator credential or by psql inside t
 database's container, and says which way it went in and why."""
 
 import contextlib
+import time
 import uuid
 
 import docker
@@ -12,9 +13,10 @@ import pytest
 
 from opsportal.operations.models import OperationStatus
 from opsportal.systems.models import PostgresDatabase
+from tests import realsystems
 from tests.limited_postgres import APP_PASSWORD, SUPERUSER_PASSWORD
 
-PG_CLIENT_IMAGE = "opsportal-test/pg-client:15"
+PG_SERVER_IMAGE = "opsportal-test/postgres:15"
 
 
 def register(server, **extra) -> PostgresDatabase:
@@ -79,37 +81,70 @@ def test_operator_credential_frees_the_exhausted_database(db, limited_postgres, 
 
 
 @pytest.fixture
-def database_in_a_container(db, limited_postgres, docker_client, docker_engine):
-    """psql's container with the server's local socket directory as its /var/run/postgresql:
-    `docker exec … psql -U postgres` there reaches the server over its local socket, as it
-    would inside the database's own container (the socket is trusted, no password)."""
+def database_in_a_container(db, docker_client, docker_engine):
+    """A real PostgreSQL server in a container on the test engine (max_connections=20, 3
+    reserved), registered "inside a container" with no host and no operator credential, as
+    the runbook's platform runs it."""
     try:
-        docker_client.images.get(PG_CLIENT_IMAGE)
+        docker_client.images.get(PG_SERVER_IMAGE)
     except docker.errors.ImageNotFound:
-        pytest.fail(f"{PG_CLIENT_IMAGE} is missing: deploy/dev/build-test-images.sh builds it")
+        pytest.fail(f"{PG_SERVER_IMAGE} is missing: deploy/dev/build-test-images.sh builds it")
+    port = realsystems.free_port()
     name = f"opsportal-test-pg-{uuid.uuid4().hex[:10]}"
-    docker_client.containers.run(
-        PG_CLIENT_IMAGE,
-        ["sleep", "600"],
+    container = docker_client.containers.run(
+        PG_SERVER_IMAGE,
+        ["-p", str(port), "-c", "max_connections=20", "-c", "superuser_reserved_connections=3"],
         name=name,
         detach=True,
         network_mode="host",
-        volumes={str(limited_postgres.socket_dir): {"bind": "/var/run/postgresql", "mode": "rw"}},
+        environment={"POSTGRES_PASSWORD": SUPERUSER_PASSWORD},
     )
     try:
-        yield register(limited_postgres, docker_engine=docker_engine, container_name=name)
+        server = realsystems.LimitedPostgres(
+            port=port,
+            superuser_password=SUPERUSER_PASSWORD,
+            app_user="app",
+            app_password=APP_PASSWORD,
+            max_connections=20,
+            superuser_reserved_connections=3,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                admin = server.connect_as_superuser()
+                break
+            except psycopg.OperationalError:
+                container.reload()
+                if container.status != "running" or time.monotonic() > deadline:
+                    raise AssertionError(container.logs().decode()[-2000:]) from None
+                time.sleep(0.2)
+        with admin:
+            admin.execute(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
+            admin.execute("CREATE DATABASE app OWNER app")
+        database = PostgresDatabase.objects.create(
+            name="app-db",
+            port=port,
+            dbname="app",
+            username="app",
+            password=APP_PASSWORD,
+            docker_engine=docker_engine,
+            container_name=name,
+            connect_timeout_seconds=3,
+        )
+        yield database, server
+        server.release()
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.containers.get(name).remove(force=True)
 
 
 @pytest.mark.docker
-def test_docker_exec_psql_frees_the_exhausted_database(
-    database_in_a_container, limited_postgres, run_operation
+def test_docker_exec_psql_frees_the_exhausted_database_in_its_container(
+    database_in_a_container, run_operation
 ):
-    database = database_in_a_container
-    leaked = limited_postgres.exhaust(limited_postgres.usable_by_app)
-    assert_app_refused(limited_postgres)
+    database, server = database_in_a_container
+    leaked = server.exhaust(server.usable_by_app)
+    assert_app_refused(server)
 
     summary = run_operation("db_connections", database)
     assert summary.status == OperationStatus.SUCCEEDED, summary.error
@@ -124,4 +159,26 @@ def test_docker_exec_psql_frees_the_exhausted_database(
     }
     assert "Connected by docker exec as 'postgres'" in fixed.output
     assert f"runs in container {database.container_name!r}" in fixed.output
-    limited_postgres.connect_as_app().close()
+    server.connect_as_app().close()
+
+
+@pytest.mark.docker
+def test_docker_exec_without_psql_in_the_container_says_so(
+    db, docker_engine, run_container, run_operation
+):
+    """A container that has no psql: the failure names the way in and what is missing."""
+    container = run_container("sleep 60")
+    database = PostgresDatabase.objects.create(
+        name="no-psql",
+        host="127.0.0.1",
+        port=realsystems.free_port(),
+        dbname="app",
+        username="app",
+        docker_engine=docker_engine,
+        container_name=container.name,
+        connect_timeout_seconds=2,
+    )
+    operation = run_operation("db_terminate_idle", database, {})
+    assert operation.status == OperationStatus.FAILED
+    assert "could not be run" in operation.error and "is psql installed there?" in operation.error
+    assert "Tried by docker exec as 'postgres'" in operation.error
