@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
+from opsportal.systems.adapters import docker_engine, http_endpoint, pg_activity, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import System, SystemKind
 
@@ -55,7 +55,7 @@ def collect_http(endpoint, previous: Previous, now: dt.datetime) -> list[Reading
 
 
 def collect_postgres(database, previous: Previous, now: dt.datetime) -> list[Reading]:
-    figures = postgres.connection_figures(
+    figures = pg_activity.connection_figures(
         database, long_running_seconds=settings.MONITORING_LONG_QUERY_SECONDS
     )
     return [

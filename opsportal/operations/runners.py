@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from opsportal.operations.kinds import KINDS, TargetType
-from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
+from opsportal.systems.adapters import docker_engine, http_endpoint, pg_activity, redis_cache
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 
 
@@ -277,15 +277,15 @@ def _database(target) -> PostgresDatabase:
     return target.specific()
 
 
-def _access_line(access: dict | postgres.OperatorAccess) -> str:
+def _access_line(access: dict | pg_activity.OperatorAccess) -> str:
     if isinstance(access, dict):
-        access = postgres.OperatorAccess(**access)
+        access = pg_activity.OperatorAccess(**access)
     return access.sentence
 
 
 def run_db_connections(target, params, operation) -> Outcome:
     database = _database(target)
-    summary = postgres.connection_summary(database)
+    summary = pg_activity.connection_summary(database)
     reserved = summary["superuser_reserved_connections"] + summary["reserved_connections"]
     user = summary["registered_user"]
     lines = [
@@ -317,7 +317,7 @@ def run_db_connections(target, params, operation) -> Outcome:
 
 def run_db_long_queries(target, params, operation) -> Outcome:
     database = _database(target)
-    found = postgres.long_running_queries(database, min_seconds=params["min_seconds"])
+    found = pg_activity.long_running_queries(database, min_seconds=params["min_seconds"])
     rows = found.rows
     for row in rows:
         row["seconds"] = round(row["seconds"], 1)
@@ -339,7 +339,7 @@ def _run_signal(target, params, terminate: bool) -> Outcome:
             "Name the queries to stop (pids) or a threshold (min_seconds): stopping every "
             "query of a database is never what the runbook means."
         )
-    signalled = postgres.signal_backends(
+    signalled = pg_activity.signal_backends(
         database, pids=pids, min_seconds=None if pids else min_seconds, terminate=terminate
     )
     rows = signalled.rows
@@ -374,7 +374,7 @@ def run_db_terminate_idle(target, params, operation) -> Outcome:
     state = params.get("state", "any")
     application, user = params.get("application_name", ""), params.get("user", "")
     idle_seconds = params.get("idle_seconds", 0)
-    terminated = postgres.terminate_idle_connections(
+    terminated = pg_activity.terminate_idle_connections(
         database,
         idle_seconds=idle_seconds,
         state=state,
@@ -406,7 +406,7 @@ def run_db_terminate_idle(target, params, operation) -> Outcome:
 
 def run_db_statistics(target, params, operation) -> Outcome:
     database = _database(target)
-    stats = postgres.database_statistics(database)
+    stats = pg_activity.database_statistics(database)
     ratio = stats["cache_hit_ratio"]
     text = (
         f"{database.name}: {_mib(stats['size_bytes'])}, {stats['connections']} connections, "

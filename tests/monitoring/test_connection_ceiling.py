@@ -162,14 +162,14 @@ def test_an_unedited_rule_loaded_before_moves_to_the_usable_slots(defaults):
 
 
 def test_monitoring_reads_as_the_app_user_and_as_operator_only_when_refused(db, limited_postgres):
-    from opsportal.systems.adapters import postgres
+    from opsportal.systems.adapters import pg_activity
 
     database = register(
         limited_postgres, operator_username="postgres", operator_password=SUPERUSER_PASSWORD
     )
     limited_postgres.exhaust(3)
-    assert postgres.connection_figures(database).access.method == "registered user"
+    assert pg_activity.connection_figures(database).access.method == "registered user"
     limited_postgres.exhaust(limited_postgres.usable_by_app - 3)
-    exhausted = postgres.connection_figures(database)
+    exhausted = pg_activity.connection_figures(database)
     assert exhausted.access.method == "operator credential"
     assert (exhausted.ceiling.in_use, exhausted.ceiling.available) == (17, 0)
