@@ -1,5 +1,4 @@
 import datetime as dt
-import json
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -488,7 +487,6 @@ class IncidentAdmin(admin.ModelAdmin):
             operation_permission(step.operation_kind)
         ):
             raise PermissionDenied
-        initial = {"target": step.target_id, "params": json.dumps(step.operation_params or {})}
         # The choices are the systems the service will accept: the incident's own (and the
         # containers on its affected engines), unless the user may operate any system.
         targets = (
@@ -498,8 +496,9 @@ class IncidentAdmin(admin.ModelAdmin):
         )
         form = StepRunForm(
             request.POST or None,
-            initial=initial,
-            changing=spec.changing,
+            initial={"target": step.target_id},
+            kind=step.operation_kind,
+            params=step.operation_params,
             targets=targets.order_by("name"),
         )
         if request.method == "POST" and form.is_valid():
@@ -529,7 +528,6 @@ class IncidentAdmin(admin.ModelAdmin):
             "step": step,
             "spec": spec,
             "form": form,
-            "param_help": [(name, p) for name, p in spec.params.items()],
             # Said before the user fills the form in; the service refuses it anyway.
             "refused_on_finished_incident": spec.changing and not incident.is_active,
         }

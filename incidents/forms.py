@@ -1,8 +1,9 @@
-import json
-
 from django import forms
 
 from incidents.models import Incident
+from opsportal.operations.forms import OperationParamsFormMixin
+from opsportal.operations.kinds import KINDS
+from opsportal.operations.selectors import connection_owners_seen
 from opsportal.people.models import Team
 from opsportal.systems.models import System
 
@@ -22,33 +23,36 @@ class IncidentOpenForm(forms.ModelForm):
         self.fields["affected_systems"].required = False
 
 
-class StepRunForm(forms.Form):
+class StepRunForm(OperationParamsFormMixin, forms.Form):
+    """The run page of a runbook step: the system, one typed field per parameter of the
+    step's operation (the runbook's values filled in) and, for a change, the reason."""
+
     target = forms.ModelChoiceField(queryset=System.objects.all(), label="System")
-    params = forms.CharField(
-        label="Parameters (JSON)",
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        required=False,
-        initial="{}",
-    )
     reason = forms.CharField(
         max_length=500, required=False, widget=forms.TextInput(attrs={"size": 80})
     )
 
-    def __init__(self, *args, changing: bool = False, targets=None, **kwargs):
+    def __init__(self, *args, kind: str, params: dict | None = None, targets=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.changing = changing
         if targets is not None:
             self.fields["target"].queryset = targets
-        if changing:
+        # Whose connections to end: offered from the summary the runbook's step before it made.
+        suggestions = (
+            connection_owners_seen(target_id=self.initial.get("target"))
+            if kind == "db_terminate_idle"
+            else {}
+        )
+        self.add_param_fields(kind, params, suggestions)
+        # The reason last, after the parameters it explains.
+        self.fields["reason"] = self.fields.pop("reason")
+        self.changing = KINDS[kind].changing
+        if self.changing:
             self.fields["reason"].required = True
             self.fields["reason"].help_text = "This operation changes the system: say why."
 
-    def clean_params(self) -> dict:
-        text = (self.cleaned_data.get("params") or "").strip() or "{}"
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Give the parameters as an object, e.g. {"lines": 200}.')
-        return value
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        params = self.clean_operation_params(cleaned)
+        if params is not None:
+            cleaned["params"] = params
+        return cleaned

@@ -782,7 +782,7 @@ DEFAULT_RUNBOOKS = [
                 Phase.RESOLUTION,
                 "Restart database connections",
                 "db_terminate_idle",
-                {"idle_seconds": 300},
+                {"idle_seconds": 0},
             ),
             (Phase.RESOLUTION, "Increase connection pool size", "", {}),
             (

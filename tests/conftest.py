@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
 from tests import realsystems
+from tests.limited_postgres import limited_postgres, limited_postgres_server  # noqa: F401
 from tests.signin import TwoFactorClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 PG_BIN = Path(
     subprocess.run(
         ["pg_config", "--bindir"], capture_output=True, text=True, check=False
@@ -389,3 +392,118 @@ def postgres_password_catcher() -> Iterator[PostgresPasswordCatcher]:
         yield catcher
     finally:
         catcher._sock.close()
+
+
+@contextlib.contextmanager
+def limited_postgres(
+    *,
+    superuser_password: str,
+    app_user: str,
+    app_password: str,
+    max_connections: int = 20,
+    superuser_reserved_connections: int = 3,
+) -> Iterator[LimitedPostgres]:
+    """A throw-away PostgreSQL server with few connection slots and an application role
+    owning database "app", as in the runbook's "Too many connections": over TCP every role
+    needs its password (scram-sha-256)."""
+    root = Path(tempfile.mkdtemp(prefix="opsportal-pg-limited-"))
+    data, pwfile = root / "data", root / "pw"
+    pwfile.write_text(superuser_password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres_user(
+            [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+             f"--pwfile={pwfile}", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        _as_postgres_user(
+            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o",
+             f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+             f" -c max_connections={max_connections}"
+             f" -c superuser_reserved_connections={superuser_reserved_connections}",
+             "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = LimitedPostgres(
+        port=port,
+        superuser_password=superuser_password,
+        app_user=app_user,
+        app_password=app_password,
+        max_connections=max_connections,
+        superuser_reserved_connections=superuser_reserved_connections,
+    )
+    try:
+        with server.connect_as_superuser() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(app_user), sql.Literal(app_password)
+                )
+            )
+            conn.execute(sql.SQL("CREATE DATABASE app OWNER {}").format(sql.Identifier(app_user)))
+        yield server
+    finally:
+        subprocess.run(
+            _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class LimitedPostgres:
+    """A running limited_postgres server and ways to use up its connection slots."""
+
+    dbname = "app"
+
+    def __init__(self, **details) -> None:
+        self.__dict__.update(details)
+        self.held: list[psycopg.Connection] = []
+
+    @property
+    def usable_by_app(self) -> int:
+        return self.max_connections - self.superuser_reserved_connections
+
+    def connect_as_superuser(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=dbname,
+            user="postgres",
+            password=self.superuser_password,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+    def connect_as_app(self, application_name: str = "app-probe") -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=self.dbname,
+            user=self.app_user,
+            password=self.app_password,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=application_name,
+        )
+
+    def exhaust(self, count: int, application_name: str = "leaky-app") -> list[psycopg.Connection]:
+        """`count` idle connections of the application role, held until release()."""
+        opened = [self.connect_as_app(application_name) for _ in range(count)]
+        for conn in opened:
+            conn.execute("SELECT 1")
+        self.held.extend(opened)
+        return opened
+
+    def release(self) -> None:
+        for conn in self.held:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.held.clear()

@@ -107,6 +107,32 @@ METRICS: dict[str, MetricSpec] = {
             export_name="pg_connections_used_ratio",
             export_scale=0.01,
         ),
+        # The slots the registered (application's) user can actually get: a user that is
+        # not a superuser is refused at max_connections less the reserved slots, or at its
+        # role's or database's connection limit if lower; "Too many connections" comes there.
+        MetricSpec(
+            "pg_connections_usable_max",
+            _PG,
+            "",
+            "Connection slots the registered user can get: max_connections less the "
+            "superuser_reserved_connections (and reserved_connections) it may not use, or its "
+            "role's or database's connection limit if that is nearer.",
+        ),
+        MetricSpec(
+            "pg_connections_available_to_user",
+            _PG,
+            "",
+            "Connections the registered user can still open before it is refused.",
+        ),
+        MetricSpec(
+            "pg_connections_usable_percent",
+            _PG,
+            "%",
+            "Connections held against the slots the registered user can get (100%: the "
+            "application is refused new connections).",
+            export_name="pg_connections_usable_ratio",
+            export_scale=0.01,
+        ),
         MetricSpec("pg_long_running_queries", _PG, "", "Queries running for longer than a minute."),
         # Container health, memory usage
         MetricSpec(
@@ -252,7 +278,11 @@ METRIC_CHOICES = [(name, name) for name in METRICS]
 # The figures the overview and each system's page chart, by kind.
 KEY_METRICS: dict[str, tuple[str, ...]] = {
     SystemKind.HTTP: ("http_latency_p95_ms", "http_error_rate_percent"),
-    SystemKind.POSTGRES: ("pg_connections_used_percent", "pg_long_running_queries"),
+    SystemKind.POSTGRES: (
+        "pg_connections_usable_percent",
+        "pg_connections_used_percent",
+        "pg_long_running_queries",
+    ),
     SystemKind.REDIS: ("redis_hit_rate_percent", "redis_memory_used_bytes"),
     SystemKind.DOCKER: ("engine_memory_used_percent", "disk_used_percent"),
 }

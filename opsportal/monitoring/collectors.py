@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
+from opsportal.systems.adapters import docker_engine, http_endpoint, pg_activity, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import System, SystemKind
 
@@ -55,7 +55,7 @@ def collect_http(endpoint, previous: Previous, now: dt.datetime) -> list[Reading
 
 
 def collect_postgres(database, previous: Previous, now: dt.datetime) -> list[Reading]:
-    figures = postgres.connection_figures(
+    figures = pg_activity.connection_figures(
         database, long_running_seconds=settings.MONITORING_LONG_QUERY_SECONDS
     )
     return [
@@ -69,6 +69,12 @@ def collect_postgres(database, previous: Previous, now: dt.datetime) -> list[Rea
             "pg_connections_used_percent", _percent(figures.total + 1, figures.max_connections)
         ),
         Reading("pg_long_running_queries", figures.long_running_queries),
+        # Against what the registered user can get; the collector's own connection is not
+        # counted (it is gone a moment later, and with the operator credential it may sit
+        # in a reserved slot the application could not have had anyway).
+        Reading("pg_connections_usable_max", figures.ceiling.usable),
+        Reading("pg_connections_available_to_user", figures.ceiling.available),
+        Reading("pg_connections_usable_percent", figures.ceiling.used_percent),
     ]
 
 

@@ -610,8 +610,10 @@ DEFAULT_RULES = [
      "api", "High API Response Times", True),
     ("API error rate above 5%", "http_error_rate_percent", SystemKind.HTTP, "gt", 5, 60, "sev2",
      "api", "High API Response Times", True),
-    ("Database connection use above 90%", "pg_connections_used_percent", SystemKind.POSTGRES,
-     "gt", 90, 60, "sev2", "database", "Database Connection Issues", True),
+    # Against the slots the application's user can get: with superuser_reserved_connections,
+    # an exhausted application never reaches 90% of max_connections.
+    ("Database connection use above 90%", "pg_connections_usable_percent", SystemKind.POSTGRES,
+     "ge", 90, 60, "sev2", "database", "Database Connection Issues", True),
     ("Database connection errors", "up", SystemKind.POSTGRES, "eq", 0, 0, "sev1", "database",
      "Database Connection Issues", True),
     ("Container unhealthy", "container_healthy", SystemKind.DOCKER, "eq", 0, 60, "sev2",

@@ -19,13 +19,27 @@ class TargetType:
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of an operation kind, typed: the run form shows it as a field of its
+    type (number, choice, text, checkbox) with `default` filled in, and clean_params checks
+    it before a row is written."""
+
     type: type
     default: object = None
     required: bool = False
     minimum: float | None = None
     maximum: float | None = None
+    # values, or (value, label) pairs
     choices: tuple = ()
     help: str = ""
+    label: str = ""
+
+    @property
+    def choice_values(self) -> tuple:
+        return tuple(c[0] if isinstance(c, tuple) else c for c in self.choices)
+
+    @property
+    def choice_pairs(self) -> list[tuple[object, str]]:
+        return [c if isinstance(c, tuple) else (c, str(c)) for c in self.choices]
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,22 @@ class KindSpec:
     _key: str = ""
 
 
-_CONTAINER = {"container": Param(str, help="Container name, when the target is an engine.")}
+_CONTAINER = {
+    "container": Param(str, label="Container", help="Container name, when the target is an engine.")
+}
+_PIDS = Param(
+    list,
+    default=[],
+    label="Backend PIDs",
+    help="From “Long-running queries”; empty: every query running longer than below.",
+)
+_MIN_SECONDS = Param(
+    float,
+    minimum=0,
+    maximum=86400 * 7,
+    label="Running for more than (s)",
+    help="Without PIDs: every query of this database running longer (never the portal's own).",
+)
 
 _SPECS: dict[str, KindSpec] = {
     # Containers (runbook: "Check container logs", "Monitor resource usage", "Restart …")
@@ -64,8 +93,10 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.CONTAINER,
         params={
             **_CONTAINER,
-            "lines": Param(int, default=200, minimum=1, maximum=10_000),
-            "since_minutes": Param(int, minimum=1, maximum=60 * 24 * 30),
+            "lines": Param(int, default=200, minimum=1, maximum=10_000, label="Last lines"),
+            "since_minutes": Param(
+                int, minimum=1, maximum=60 * 24 * 30, label="Since (minutes ago)"
+            ),
         },
     ),
     "container_stats": KindSpec(
@@ -76,14 +107,24 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.CONTAINER,
         changing=True,
         time_limit_seconds=180,
-        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+        params={
+            **_CONTAINER,
+            "timeout_seconds": Param(
+                int, default=10, minimum=0, maximum=120, label="Stop timeout (s)"
+            ),
+        },
     ),
     "container_stop": KindSpec(
         "Stop container",
         TargetType.CONTAINER,
         changing=True,
         time_limit_seconds=180,
-        params={**_CONTAINER, "timeout_seconds": Param(int, default=10, minimum=0, maximum=120)},
+        params={
+            **_CONTAINER,
+            "timeout_seconds": Param(
+                int, default=10, minimum=0, maximum=120, label="Stop timeout (s)"
+            ),
+        },
     ),
     "container_start": KindSpec(
         "Start container", TargetType.CONTAINER, changing=True, params=_CONTAINER
@@ -105,8 +146,8 @@ _SPECS: dict[str, KindSpec] = {
         changing=True,
         params={
             **_CONTAINER,
-            "memory_mb": Param(int, minimum=6, maximum=1_048_576),
-            "cpus": Param(float, minimum=0.01, maximum=1024),
+            "memory_mb": Param(int, minimum=6, maximum=1_048_576, label="Memory limit (MiB)"),
+            "cpus": Param(float, minimum=0.01, maximum=1024, label="CPU limit (CPUs)"),
         },
     ),
     "engine_events": KindSpec(
@@ -119,15 +160,19 @@ _SPECS: dict[str, KindSpec] = {
     "db_long_queries": KindSpec(
         "Long-running queries",
         TargetType.POSTGRES,
-        params={"min_seconds": Param(float, default=30, minimum=0, maximum=86400 * 7)},
+        params={
+            "min_seconds": Param(
+                float, default=30, minimum=0, maximum=86400 * 7, label="Running for more than (s)"
+            )
+        },
     ),
     "db_cancel_queries": KindSpec(
         "Cancel queries",
         TargetType.POSTGRES,
         changing=True,
         params={
-            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
-            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+            "pids": _PIDS,
+            "min_seconds": _MIN_SECONDS,
         },
     ),
     "db_terminate_queries": KindSpec(
@@ -135,17 +180,49 @@ _SPECS: dict[str, KindSpec] = {
         TargetType.POSTGRES,
         changing=True,
         params={
-            "pids": Param(list, default=[], help="Backend PIDs; empty: all over min_seconds."),
-            "min_seconds": Param(float, minimum=0, maximum=86400 * 7),
+            "pids": _PIDS,
+            "min_seconds": _MIN_SECONDS,
         },
     ),
+    # "Restart database connections": a leaking pool's connections are idle, but only just
+    # (it opens new ones as fast as it loses track of them), so the idle time filters
+    # nothing by default; which application or user they belong to is what tells them apart.
     "db_terminate_idle": KindSpec(
         "Terminate idle connections",
         TargetType.POSTGRES,
         changing=True,
         params={
-            "idle_seconds": Param(float, default=300, minimum=0, maximum=86400 * 30),
-            "state": Param(str, default="any", choices=("any", "idle", "idle in transaction")),
+            "application_name": Param(
+                str,
+                default="",
+                label="Application",
+                help="Only connections of this application_name (see the connection summary's "
+                "“By application”); empty: every application's.",
+            ),
+            "user": Param(
+                str,
+                default="",
+                label="Database user",
+                help="Only connections of this database user; empty: every user's.",
+            ),
+            "state": Param(
+                str,
+                default="any",
+                label="State",
+                choices=(
+                    ("any", "idle or idle in a transaction"),
+                    ("idle", "idle (no open transaction)"),
+                    ("idle in transaction", "idle in a transaction (left open)"),
+                ),
+            ),
+            "idle_seconds": Param(
+                float,
+                default=0,
+                minimum=0,
+                maximum=86400 * 30,
+                label="Idle for at least (s)",
+                help="0: however briefly. The portal's own connections are never terminated.",
+            ),
         },
     ),
     "db_statistics": KindSpec("Database size and activity", TargetType.POSTGRES),
@@ -203,7 +280,12 @@ for _key, _spec in _SPECS.items():
 
 
 class InvalidParameters(ValueError):
-    """The parameters of an operation are unusable; the message says which and why."""
+    """The parameters of an operation are unusable; the message says which and why, and
+    `param` names the parameter when it is one's fault."""
+
+    def __init__(self, message: str, param: str = ""):
+        super().__init__(message)
+        self.param = param
 
 
 def clean_params(kind: str, params: dict | None) -> dict:
@@ -223,7 +305,7 @@ def clean_params(kind: str, params: dict | None) -> dict:
         value = params.get(name)
         if value is None or value == "":
             if param.required:
-                raise InvalidParameters(f"{spec.label} needs {name}.")
+                raise InvalidParameters(f"{spec.label} needs {name}.", name)
             if param.default is not None:
                 cleaned[name] = param.default
             continue
@@ -251,15 +333,16 @@ def _coerce(spec: KindSpec, name: str, param: Param, value: object) -> object:
         kind_name = {int: "a whole number", float: "a number", list: "a list of numbers"}.get(
             param.type, param.type.__name__
         )
-        raise InvalidParameters(f"{name} must be {kind_name}, got {value!r}.") from None
+        raise InvalidParameters(f"{name} must be {kind_name}, got {value!r}.", name) from None
     if param.minimum is not None and isinstance(value, int | float) and value < param.minimum:
-        raise InvalidParameters(f"{name} must be at least {param.minimum:g}, got {value:g}.")
+        raise InvalidParameters(f"{name} must be at least {param.minimum:g}, got {value:g}.", name)
     if param.maximum is not None and isinstance(value, int | float) and value > param.maximum:
-        raise InvalidParameters(f"{name} must be at most {param.maximum:g}, got {value:g}.")
-    if param.choices and value not in param.choices:
+        raise InvalidParameters(f"{name} must be at most {param.maximum:g}, got {value:g}.", name)
+    if param.choices and value not in param.choice_values:
         raise InvalidParameters(
-            f"{name} must be one of {', '.join(map(str, param.choices))}, got {value!r}."
+            f"{name} must be one of {', '.join(map(str, param.choice_values))}, got {value!r}.",
+            name,
         )
     if param.type is list and any(v <= 0 for v in value):
-        raise InvalidParameters(f"{name} must list positive numbers, got {value!r}.")
+        raise InvalidParameters(f"{name} must list positive numbers, got {value!r}.", name)
     return value

@@ -243,14 +243,33 @@ class PostgresDatabase(System):
     connect_timeout_seconds = models.PositiveIntegerField(
         default=5, validators=[MinValueValidator(1)]
     )
+    # When the application holds every connection slot its user may have, the portal can no
+    # longer connect as that user; operations then connect with this credential instead.
+    operator_username = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="A superuser (or, on PostgreSQL 16+, a role with pg_signal_backend and "
+        "pg_use_reserved_connections) the portal's database operations connect as: it can use "
+        "the reserved connection slots, so they still run when the application has used up "
+        "every other one. Empty: operations run inside the database's container "
+        "(docker exec … psql) if it has one, else as the user above.",
+    )
+    operator_password = EncryptedTextField(blank=True)
 
-    SECRET_FIELDS = ("password",)
+    SECRET_FIELDS = ("password", "operator_password")
     # The engine and container are connection fields here: without a host the portal
     # connects to the container's address.
     SECRET_KEEPING_FIELDS = (*System.SECRET_KEEPING_FIELDS, "connect_timeout_seconds")
 
     class Meta:
         verbose_name = "PostgreSQL database"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(operator_password="") | ~models.Q(operator_username=""),
+                name="postgres_operator_password_has_username",
+                violation_error_message="Name the operator user the operator password is for.",
+            )
+        ]
 
     def save(self, *args, **kwargs):
         self.kind = SystemKind.POSTGRES

@@ -115,19 +115,19 @@ def test_attach_runbook_and_run_a_changing_step_needs_a_reason(
     page = member_client.get(run_url).content.decode()
     assert "This operation changes the system" in page
     response = member_client.post(
-        run_url, {"target": redis_target.pk, "params": "{}", "reason": ""}
+        run_url, {"target": redis_target.pk, "param_pattern": "", "reason": ""}
     )
     assert "This field is required" in response.content.decode()
     response = member_client.post(
         run_url,
-        {"target": redis_target.pk, "params": '{"pattern": "sess:*"}', "reason": "stale sessions"},
+        {"target": redis_target.pk, "param_pattern": "sess:*", "reason": "stale sessions"},
     )
     assert response.status_code == 302
     operation = Operation.objects.get()
     assert operation.reason == "stale sessions" and operation.params == {"pattern": "sess:*"}
     assert operation.incident_id == incident.pk
     response = member_client.post(
-        run_url, {"target": redis_target.pk, "params": "{}", "reason": "again"}
+        run_url, {"target": redis_target.pk, "param_pattern": "", "reason": "again"}
     )
     assert f"Clear cache (#{operation.pk}), queued" in response.content.decode()
 
@@ -455,8 +455,9 @@ def test_a_threshold_of_minus_five_on_a_step_is_refused_with_the_reason(
     run_url = reverse("admin:incidents_incident_step_run", args=[incident.pk, kill.pk])
     response = member_client.post(
         run_url,
-        {"target": postgres_target.pk, "params": '{"min_seconds": -5}', "reason": "pool full"},
+        {"target": postgres_target.pk, "param_min_seconds": "-5", "reason": "pool full"},
     )
     assert response.status_code == 200
-    assert "min_seconds must be at least 0, got -5" in response.content.decode()
+    # The typed field says it, next to the field.
+    assert "Ensure this value is greater than or equal to 0" in response.content.decode()
     assert not Operation.objects.exists()

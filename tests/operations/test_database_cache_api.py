@@ -284,3 +284,52 @@ def test_probe_of_a_closed_port(db, run_operation):
     assert operation.status == OperationStatus.SUCCEEDED
     assert operation.result["error_rate"] == 1.0 and operation.result["p95_ms"] is None
     assert "connection refused" in operation.output
+
+
+def test_the_portals_own_sessions_are_never_caught_by_a_threshold_or_a_clean_up(
+    postgres_target, run_operation, target_database_dsn
+):
+    """A backup's pg_dump runs long and its snapshot sits idle in a transaction, both as
+    application "opsportal": "Kill long-running queries" and "Restart database connections"
+    leave them alone; another application's are ended."""
+    outcomes = {}
+
+    def sleeper(name):
+        conn = psycopg.connect(target_database_dsn, autocommit=True, application_name=name)
+
+        def run():
+            try:
+                conn.execute("SELECT pg_sleep(30)")
+                outcomes[name] = "finished"
+            except psycopg.Error as exc:
+                outcomes[name] = type(exc).__name__
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return conn, thread
+
+    portal, portal_thread = sleeper("opsportal")
+    report, report_thread = sleeper("slow-report")
+    snapshot = psycopg.connect(target_database_dsn, application_name="opsportal")
+    snapshot.execute("SELECT 1")  # a transaction left open, like a dump's snapshot
+    try:
+        time.sleep(1.2)
+        cancelled = run_operation("db_cancel_queries", postgres_target, {"min_seconds": 1})
+        assert cancelled.status == OperationStatus.SUCCEEDED, cancelled.error
+        assert [r["pid"] for r in cancelled.result["signalled"]] == [report.info.backend_pid]
+        report_thread.join(5)
+        assert outcomes["slow-report"] == "QueryCanceled"
+        assert "opsportal" not in outcomes  # still sleeping
+
+        cleaned = run_operation("db_terminate_idle", postgres_target, {})
+        assert cleaned.status == OperationStatus.SUCCEEDED, cleaned.error
+        terminated = {r["pid"] for r in cleaned.result["terminated"]}
+        assert report.info.backend_pid in terminated  # idle after its cancelled query
+        assert snapshot.info.backend_pid not in terminated
+        assert snapshot.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        with psycopg.connect(target_database_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_cancel_backend(%s)", [portal.info.backend_pid])
+        portal_thread.join(5)
+        for conn in (portal, report, snapshot):
+            conn.close()
