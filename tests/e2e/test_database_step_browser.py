@@ -18,6 +18,7 @@ from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import people_load_defaults
 from opsportal.systems.models import PostgresDatabase
 from tests.limited_postgres import APP_PASSWORD, SUPERUSER_PASSWORD
+from tests.signin import sign_in
 from tests.workers import celery_worker, clear_queue
 
 pytestmark = [pytest.mark.browser]
@@ -58,11 +59,7 @@ def test_dba_restarts_the_leaking_apps_connections_from_the_incident(
         limited_postgres.connect_as_app()
     clear_queue(settings.CELERY_BROKER_URL)
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "dana")
-    page.fill("#id_password", "pw-dana-123!")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    sign_in(page, live_server.url, "dana", "pw-dana-123!")
 
     with celery_worker():
         page.goto(f"{live_server.url}/admin/incidents/incident/{incident.pk}/change/")

@@ -124,13 +124,14 @@ def test_containers_on_an_affected_engine_are_in_scope(
     client.force_login(staff_in("DevOps"))
     # The engine itself and the system running on it; not the endpoint elsewhere.
     assert target_choices(client.get(url)) == {docker_engine.pk, on_engine.pk}
-    response = client.post(url, {"target": on_engine.pk, "params": "{}", "reason": ""})
+    response = client.post(url, {"target": on_engine.pk, "param_lines": 200, "reason": ""})
     assert response.status_code == 302
     response = client.post(
-        url, {"target": docker_engine.pk, "params": '{"container": "anything"}', "reason": ""}
+        url,
+        {"target": docker_engine.pk, "param_container": "anything", "param_lines": 200},
     )
     assert response.status_code == 302
-    response = client.post(url, {"target": http_endpoint.pk, "params": "{}", "reason": ""})
+    response = client.post(url, {"target": http_endpoint.pk, "param_lines": 200, "reason": ""})
     assert "Select a valid choice" in response.content.decode()
     assert Operation.objects.count() == 2
 

@@ -149,7 +149,7 @@ def test_the_loaded_runbook_step_moves_from_300_to_0_seconds(runbooks):
     step = RunbookStep.objects.get(text="Restart database connections")
     RunbookStep.objects.filter(pk=step.pk).update(operation_params={"idle_seconds": 300})
     migration = importlib.import_module(
-        "incidents.migrations.0004_restart_connections_step_idle_from_zero"
+        "incidents.migrations.0005_restart_connections_step_idle_from_zero"
     )
     migration.idle_from_zero(apps, None)
     step.refresh_from_db()

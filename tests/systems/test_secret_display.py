@@ -30,6 +30,8 @@ SECRETS = {
     "httpendpoint": "Bearer display-Api-Secret-3",
     "dockerengine": "-----BEGIN PRIVATE KEY-----\ndisplay-Tls-Secret-4\n-----END PRIVATE KEY-----",
     "webhookchannel": "https://hooks.example.com/services/T1/B1/display-Hook-Secret-5",
+    # A database's second secret: the operator credential its operations may connect as.
+    "postgres-operator": "display-Operator-Secret-6",
 }
 
 
@@ -40,7 +42,12 @@ def secret_holders(role_client) -> dict[str, object]:
     return {
         "postgresdatabase": system_save(
             system=PostgresDatabase(
-                name="pg", host="127.0.0.1", dbname="app", password=SECRETS["postgresdatabase"]
+                name="pg",
+                host="127.0.0.1",
+                dbname="app",
+                password=SECRETS["postgresdatabase"],
+                operator_username="ops",
+                operator_password=SECRETS["postgres-operator"],
             )
         ),
         "rediscache": system_save(system=RedisCache(name="cache", password=SECRETS["rediscache"])),
@@ -82,19 +89,19 @@ def test_readers_see_set_and_editors_the_write_only_field(secret_holders, group)
         for piece in secret_pieces():
             assert piece not in html, (group, model_name, piece)
         held_model = WebhookChannel if model_name == "team" else type(obj)
-        [secret] = secret_field_names(held_model)
         may_change = user.has_perm(f"{opts.app_label}.change_{held_model._meta.model_name}")
         if may_change:
-            # An empty write-only field: a password input, or for a PEM key a text area.
-            field = re.search(
-                rf'<input type="password" name="[\w-]*{secret}"[^>]*>'
-                rf'|<textarea name="[\w-]*{secret}"[^>]*>(.*?)</textarea>',
-                html,
-                re.S,
-            )
-            assert field, (group, model_name)
-            assert 'value="' not in field.group(0)
-            assert not (field.group(1) or "").strip()
+            for secret in secret_field_names(held_model):
+                # An empty write-only field: a password input, or for a PEM key a text area.
+                field = re.search(
+                    rf'<input type="password" name="[\w-]*{secret}"[^>]*>'
+                    rf'|<textarea name="[\w-]*{secret}"[^>]*>(.*?)</textarea>',
+                    html,
+                    re.S,
+                )
+                assert field, (group, model_name, secret)
+                assert 'value="' not in field.group(0)
+                assert not (field.group(1) or "").strip()
             if model_name not in ("team", "webhookchannel"):
                 # Editors are told up front what re-pointing does to the stored secret.
                 assert "drops it unless you enter it again in the same save" in html
