@@ -328,12 +328,17 @@ def _derived_values(collected: list[SystemCollection]) -> SeriesValues:
                     # The lowest count sampled within the window, or the engine's own
                     # baseline (0 for a container created within it) when that is lower:
                     # restarts before monitoring's first sample are not lost. A manual
-                    # restart resets the engine's count, which the max(0, …) absorbs.
+                    # restart resets the engine's count to 0, so the count alone would
+                    # call a crash loop over the moment someone restarts it: the engine's
+                    # start events within the window (window_count) still count those
+                    # restarts. The larger figure wins, as the engine keeps only its last
+                    # few hundred events.
                     lowest = oldest.get((item.system.pk, r.subject), r.value)
                     if r.baseline is not None:
                         lowest = min(lowest, r.baseline)
+                    restarts = max(0.0, r.value - lowest, r.window_count or 0.0)
                     derived[(item.system.pk, "container_restarts_5m", r.subject)] = (
-                        max(0.0, r.value - lowest),
+                        restarts,
                         item.at,
                     )
     return derived
@@ -442,6 +447,9 @@ def _step(
         state.last_value = value
     if matches:
         state.evidence = [*state.evidence, [at.isoformat(), value]][-EVIDENCE_LIMIT:]
+        # The fault is back within the hold time: the alert never stopped firing, so its
+        # incident stays open and nobody is paged a second time.
+        state.clearing_since = None
         if state.status == AlertStatus.OK:
             state.status, state.since = AlertStatus.PENDING, at
         if (
@@ -452,7 +460,12 @@ def _step(
             return "firing"
         return None
     if state.status == AlertStatus.FIRING:
+        if state.clearing_since is None:
+            state.clearing_since = at
+        if (at - state.clearing_since).total_seconds() < rule.keep_firing_seconds:
+            return None
         state.status, state.since, state.delivered = AlertStatus.OK, at, False
+        state.clearing_since = None
         return "resolved"
     if state.status == AlertStatus.PENDING:
         state.status, state.since, state.evidence = AlertStatus.OK, at, []
