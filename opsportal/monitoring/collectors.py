@@ -180,6 +180,13 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
     return readings
 
 
+def collect_engine_reachable(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
+    """Only whether the engine answers (the collection's `up`): for a second registration of
+    an engine whose figures are collected through its first registration."""
+    docker_engine.ping(engine)
+    return []
+
+
 def disk_readings(path: str, total: int, free: int) -> list[Reading]:
     return [
         Reading("disk_total_bytes", total, path),

@@ -34,6 +34,7 @@ from opsportal.monitoring.models import (
 from opsportal.schedules import periodic_task_ensure
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
+from opsportal.systems.services import docker_engines_duplicates
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +104,16 @@ def collection_claim_due(*, now: dt.datetime) -> list[System]:
     return [s.specific() for s in systems]
 
 
-def _collect_one(system: System, previous: Previous) -> SystemCollection:
+def _collect_one(system: System, previous: Previous, duplicate: bool = False) -> SystemCollection:
     started = time.perf_counter()
     now = timezone.now()
+    # A second registration of a Docker engine: its containers are collected through the
+    # first one, so one crash loop opens one incident, not two.
+    collect = (
+        collectors.collect_engine_reachable if duplicate else collectors.COLLECTORS[system.kind]
+    )
     try:
-        readings = collectors.COLLECTORS[system.kind](system, previous, now)
+        readings = collect(system, previous, now)
         ok, error = True, ""
     except AdapterError as exc:
         readings, ok, error = [], False, exc.message
@@ -143,12 +149,20 @@ def collection_run_due(*, now: dt.datetime | None = None, max_workers: int = 16)
     collection_schedules_ensure()
     systems = collection_claim_due(now=now)
     previous = _previous_counters([s.pk for s in systems])
+    duplicates = docker_engines_duplicates(
+        engines=[s for s in systems if s.kind == SystemKind.DOCKER]
+    )
     collected: list[SystemCollection] = []
     if systems:
         with ThreadPoolExecutor(
             max_workers=min(max_workers, len(systems)), thread_name_prefix="monitoring"
         ) as pool:
-            collected = list(pool.map(lambda s: _collect_one(s, previous.get(s.pk, {})), systems))
+            collected = list(
+                pool.map(
+                    lambda s: _collect_one(s, previous.get(s.pk, {}), s.pk in duplicates),
+                    systems,
+                )
+            )
     values: SeriesValues = {}
     for item in collected:
         for r in item.readings:

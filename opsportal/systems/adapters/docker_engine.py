@@ -151,6 +151,7 @@ def ping(engine: DockerEngine) -> PingResult:
             "memory_bytes": info.get("MemTotal"),
             "cpus": info.get("NCPU"),
             "docker_root_dir": info.get("DockerRootDir"),
+            "engine_id": info.get("ID") or "",
         },
     )
 
