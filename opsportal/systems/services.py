@@ -114,9 +114,11 @@ def docker_engines_duplicates(*, engines: list[DockerEngine]) -> set[int]:
     """The engines among `engines` that are a second registration of a daemon registered
     earlier: monitoring collects their containers only once, through the first. An engine
     never checked yet is identified now (one `docker info`), so a second registration
-    raises no duplicate incident before its first scheduled check."""
+    raises no duplicate incident before its first scheduled check (after that, the
+    scheduled checks keep the IDs current; an engine that does not answer is not asked
+    again every round)."""
     for engine in engines:
-        if not engine.engine_id:
+        if not engine.engine_id and engine.last_checked_at is None:
             _record_periodic(engine, system_ping(system=engine))
     ids = {e.engine_id for e in engines if e.engine_id}
     if not ids:
