@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -264,15 +265,25 @@ def _container_starts(api: docker.APIClient, *, since: dt.datetime, until: float
     future before it answers). The engine keeps only its last few hundred events (256 on
     Docker 20.10), so on a busy engine this is a lower bound."""
     starts: dict[str, int] = {}
-    for event in api.events(
+    for event in _read_events(
+        api,
         since=f"{since.timestamp():.9f}",
         until=f"{until:.9f}",
         filters={"type": "container", "event": ["start"]},
-        decode=True,
     ):
         container_id = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
         starts[container_id] = starts.get(container_id, 0) + 1
     return starts
+
+
+def _read_events(api: docker.APIClient, *, since, until, filters: dict | None = None) -> list[dict]:
+    """The engine's events between `since` and `until` (one JSON object a line). The SDK's
+    own decoding fails when the last newline arrives in a chunk of its own ("Expecting
+    value: line 1 column 1 (char 0)"), as happens on a busy engine, so the lines are
+    parsed here."""
+    pieces = api.events(since=since, until=until, filters=filters, decode=False)
+    raw = b"".join(p.encode() if isinstance(p, str) else p for p in pieces)
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
 def _restarts_since(figures: ContainerFigures, starts: dict[str, int], since: dt.datetime) -> int:
@@ -686,9 +697,7 @@ def engine_info_and_events(engine: DockerEngine, *, since_minutes: int = 60) -> 
     until = int(time.time()) + 1  # include events of the current second
     with client(engine) as docker_client:
         info = docker_client.info()
-        events = list(
-            docker_client.events(since=until - since_minutes * 60, until=until, decode=True)
-        )
+        events = _read_events(docker_client.api, since=until - since_minutes * 60, until=until)
     return {
         "server_version": info.get("ServerVersion"),
         "containers_running": info.get("ContainersRunning"),
