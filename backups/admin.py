@@ -310,7 +310,9 @@ class BackupAdmin(admin.ModelAdmin):
 
     def restore_view(self, request, object_id):
         backup = self._backup(request, object_id, "backups.restore_backup")
-        form = RestoreForm(request.POST or None, initial={"target": backup.database})
+        # No target is pre-selected: proposing the source database would make overwriting
+        # production one click away; the operator chooses it deliberately.
+        form = RestoreForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 restore = services.restore_request(

@@ -675,7 +675,9 @@ def _restore_steps(restore: Restore) -> str:
     restore.safety_backup = safety
     Restore.objects.filter(pk=restore.pk).update(safety_backup=safety)
     try:
-        claimed = backup_claim(backup_id=safety.pk)
+        # The same run as every backup (dump, then verify), so the restore overwrites the
+        # target only when its safety backup is known to be readable.
+        claimed = backup_run(backup_id=safety.pk)
     except BackupBusy as exc:
         Backup.objects.filter(pk=safety.pk).update(
             status=BackupStatus.FAILED, message=str(exc), finished_at=timezone.now()
@@ -684,11 +686,15 @@ def _restore_steps(restore: Restore) -> str:
             f"A backup of {target} is running, so the safety backup could not be taken; "
             "the restore did not start. Try again when it finishes."
         ) from exc
-    _backup_execute(claimed)
     if claimed.status != BackupStatus.SUCCEEDED:
         raise ValidationError(
             f"The safety backup of {target} failed, so the restore did not start: "
             f"{claimed.message.splitlines()[0]}"
+        )
+    if claimed.verification != Verification.VERIFIED:
+        raise ValidationError(
+            f"The safety backup of {target} failed verification, so the restore did not "
+            f"start: {claimed.verification_message}"
         )
     terminated = (
         postgres.terminate_other_client_sessions(target) if restore.disconnect_sessions else 0

@@ -543,7 +543,7 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
                 lambda d=drill: Incident.objects.filter(
                     pk=d.incident.pk, resolved_at__isnull=False
                 ).exists(),
-                timeout=3 * interval + 30,
+                timeout=3 * interval + 30 + rule.keep_firing_seconds,
             )
         done.append(drill)
 
@@ -558,10 +558,12 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
             for d in pending
         )
 
+    # A rule clears only after its condition has been false for its hold time as well.
+    hold = max((AlertRule.objects.get(name=d.rule).keep_firing_seconds for d in pending), default=0)
     if not all_resolved():
-        print(f"\nwaiting up to {window + 3 * interval} s for the windowed rules to clear ...",
-              flush=True)  # fmt: skip
-        wait_for(all_resolved, timeout=window + 3 * interval, step=2)
+        print(f"\nwaiting up to {window + hold + 3 * interval} s for the windowed rules to clear "
+              "...", flush=True)  # fmt: skip
+        wait_for(all_resolved, timeout=window + hold + 3 * interval, step=2)
     for drill in done:
         if drill.incident:
             drill.incident.refresh_from_db()

@@ -8,7 +8,16 @@ from opsportal.monitoring.models import AlertRule, AlertState, AlertStatus, Coll
 
 class AlertStateInline(admin.TabularInline):
     model = AlertState
-    fields = ["system", "subject", "status", "since", "last_value", "incident_id", "delivered"]
+    fields = [
+        "system",
+        "subject",
+        "status",
+        "since",
+        "clearing_since",
+        "last_value",
+        "incident_id",
+        "delivered",
+    ]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -43,7 +52,15 @@ class AlertRuleAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "enabled", "description", "problem"]}),
         (
             "Condition",
-            {"fields": ["metric", "comparison", "threshold", "for_seconds"]},
+            {
+                "fields": [
+                    "metric",
+                    "comparison",
+                    "threshold",
+                    "for_seconds",
+                    "keep_firing_seconds",
+                ]
+            },
         ),
         ("Which systems", {"fields": ["system_kind", "systems"]}),
         (
@@ -118,7 +135,16 @@ class CollectionScheduleAdmin(admin.ModelAdmin):
 
 @admin.register(AlertState)
 class AlertStateAdmin(admin.ModelAdmin):
-    list_display = ["rule", "system", "subject", "status", "since", "last_value", "incident_id"]
+    list_display = [
+        "rule",
+        "system",
+        "subject",
+        "status",
+        "since",
+        "clearing_since",
+        "last_value",
+        "incident_id",
+    ]
     list_filter = ["status", "rule"]
     list_select_related = ["rule", "system"]
     search_fields = ["rule__name", "system__name", "subject", "fingerprint"]

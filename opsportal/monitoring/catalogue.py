@@ -156,7 +156,8 @@ METRICS: dict[str, MetricSpec] = {
             "container_restarts_5m",
             _DOCKER,
             "",
-            "Restarts of the container within the last five minutes.",
+            "Restarts of the container within the last five minutes, from the engine's "
+            "start events (a manual restart does not reset it, unlike RestartCount).",
             "container",
             export_name="container_restarts_recent",
         ),

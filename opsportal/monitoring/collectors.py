@@ -26,9 +26,13 @@ class Reading:
     # For a counter: the value it had at the start of its window, when the system itself
     # says so (not stored; the rolling figures derived from the counter use it).
     baseline: float | None = None
+    # For a counter: how often it counted within its window by the system's own record
+    # (the engine's events), which a reset of the counter does not erase.
+    window_count: float | None = None
 
 
-# container_restarts_5m counts the restarts within this window.
+# container_restarts_5m counts the restarts within this window (from the engine's events,
+# and from RestartCount samples where the engine's event buffer no longer reaches back).
 RESTARTS_WINDOW = dt.timedelta(minutes=5)
 
 
@@ -109,7 +113,7 @@ def collect_redis(cache, previous: Previous, now: dt.datetime) -> list[Reading]:
 
 
 def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
-    figures = docker_engine.engine_figures(engine)
+    figures = docker_engine.engine_figures(engine, restarts_since=now - RESTARTS_WINDOW)
     readings: list[Reading] = []
     used = 0
     for c in figures.containers:
@@ -131,6 +135,9 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
                 # within the window restarted that often within it, even before
                 # monitoring's first sample of it.
                 baseline=0.0 if created_recently else None,
+                # A manual restart sets RestartCount back to 0; the engine's start events
+                # within the window still count the crash loop it interrupted.
+                window_count=c.restarts_recent,
             ),
             Reading("container_oom_killed", 1.0 if oom_killed_now else 0.0, c.name),
         ]
@@ -177,6 +184,13 @@ def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading
     if figures.data_root_disk:
         readings += disk_readings(figures.data_root, *figures.data_root_disk)
     return readings
+
+
+def collect_engine_reachable(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
+    """Only whether the engine answers (the collection's `up`): for a second registration of
+    an engine whose figures are collected through its first registration."""
+    docker_engine.ping(engine)
+    return []
 
 
 def disk_readings(path: str, total: int, free: int) -> list[Reading]:

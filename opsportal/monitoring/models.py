@@ -183,6 +183,15 @@ class AlertRule(models.Model):
         default=0,
         help_text="Fire only when the condition has held this long (0: at the first sample).",
     )
+    keep_firing_seconds = models.PositiveIntegerField(
+        "keep firing for (seconds)",
+        default=300,
+        validators=[MaxValueValidator(86400)],
+        help_text="Clear only after the condition has been false this long (like Prometheus' "
+        "keep_firing_for): a fault that comes back meanwhile, e.g. a crash loop after a "
+        "restart, keeps its incident open instead of resolving it and opening a new one "
+        "(0: clear at the first sample below the line).",
+    )
     severity = models.CharField(max_length=8, default="sev3")
     category = models.CharField(max_length=16, default="other")
     runbook_name = models.CharField(
@@ -206,7 +215,12 @@ class AlertRule(models.Model):
         unit = METRICS[self.metric].unit if self.metric in METRICS else ""
         unit = "" if unit in ("1/0", "") else f" {unit}"
         text = f"{self.metric} {Comparison(self.comparison).label} {self.threshold:g}{unit}"
-        return text + (f" for {self.for_seconds} s" if self.for_seconds else "")
+        text += f" for {self.for_seconds} s" if self.for_seconds else ""
+        return text + (
+            f", kept firing {self.keep_firing_seconds} s after it clears"
+            if self.keep_firing_seconds
+            else ""
+        )
 
     def clean(self) -> None:
         if self.metric not in METRICS:
@@ -236,6 +250,9 @@ class AlertState(models.Model):
     fingerprint = models.CharField(max_length=128, unique=True)
     status = models.CharField(max_length=8, choices=AlertStatus.choices, default=AlertStatus.OK)
     since = models.DateTimeField(help_text="When the current status began.")
+    # Firing, but the condition has been false since then; it clears once that has lasted
+    # the rule's keep-firing time.
+    clearing_since = models.DateTimeField(null=True, blank=True)
     last_value = models.FloatField(null=True)
     last_evaluated_at = models.DateTimeField()
     evidence = models.JSONField(default=list, blank=True)

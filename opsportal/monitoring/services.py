@@ -34,6 +34,7 @@ from opsportal.monitoring.models import (
 from opsportal.schedules import periodic_task_ensure
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
+from opsportal.systems.services import docker_engines_duplicates
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +104,16 @@ def collection_claim_due(*, now: dt.datetime) -> list[System]:
     return [s.specific() for s in systems]
 
 
-def _collect_one(system: System, previous: Previous) -> SystemCollection:
+def _collect_one(system: System, previous: Previous, duplicate: bool = False) -> SystemCollection:
     started = time.perf_counter()
     now = timezone.now()
+    # A second registration of a Docker engine: its containers are collected through the
+    # first one, so one crash loop opens one incident, not two.
+    collect = (
+        collectors.collect_engine_reachable if duplicate else collectors.COLLECTORS[system.kind]
+    )
     try:
-        readings = collectors.COLLECTORS[system.kind](system, previous, now)
+        readings = collect(system, previous, now)
         ok, error = True, ""
     except AdapterError as exc:
         readings, ok, error = [], False, exc.message
@@ -143,12 +149,20 @@ def collection_run_due(*, now: dt.datetime | None = None, max_workers: int = 16)
     collection_schedules_ensure()
     systems = collection_claim_due(now=now)
     previous = _previous_counters([s.pk for s in systems])
+    duplicates = docker_engines_duplicates(
+        engines=[s for s in systems if s.kind == SystemKind.DOCKER]
+    )
     collected: list[SystemCollection] = []
     if systems:
         with ThreadPoolExecutor(
             max_workers=min(max_workers, len(systems)), thread_name_prefix="monitoring"
         ) as pool:
-            collected = list(pool.map(lambda s: _collect_one(s, previous.get(s.pk, {})), systems))
+            collected = list(
+                pool.map(
+                    lambda s: _collect_one(s, previous.get(s.pk, {}), s.pk in duplicates),
+                    systems,
+                )
+            )
     values: SeriesValues = {}
     for item in collected:
         for r in item.readings:
@@ -328,12 +342,17 @@ def _derived_values(collected: list[SystemCollection]) -> SeriesValues:
                     # The lowest count sampled within the window, or the engine's own
                     # baseline (0 for a container created within it) when that is lower:
                     # restarts before monitoring's first sample are not lost. A manual
-                    # restart resets the engine's count, which the max(0, …) absorbs.
+                    # restart resets the engine's count to 0, so the count alone would
+                    # call a crash loop over the moment someone restarts it: the engine's
+                    # start events within the window (window_count) still count those
+                    # restarts. The larger figure wins, as the engine keeps only its last
+                    # few hundred events.
                     lowest = oldest.get((item.system.pk, r.subject), r.value)
                     if r.baseline is not None:
                         lowest = min(lowest, r.baseline)
+                    restarts = max(0.0, r.value - lowest, r.window_count or 0.0)
                     derived[(item.system.pk, "container_restarts_5m", r.subject)] = (
-                        max(0.0, r.value - lowest),
+                        restarts,
                         item.at,
                     )
     return derived
@@ -442,6 +461,9 @@ def _step(
         state.last_value = value
     if matches:
         state.evidence = [*state.evidence, [at.isoformat(), value]][-EVIDENCE_LIMIT:]
+        # The fault is back within the hold time: the alert never stopped firing, so its
+        # incident stays open and nobody is paged a second time.
+        state.clearing_since = None
         if state.status == AlertStatus.OK:
             state.status, state.since = AlertStatus.PENDING, at
         if (
@@ -452,7 +474,12 @@ def _step(
             return "firing"
         return None
     if state.status == AlertStatus.FIRING:
+        if state.clearing_since is None:
+            state.clearing_since = at
+        if (at - state.clearing_since).total_seconds() < rule.keep_firing_seconds:
+            return None
         state.status, state.since, state.delivered = AlertStatus.OK, at, False
+        state.clearing_since = None
         return "resolved"
     if state.status == AlertStatus.PENDING:
         state.status, state.since, state.evidence = AlertStatus.OK, at, []

@@ -103,6 +103,8 @@ def secrets_dropped_message(system: System) -> str:
 class DockerEngineAdmin(SystemAdminBase):
     form = secrets_form_for(DockerEngine)
     list_display = ["name", "base_url", *SystemAdminBase.list_display[1:]]
+    # The check's message says when another registration has the same engine ID.
+    readonly_fields = [*SystemAdminBase.readonly_fields, "engine_id"]
 
 
 @admin.register(PostgresDatabase)

@@ -1,5 +1,8 @@
 """The real systems of the platform that the portal watches and operates on."""
 
+import os
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -203,6 +206,15 @@ class DockerEngine(System):
         blank=True, multiline=True, help_text="PEM client key (write-only)."
     )
     timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.5)])
+    engine_id = models.CharField(
+        "engine ID",
+        max_length=128,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text="The daemon's own ID (docker info), recorded at each connection check: two "
+        "registrations with the same ID are one engine reached two ways.",
+    )
 
     SECRET_FIELDS = ("tls_client_key",)
     # The client certificate is public; the key stays with the CA and base URL it was
@@ -221,6 +233,57 @@ class DockerEngine(System):
     def save(self, *args, **kwargs):
         self.kind = SystemKind.DOCKER
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        super().clean()
+        # One engine registered twice watches every container twice: each fault would open
+        # two incidents and page twice.
+        address = engine_address(self.base_url)
+        for other in DockerEngine.objects.exclude(pk=self.pk).only("name", "base_url"):
+            if engine_address(other.base_url) == address:
+                raise ValidationError(
+                    {
+                        "base_url": f"This Docker engine is already registered as {other.name!r} "
+                        f"({other.base_url}); registering it twice would raise every "
+                        "container's alerts twice. Use that registration."
+                    }
+                )
+
+    @property
+    def first_registration(self) -> "DockerEngine | None":
+        """The engine registered earlier with the same daemon ID, when this is a second
+        registration of one daemon (e.g. its socket and its ssh:// address)."""
+        if not self.engine_id:
+            return None
+        return (
+            DockerEngine.objects.filter(engine_id=self.engine_id, pk__lt=self.pk)
+            .order_by("pk")
+            .first()
+        )
+
+
+def engine_address(base_url: str) -> str:
+    """The engine's address with the spelling differences taken out: the socket's real
+    path (/var/run is /run), the host in lower case with its default port, no user."""
+    url = base_url.strip()
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme == "unix" or (not rest and url.startswith("/")):
+        path = rest if scheme == "unix" else url
+        return "unix:" + os.path.realpath("/" + path.lstrip("/"))
+    if not rest:
+        return url.lower()
+    if scheme in ("http", "https"):
+        scheme = "tcp"
+    parsed = urlsplit(f"{scheme}://{rest}")
+    host = (parsed.hostname or "").lower()
+    host = "127.0.0.1" if host in ("localhost", "::1") else host
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    default = {"tcp": 2375, "ssh": 22}.get(scheme)
+    return f"{scheme}:{host}:{port or default}"
 
 
 class PostgresDatabase(System):

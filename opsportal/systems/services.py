@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +16,7 @@ from opsportal.audit.services import audit_record
 from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.adapters.results import PingResult
-from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
+from opsportal.systems.models import SPECIFIC_RELATIONS, DockerEngine, System, SystemKind
 
 _PING: dict[str, Callable[[System], PingResult]] = {
     SystemKind.DOCKER: docker_engine.ping,
@@ -77,7 +77,7 @@ def system_ping(*, system: System) -> ConnectionCheck:
 
 def system_test_connection(*, system: System, actor: object | None = None) -> ConnectionCheck:
     """The admin's "Test connection": check now, store the result, audit it."""
-    check = system_ping(system=system)
+    check = _identify(system, system_ping(system=system))
     _store(system, check)
     audit_record(
         action=AuditAction.OPERATION,
@@ -92,6 +92,7 @@ def system_test_connection(*, system: System, actor: object | None = None) -> Co
 def _record_periodic(system: System, check: ConnectionCheck) -> None:
     """Scheduled checks are stored; only a change of state is audited."""
     previous = system.last_check_ok
+    check = _identify(system, check)
     _store(system, check)
     if previous is not None and previous != check.ok:
         audit_record(
@@ -100,6 +101,63 @@ def _record_periodic(system: System, check: ConnectionCheck) -> None:
             outcome=AuditOutcome.SUCCESS if check.ok else AuditOutcome.FAILURE,
             message=("Recovered: " if check.ok else "Check failing: ") + check.message,
         )
+
+
+def _identify(system: System, check: ConnectionCheck) -> ConnectionCheck:
+    """Record a Docker engine's daemon ID and say in its check when another registration
+    reaches the same daemon (its socket and its ssh:// or tcp:// address, say)."""
+    engine_id = check.details.get("engine_id") if check.ok else None
+    if system.kind != SystemKind.DOCKER or not engine_id:
+        return check
+    engine = system.specific()
+    if engine.engine_id != engine_id:
+        DockerEngine.objects.filter(pk=engine.pk).update(engine_id=engine_id)
+        engine.engine_id = engine_id
+    note = docker_engine_duplicate_note(engine=engine)
+    return replace(check, message=f"{check.message} {note}") if note else check
+
+
+def docker_engine_duplicate_note(*, engine: DockerEngine) -> str:
+    """What an operator must know when one daemon is registered more than once."""
+    first = engine.first_registration
+    if first is not None:
+        return (
+            f"Registered twice: this is the same Docker engine (ID {engine.engine_id}) as "
+            f"{first.name!r}; its containers are monitored through {first.name!r} only, so "
+            "they raise no duplicate incidents. Delete one of the two registrations."
+        )
+    later = list(
+        DockerEngine.objects.filter(engine_id=engine.engine_id, pk__gt=engine.pk)
+        .exclude(engine_id="")
+        .values_list("name", flat=True)
+    )
+    if later:
+        return (
+            f"Also registered as {', '.join(repr(n) for n in later)} (same engine ID "
+            f"{engine.engine_id}); its containers are monitored through this registration."
+        )
+    return ""
+
+
+def docker_engines_duplicates(*, engines: list[DockerEngine]) -> set[int]:
+    """The engines among `engines` that are a second registration of a daemon registered
+    earlier: monitoring collects their containers only once, through the first. An engine
+    never checked yet is identified now (one `docker info`), so a second registration
+    raises no duplicate incident before its first scheduled check (after that, the
+    scheduled checks keep the IDs current; an engine that does not answer is not asked
+    again every round)."""
+    for engine in engines:
+        if not engine.engine_id and engine.last_checked_at is None:
+            _record_periodic(engine, system_ping(system=engine))
+    ids = {e.engine_id for e in engines if e.engine_id}
+    if not ids:
+        return set()
+    first: dict[str, int] = {}
+    for pk, engine_id in (
+        DockerEngine.objects.filter(engine_id__in=ids).order_by("pk").values_list("pk", "engine_id")
+    ):
+        first.setdefault(engine_id, pk)
+    return {e.pk for e in engines if e.engine_id and first.get(e.engine_id) != e.pk}
 
 
 def systems_due_for_check(*, now: dt.datetime | None = None) -> list[System]:

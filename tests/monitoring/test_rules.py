@@ -45,7 +45,7 @@ def test_slow_api_fires_once_after_its_for_duration_and_resolves(
     defaults, http_endpoint, http_server, settings
 ):
     settings.MONITORING_WINDOW_SECONDS = 4
-    rule = rule_named("API p95 above 500 ms", for_seconds=2)
+    rule = rule_named("API p95 above 500 ms", for_seconds=2, keep_firing_seconds=0)
     http_server.behaviour.delay_seconds = 0.6
     collect_now()
     state = AlertState.objects.get(rule=rule)
@@ -102,7 +102,7 @@ def test_crash_looping_container_opens_a_container_issue(defaults, docker_engine
 
 
 def test_connection_pressure_on_real_postgresql(defaults, small_postgres, open_connections):
-    rule = rule_named("Database connection use above 90%", for_seconds=0)
+    rule = rule_named("Database connection use above 90%", for_seconds=0, keep_firing_seconds=0)
     collect_now()
     assert not incidents_for(rule)
     held = open_connections(small_postgres.port, count=SMALL_MAX_CONNECTIONS - 1)
@@ -290,7 +290,7 @@ def test_oom_kill_rule_opens_container_issues_and_stays_open_when_it_clears(
         return state["Running"] and once.attrs["RestartCount"] >= 1 and state["OOMKilled"]
 
     wait_until(recovered, timeout=60)
-    rule = AlertRule.objects.get(name="Container OOM-killed")
+    rule = rule_named("Container OOM-killed", keep_firing_seconds=0)
     result = collect_now()
     (engine,) = [c for c in result.collected if c.system.pk == docker_engine.pk]
     assert engine.ok, engine.error
@@ -351,6 +351,7 @@ def test_a_rule_added_in_the_admin_fires_on_its_systems_only(
         "comparison": "gt",
         "threshold": "50",
         "for_seconds": "0",
+        "keep_firing_seconds": "300",
         "system_kind": "",
         "systems": [str(http_endpoint.pk)],
         "severity": "sev3",
