@@ -54,7 +54,7 @@ def test_the_restore_form_does_not_pre_select_the_source_database(
     # Submitting without choosing says so, and nothing is restored.
     refused = client.post(
         f"/admin/backups/backup/{backup.pk}/restore/",
-        {"confirmation": source_database.dbname, "reason": "oops"},
+        {"confirmation": source_database.name, "reason": "oops"},
     )
     assert refused.status_code == 200 and "This field is required" in refused.content.decode()
     assert not backup.restores.exists()
@@ -70,7 +70,7 @@ def test_the_safety_backup_is_verified_before_the_target_is_overwritten(
         target=second_database,
         actor=dba,
         reason="refresh the copy",
-        confirmation=second_database.dbname,
+        confirmation=second_database.name,
         dispatch=False,
     )
     services.restore_run(restore_id=restore.pk)
