@@ -93,6 +93,23 @@ def _require(actor: object | None, permission: str, doing: str) -> None:
         raise PermissionDenied(f"You need the permission {permission!r} to {doing}.")
 
 
+# The workflow actions on a window (its page's buttons): the permission each needs and what
+# the refusal says it is for. The services check these; the admin checks them before showing
+# an action's page too, so a role that may not act is refused on the page, not on its form.
+WINDOW_ACTIONS: dict[str, tuple[str, str]] = {
+    "start": (CONDUCT, "start a maintenance window"),
+    "complete": (CONDUCT, "complete a maintenance window"),
+    "rollback": (CONDUCT, "roll back a maintenance window"),
+    "cancel": ("maintenance.change_maintenancewindow", "cancel a maintenance window"),
+    "log": (CONDUCT, "document changes of a maintenance window"),
+}
+
+
+def window_action_require(*, action: str, actor: object | None) -> None:
+    """Refuse (PermissionDenied, naming the permission) an actor who may not `action`."""
+    _require(actor, *WINDOW_ACTIONS[action])
+
+
 def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -236,7 +253,7 @@ def window_start(
     now: dt.datetime | None = None,
 ) -> MaintenanceWindow:
     """Start the window: from now until its end, alerts about its systems are suppressed."""
-    _require(actor, CONDUCT, "start a maintenance window")
+    window_action_require(action="start", actor=actor)
     now = now or timezone.now()
     override_reason = override_reason.strip()
     with transaction.atomic():
@@ -319,7 +336,7 @@ def window_finish(
     now: dt.datetime | None = None,
 ) -> MaintenanceWindow:
     """End the window (completed, or rolled back): alerts are handled normally again."""
-    _require(actor, CONDUCT, "complete a maintenance window")
+    window_action_require(action="rollback" if rolled_back else "complete", actor=actor)
     now = now or timezone.now()
     with transaction.atomic():
         window = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
@@ -435,7 +452,7 @@ def window_cancel(
 ) -> MaintenanceWindow:
     """Cancel a planned window; for a generated one this skips the occurrence, and the
     plan's rule is untouched (regenerating does not bring it back)."""
-    _require(actor, "maintenance.change_maintenancewindow", "cancel a maintenance window")
+    window_action_require(action="cancel", actor=actor)
     if not reason.strip():
         raise MaintenanceError("Give a reason for cancelling the window.")
     with transaction.atomic():
@@ -467,7 +484,7 @@ def window_log_change(
     *, window: MaintenanceWindow, text: str, actor: object | None = None
 ) -> ChangeLogEntry:
     """The runbook's "Document changes": one entry in the window's change log."""
-    _require(actor, CONDUCT, "document changes of a maintenance window")
+    window_action_require(action="log", actor=actor)
     if not text.strip():
         raise MaintenanceError("Describe the change.")
     entry = ChangeLogEntry.objects.create(window=window, author=_user(actor), text=text.strip())
@@ -1201,6 +1218,22 @@ def tasks_generate(*, now: dt.datetime | None = None) -> int:
     )
 
 
+COMPLETE_OCCURRENCE = "maintenance.complete_taskoccurrence"
+
+
+def occurrence_complete_check(
+    *, occurrence: TaskOccurrence, notes: str = "", evidence=None
+) -> None:
+    """Refuse (MaintenanceError) what `occurrence_complete` would refuse for these notes and
+    evidence, so the admin form can say so next to the fields before anything is saved."""
+    if occurrence.status != OccurrenceStatus.OPEN:
+        raise MaintenanceError(
+            f"This occurrence is already {occurrence.get_status_display().lower()}."
+        )
+    if not notes.strip() and not evidence and not occurrence.evidence:
+        raise MaintenanceError("Add notes or attach evidence of what was done.")
+
+
 def occurrence_complete(
     *,
     occurrence: TaskOccurrence,
@@ -1209,15 +1242,10 @@ def occurrence_complete(
     evidence=None,
 ) -> TaskOccurrence:
     """Record the task as done: who, when, notes, attached evidence."""
-    _require(actor, "maintenance.complete_taskoccurrence", "record a recurring task as done")
+    _require(actor, COMPLETE_OCCURRENCE, "record a recurring task as done")
     with transaction.atomic():
         occurrence = TaskOccurrence.objects.select_for_update().get(pk=occurrence.pk)
-        if occurrence.status != OccurrenceStatus.OPEN:
-            raise MaintenanceError(
-                f"This occurrence is already {occurrence.get_status_display().lower()}."
-            )
-        if not notes.strip() and not evidence and not occurrence.evidence:
-            raise MaintenanceError("Add notes or attach evidence of what was done.")
+        occurrence_complete_check(occurrence=occurrence, notes=notes, evidence=evidence)
         occurrence.status = OccurrenceStatus.DONE
         occurrence.completed_at = timezone.now()
         occurrence.completed_by = _user(actor)
@@ -1283,7 +1311,7 @@ def security_scan_request(
     *, occurrence: TaskOccurrence, actor: object | None = None
 ) -> TaskOccurrence:
     """Queue the automatic part of the weekly security scan."""
-    _require(actor, "maintenance.complete_taskoccurrence", "run a security scan")
+    _require(actor, COMPLETE_OCCURRENCE, "run a security scan")
     with transaction.atomic():
         claimed = (
             TaskOccurrence.objects.filter(pk=occurrence.pk)

@@ -142,6 +142,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     from opsportal.people.models import (
         Contact,
         Notification,
+        OnCallOverride,
         OnCallRotation,
         Responsibility,
         Team,
@@ -201,6 +202,13 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     )
     webhook = WebhookChannel.objects.create(
         name="matrix-chat", team=on_call_team, url=f"http://127.0.0.1:{_closed_port()}/hook"
+    )
+    override = OnCallOverride.objects.create(
+        rotation=OnCallRotation.objects.first(),
+        contact=contact,
+        starts_at=timezone.now(),
+        ends_at=timezone.now() + dt.timedelta(hours=8),
+        reason="Matrix swap",
     )
     notify(responsibility=Responsibility.ON_CALL, subject="Matrix page", body="A test page.")
     heartbeat_record(name="matrix")
@@ -313,6 +321,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "people.team": on_call_team,
         "people.contact": contact,
         "people.oncallrotation": OnCallRotation.objects.first(),
+        "people.oncalloverride": override,
         "people.webhookchannel": webhook,
         "people.notification": Notification.objects.first(),
         "health.heartbeat": Heartbeat.objects.get(name="matrix"),
@@ -374,7 +383,6 @@ def url_patterns() -> list[Pattern]:
 # Which value fills a parameter that names an action, per pattern.
 ACTIONS = {
     "admin:incidents_incident_transition": "acknowledge",
-    "admin:maintenance_maintenancewindow_action": "log",
     "admin:maintenance_maintenancewindow_step": "done",
 }
 _PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
@@ -751,10 +759,12 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     # --- people ----------------------------------------------------------------------------
     **model_pages("people.team", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
     **model_pages("people.contact", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
-    # FINDING (not a hole): On-call engineers hold add/change_oncalloverride, but overrides
-    # are edited only inline on the rotation's page, which refuses their save (403): they
-    # cannot record a swap.
     **model_pages("people.oncallrotation", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
+    # Swaps and cover have pages of their own: On-call engineers record them there without
+    # being able to change the rotation (whose page they may not save).
+    **model_pages(
+        "people.oncalloverride", view=STAFF, add=roles(OC, DEV, SU), change=roles(OC, DEV, SU)
+    ),
     **model_pages("people.webhookchannel", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
     **model_pages(
         "people.notification",
@@ -766,14 +776,14 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     ),
     # --- health, operations, monitoring ------------------------------------------------------
     **model_pages("health.heartbeat", view=STAFF, add=NOBODY, change=NOBODY),
-    # FINDING (not a hole): cancelling a queued operation is the list action "cancel", which
-    # needs change_operation; no role holds it, so only superusers can cancel one.
+    # Cancelling a queued operation is offered to every role that may run some kind of
+    # operation; the service then needs the permission to run the selected one's kind.
     **model_pages(
         "operations.operation",
         view=STAFF,
         add=NOBODY,
         delete=NOBODY,
-        actions={"cancel_queued": ONLY_SUPERUSER},
+        actions={"cancel_queued": RESPONDERS},
     ),
     **model_pages("operations.evidence", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY),
     **model_pages(
@@ -836,10 +846,16 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "admin:maintenance_maintenancewindow_month": Access(get=STAFF),
     # Each person's own calendar link and time zone.
     "admin:maintenance_maintenancewindow_subscribe": Access(get=STAFF, post=STAFF),
-    # The page is shown to whoever may see the window; the service refuses the change.
-    "admin:maintenance_maintenancewindow_action": Access(
-        get=STAFF, post=roles(DEV, SU), refused=MESSAGE
-    ),
+    # Each action's page, like its form, only to the roles that may perform it (DevOps
+    # conducts windows and may cancel them); others are sent back to the window with the
+    # permission named. An action that does not exist is not found.
+    "admin:maintenance_maintenancewindow_action": {
+        **{
+            action: Access(get=roles(DEV, SU), post=roles(DEV, SU), refused=MESSAGE)
+            for action in ("start", "complete", "rollback", "cancel", "log")
+        },
+        "no-such-action": Access(get=STAFF, ok=404, post=STAFF, post_ok=404),
+    },
     "admin:maintenance_maintenancewindow_step": Access(
         get=POST_ONLY, post=roles(DEV, SU), refused=MESSAGE
     ),
@@ -849,14 +865,13 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     **model_pages(
         "maintenance.recurringtask", view=STAFF, add=roles(SEC, SU), change=roles(SEC, SU)
     ),
-    # Completing a due date is saving its page with notes. FINDING (not a hole): the Security
-    # team holds complete_taskoccurrence but not change_taskoccurrence, so the page refuses
-    # to save for them (403); only superusers can record a security task as done.
+    # Completing a due date is saving its page with notes: it needs complete_taskoccurrence
+    # (the Security team), not change_taskoccurrence (no role).
     **model_pages(
         "maintenance.taskoccurrence",
         view=STAFF,
         add=NOBODY,
-        change=ONLY_SUPERUSER,
+        change=roles(SEC, SU),
         change_post_data={"notes": "Checked by the role matrix."},
     ),
     "admin:maintenance_taskoccurrence_scan": Access(

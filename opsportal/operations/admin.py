@@ -1,8 +1,14 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence, Operation, OperationStatus
-from opsportal.operations.services import OperationRefused, operation_cancel
+from opsportal.operations.services import (
+    OperationRefused,
+    operation_cancel,
+    operation_permission,
+)
 
 
 @admin.register(Operation)
@@ -48,16 +54,27 @@ class OperationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Cancel the selected queued operations", permissions=["change"])
+    def has_cancel_permission(self, request):
+        # Offered to whoever may run some kind of operation; the service then checks, per
+        # operation, the permission to run that one's kind.
+        return any(request.user.has_perm(operation_permission(kind)) for kind in KINDS)
+
+    @admin.action(description="Cancel the selected queued operations", permissions=["cancel"])
     def cancel_queued(self, request, queryset):
         cancelled = 0
-        for operation in queryset.filter(status=OperationStatus.QUEUED):
+        for operation in queryset.filter(status=OperationStatus.QUEUED).select_related("target"):
             try:
                 operation_cancel(operation=operation, actor=request.user)
                 cancelled += 1
             except OperationRefused as exc:
                 self.message_user(request, exc.message, messages.WARNING)
-        self.message_user(request, f"Cancelled {cancelled} queued operations.", messages.SUCCESS)
+            except PermissionDenied as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        self.message_user(
+            request,
+            f"Cancelled {cancelled} queued operation{'' if cancelled == 1 else 's'}.",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
 
 
 @admin.register(Evidence)

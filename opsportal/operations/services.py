@@ -245,6 +245,7 @@ def _finish(
     result: dict | None = None,
     error: str = "",
     from_statuses=(OperationStatus.RUNNING,),
+    actor=None,
 ) -> Operation | None:
     # Whatever a runner collected (inspect output, logs, errors quoting a command line) is
     # shown in the admin, on the incident timeline and in the audit record: credentials in
@@ -268,7 +269,8 @@ def _finish(
     audit_record(
         action=AuditAction.OPERATION,
         obj=operation,
-        actor=operation.requested_by,
+        # Whoever ended it (a cancel), else the requester: a worker acts on their behalf.
+        actor=actor if getattr(actor, "pk", None) else operation.requested_by,
         outcome=AuditOutcome.SUCCESS
         if status == OperationStatus.SUCCEEDED
         else AuditOutcome.FAILURE,
@@ -280,13 +282,32 @@ def _finish(
 
 
 def operation_cancel(*, operation: Operation, actor) -> Operation:
-    """Cancel an operation that has not started; a running one cannot be taken back."""
+    """Cancel an operation that has not started; a running one cannot be taken back.
+
+    Needs the permission to run the operation's kind (`operation_permission`): whoever may
+    ask for a restart may take a queued one back, and nobody else. `actor=None` is the
+    system itself (no user). A refusal is recorded too, as the refused person's."""
+    permission = operation_permission(operation.kind)
+    if actor is not None and not actor.has_perm(permission):
+        who = actor.get_username() if getattr(actor, "pk", None) else "an anonymous user"
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=operation,
+            actor=actor if getattr(actor, "pk", None) else None,
+            outcome=AuditOutcome.FAILURE,
+            message=f"Cancel refused: {who} lacks the '{permission}' permission.",
+        )
+        raise PermissionDenied(
+            f"You need the '{permission}' permission to cancel operation #{operation.pk} "
+            f"({operation.get_kind_display()})."
+        )
     who = actor.get_username() if getattr(actor, "pk", None) else "the system"
     finished = _finish(
         operation,
         status=OperationStatus.CANCELLED,
         error=f"Cancelled by {who} before it started.",
         from_statuses=(OperationStatus.QUEUED,),
+        actor=actor,
     )
     if finished is None:
         operation.refresh_from_db()

@@ -2,6 +2,8 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from opsportal.people.models import (
     Contact,
@@ -75,11 +77,42 @@ class OnCallOverrideInline(admin.TabularInline):
     autocomplete_fields = ["contact"]
 
 
+@admin.register(OnCallOverride)
+class OnCallOverrideAdmin(admin.ModelAdmin):
+    """Swaps and holiday cover on pages of their own: saving a rotation's page needs
+    change_oncallrotation, which the on-call engineers who record swaps do not hold (and
+    should not: the rotation's order and shifts are DevOps'). Audited like every change to
+    a rotation (PeopleConfig.ready)."""
+
+    list_display = ["rotation", "contact", "starts_at", "ends_at", "reason"]
+    list_filter = ["rotation"]
+    list_select_related = ["rotation", "contact"]
+    search_fields = ["contact__name", "reason"]
+    date_hierarchy = "starts_at"
+    autocomplete_fields = ["contact"]
+    fields = ["rotation", "contact", "starts_at", "ends_at", "reason"]
+
+
 @admin.register(OnCallRotation)
 class OnCallRotationAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "shift_hours", "on_call_now"]
     list_select_related = ["team"]
     inlines = [RotationMemberInline, OnCallOverrideInline]
+    readonly_fields = ["record_override"]
+
+    @admin.display(description="Swaps and cover")
+    def record_override(self, rotation):
+        if not rotation.pk:
+            return "—"
+        # The override pages, where those who may not change the rotation record a swap.
+        return format_html(
+            '<a href="{}?rotation={}" id="record-override">Record an override</a> · '
+            '<a href="{}?rotation__id__exact={}">All overrides of this rotation</a>',
+            reverse("admin:people_oncalloverride_add"),
+            rotation.pk,
+            reverse("admin:people_oncalloverride_changelist"),
+            rotation.pk,
+        )
 
     def get_changelist_instance(self, request):
         # Who is on call for the whole page at once: per row it cost two queries each.

@@ -24,3 +24,22 @@ def run_operation(operator):
         return operation
 
     return run
+
+
+@pytest.fixture
+def role_user(db):
+    """`role_user("On-call engineers")`: a new staff user in one seeded role group."""
+    from django.contrib.auth.models import Group
+
+    from opsportal.access import groups_load_defaults
+
+    groups_load_defaults()
+
+    def make(group: str):
+        user = get_user_model().objects.create_user(
+            f"user-{group.lower().replace(' ', '-')}", password="pw-role-123!", is_staff=True
+        )
+        user.groups.add(Group.objects.get(name=group))
+        return user
+
+    return make

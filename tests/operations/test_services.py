@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 import redis
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from incidents.models import TimelineKind
@@ -37,7 +38,9 @@ def test_every_kind_has_its_own_permission(operator):
     assert not operator.has_perm(operation_permission("container_restart"))
 
 
-def test_a_second_change_on_the_same_target_is_refused_naming_the_first(redis_target, operator):
+def test_a_second_change_on_the_same_target_is_refused_naming_the_first(
+    redis_target, operator, role_user
+):
     first = operation_request(
         kind="cache_clear", target=redis_target, params={}, actor=operator, reason="stale"
     )
@@ -52,21 +55,21 @@ def test_a_second_change_on_the_same_target_is_refused_naming_the_first(redis_ta
         kind="cache_statistics", target=redis_target, params={}, actor=operator
     )
     assert reading.status == OperationStatus.QUEUED
-    operation_cancel(operation=first, actor=operator)
+    operation_cancel(operation=first, actor=role_user("On-call engineers"))
     assert first.status == OperationStatus.CANCELLED
     assert execute_operation.apply(args=[first.pk]).get() is None  # a cancelled row never runs
     again = operation_request(kind="cache_clear", target=redis_target, params={}, actor=operator)
     assert again.pk != first.pk
 
 
-def test_a_running_operation_cannot_be_cancelled_and_runs_once(redis_target, operator):
+def test_a_running_operation_cannot_be_cancelled_and_runs_once(redis_target, operator, role_user):
     operation = operation_request(
         kind="cache_statistics", target=redis_target, params={}, actor=operator
     )
     execute_operation.apply(args=[operation.pk])
     assert execute_operation.apply(args=[operation.pk]).get() is None  # redelivery: no harm
     with pytest.raises(OperationRefused, match="only a queued operation can be cancelled"):
-        operation_cancel(operation=operation, actor=operator)
+        operation_cancel(operation=operation, actor=role_user("On-call engineers"))
     records = AuditRecord.objects.filter(
         object_type="operations.operation", object_id=str(operation.pk)
     )
@@ -74,6 +77,46 @@ def test_a_running_operation_cannot_be_cancelled_and_runs_once(redis_target, ope
         "requested",
         "success",
     ]
+
+
+@pytest.mark.parametrize(
+    ("role", "may"),
+    [
+        ("Viewers", False),
+        ("Database admins", False),  # they may not clear a cache, so not take one back
+        ("Security team", False),
+        ("On-call engineers", True),
+        ("DevOps", True),
+    ],
+)
+def test_cancelling_needs_the_permission_to_run_its_kind_and_is_audited(
+    role, may, redis_target, operator, role_user
+):
+    """Who may ask for a kind of operation may take a queued one back (found by the role
+    matrix: cancelling needed change_operation, which no role holds)."""
+    operation = operation_request(
+        kind="cache_clear", target=redis_target, params={}, actor=operator, reason="stale"
+    )
+    user = role_user(role)
+    records = AuditRecord.objects.filter(
+        object_type="operations.operation", object_id=str(operation.pk), actor=user
+    )
+    if not may:
+        with pytest.raises(PermissionDenied, match=r"operations\.run_cache_clear"):
+            operation_cancel(operation=operation, actor=user)
+        operation.refresh_from_db()
+        assert operation.status == OperationStatus.QUEUED
+        # The refused attempt is on the record too, as the canceller's.
+        assert records.get().outcome == "failure"
+        assert "refused" in records.get().message
+        return
+    operation_cancel(operation=operation, actor=user)
+    operation.refresh_from_db()
+    assert operation.status == OperationStatus.CANCELLED
+    assert operation.error == f"Cancelled by {user.username} before it started."
+    # Recorded as the canceller's act, not the requester's.
+    cancelled = records.get()
+    assert cancelled.outcome == "failure" and "Cancelled by" in cancelled.message
 
 
 def test_wrong_target_kind_and_unknown_parameters_are_refused(redis_target, operator):

@@ -206,3 +206,118 @@ def test_rotation_changelist_shows_who_is_on_call_in_a_constant_number_of_querie
     # Each row still names the right person: the override where one is in force.
     assert page.count(">Alice<") >= 3
     assert "Person 0" in page and "Person 2" in page
+
+
+# --- on-call overrides: a swap recorded by the on-call engineers themselves ----------------
+
+OVERRIDE_ADD = "/admin/people/oncalloverride/add/"
+
+
+def _override_form(rotation, contact, starts_at, ends_at, reason="Swap with Alice") -> dict:
+    return {
+        "rotation": rotation.pk,
+        "contact": contact.pk,
+        "starts_at_0": f"{starts_at:%Y-%m-%d}",
+        "starts_at_1": f"{starts_at:%H:%M:%S}",
+        "ends_at_0": f"{ends_at:%Y-%m-%d}",
+        "ends_at_1": f"{ends_at:%H:%M:%S}",
+        "reason": reason,
+    }
+
+
+def test_an_on_call_engineer_records_a_swap_and_it_is_audited(rotation):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from opsportal.people.models import Contact, OnCallOverride
+    from opsportal.people.selectors import on_call_by_rotation
+    from tests.systems.conftest import client_in_group
+
+    groups_load_defaults()
+    client = client_in_group("On-call engineers")
+    before = {f: getattr(rotation, f) for f in ("name", "team_id", "shift_hours", "handoff_at")}
+    bob = Contact.objects.get(name="Bob")
+    now = timezone.now().replace(microsecond=0)
+    # Chosen from the rotation's page: the rotation comes filled in.
+    rotation_page = client.get(reverse("admin:people_oncallrotation_change", args=[rotation.pk]))
+    assert f'href="{OVERRIDE_ADD}?rotation={rotation.pk}"' in rotation_page.content.decode()
+    page = client.get(OVERRIDE_ADD, {"rotation": rotation.pk})
+    assert page.status_code == 200
+    assert page.context["adminform"].form.initial["rotation"] == str(rotation.pk)
+
+    response = client.post(
+        OVERRIDE_ADD,
+        _override_form(rotation, bob, now - dt.timedelta(hours=1), now + dt.timedelta(hours=8)),
+    )
+    assert response.status_code == 302, response.status_code
+    override = OnCallOverride.objects.get(rotation=rotation)
+    assert override.contact == bob and override.reason == "Swap with Alice"
+    assert on_call_by_rotation(rotations=[rotation], at=now)[rotation.pk] == bob
+    engineer = get_user_model().objects.get(username="user-on-call-engineers")
+    assert AuditRecord.objects.filter(
+        object_type="people.oncalloverride", object_id=str(override.pk), actor=engineer
+    ).exists()
+
+    # Moved later: the change page saves too, and is audited again.
+    change = reverse("admin:people_oncalloverride_change", args=[override.pk])
+    later = now + dt.timedelta(hours=2)
+    response = client.post(change, _override_form(rotation, bob, now, later, "Shorter swap"))
+    assert response.status_code == 302, response.status_code
+    override.refresh_from_db()
+    assert override.ends_at == later and override.reason == "Shorter swap"
+    assert (
+        AuditRecord.objects.filter(
+            object_type="people.oncalloverride", object_id=str(override.pk), actor=engineer
+        ).count()
+        == 2
+    )
+    # The rotation itself is not theirs to change.
+    rotation.refresh_from_db()
+    assert {f: getattr(rotation, f) for f in before} == before
+    assert (
+        client.get(reverse("admin:people_oncallrotation_change", args=[rotation.pk])).context[
+            "has_change_permission"
+        ]
+        is False
+    )
+
+
+def test_an_override_must_end_after_it_starts(rotation):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from opsportal.people.models import Contact, OnCallOverride
+    from tests.systems.conftest import client_in_group
+
+    groups_load_defaults()
+    client = client_in_group("On-call engineers")
+    now = timezone.now().replace(microsecond=0)
+    form = _override_form(
+        rotation, Contact.objects.get(name="Bob"), now, now - dt.timedelta(hours=1)
+    )
+    response = client.post(OVERRIDE_ADD, form)
+    assert response.status_code == 200
+    assert "must end after it starts" in str(response.context["adminform"].form.errors)
+    assert not OnCallOverride.objects.exists()
+
+
+@pytest.mark.parametrize("role", ["Viewers", "Database admins", "Security team"])
+def test_roles_without_the_override_permissions_cannot_record_one(role, rotation):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from opsportal.people.models import Contact, OnCallOverride
+    from tests.systems.conftest import client_in_group
+
+    groups_load_defaults()
+    client = client_in_group(role)
+    now = timezone.now().replace(microsecond=0)
+    form = _override_form(
+        rotation, Contact.objects.get(name="Bob"), now, now + dt.timedelta(hours=1)
+    )
+    assert client.get(OVERRIDE_ADD).status_code == 403
+    assert client.post(OVERRIDE_ADD, form).status_code == 403
+    assert not OnCallOverride.objects.exists()
