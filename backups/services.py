@@ -146,11 +146,30 @@ def _task_name(plan: BackupPlan) -> str:
 
 
 def backup_plan_ensure(*, database: PostgresDatabase) -> BackupPlan:
-    """The database's plan, created with the runbook's defaults if it has none."""
+    """The database's plan, created with the runbook's defaults if it has none: dumped the
+    way it was registered (docker exec inside its container when it runs in one, as the
+    runbook's own commands do; pg_dump over the network otherwise)."""
     plan = BackupPlan.objects.filter(database=database).first()
     if plan is None:
-        plan = backup_plan_save(plan=BackupPlan(database=database))
+        method = BackupMethod.CONTAINER if database.runs_in_container else BackupMethod.NETWORK
+        plan = backup_plan_save(plan=BackupPlan(database=database, method=method))
     return plan
+
+
+def backup_plan_on_registration(*, system: object, **kwargs: object) -> None:
+    """Receiver of systems' `system_registered`: a newly registered database gets its
+    default plan. After the registration commits, so that a configuration import, which
+    brings the exported plans with it, creates a default only where the export had none."""
+    if not isinstance(system, PostgresDatabase):
+        return
+    database_id = system.pk
+
+    def ensure() -> None:
+        database = PostgresDatabase.objects.select_related("docker_engine").filter(pk=database_id)
+        if database.exists():
+            backup_plan_ensure(database=database.get())
+
+    transaction.on_commit(ensure, robust=True)
 
 
 def plan_next_due(plan: BackupPlan, after: dt.datetime) -> dt.datetime:

@@ -7,8 +7,10 @@ class SystemsConfig(AppConfig):
     verbose_name = "Systems"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_save
+
         from opsportal.audit.services import audit_register
-        from opsportal.systems import models
+        from opsportal.systems import models, services
 
         for model in (
             models.DockerEngine,
@@ -18,4 +20,7 @@ class SystemsConfig(AppConfig):
         ):
             audit_register(
                 model, secret_fields=model.SECRET_FIELDS, exclude_fields=models.CHECK_STATE_FIELDS
+            )
+            post_save.connect(
+                services.system_saved, sender=model, dispatch_uid=f"registered-{model.__name__}"
             )
