@@ -260,8 +260,10 @@ CONFIG_BACKUP_REPO = Path(env.str("CONFIG_BACKUP_REPO", default=str(VAR_DIR / "c
 CONFIG_BACKUP_REMOTE = env.str("CONFIG_BACKUP_REMOTE", default="")
 CONFIG_BACKUP_ON_CHANGE = env.bool("CONFIG_BACKUP_ON_CHANGE", default=True)
 CONFIG_BACKUP_DEBOUNCE_SECONDS = env.float("CONFIG_BACKUP_DEBOUNCE_SECONDS", default=30.0)
-BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=15.0)
-BACKUP_HEARTBEAT_STALE_SECONDS = env.float("BACKUP_HEARTBEAT_STALE_SECONDS", default=120.0)
+# A running backup beats every BACKUP_HEARTBEAT_SECONDS; one silent for the stale window lost
+# its worker: it is failed, the DBAs are told, and a scheduled one is re-run once.
+BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=5.0)
+BACKUP_HEARTBEAT_STALE_SECONDS = env.float("BACKUP_HEARTBEAT_STALE_SECONDS", default=30.0)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # Monitoring: how often each system is sampled (editable per system), the rolling window
