@@ -7,14 +7,12 @@ with messages of 20 KB, and a real Celery worker consumes while producers publis
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests import workers
 from tests.workers import BIN, PROJECT_ROOT, celery_worker, worker_log
@@ -89,58 +87,53 @@ def test_a_celery_worker_consumes_every_message_of_concurrent_producers(
     500 tasks each through the portal's Celery app: every task leaves its mark, the worker
     is still alive and logged no traceback."""
     each = 500
-    redis_url = (
-        f"{os.environ['OPSPORTAL_TEST_REDIS_URL']}/"
-        f"{os.environ.get('OPSPORTAL_TEST_REDIS_TARGET_DB', '13')}"
-    )
-    key = f"opsportal-test:embedded-broker:{uuid.uuid4().hex}"
-    expected = {f"p{p}-{i}".encode() for p in range(PRODUCERS) for i in range(each)}
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    expected = {f"p{p}-{i}" for p in range(PRODUCERS) for i in range(each)}
     publish = (
         "import sys, django\ndjango.setup()\nfrom opsportal.celery import app\n"
-        "url, key, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])\n"
+        "marks, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
         "with app.producer_or_acquire() as producer:\n"
         "    for i in range(count):\n"
-        "        app.send_task('tests.embedded_broker.record', args=[url, key, f'{name}-{i}'],"
+        "        app.send_task('tests.embedded_broker.record', args=[marks, f'{name}-{i}'],"
         " producer=producer)\n"
         "print('{\"published\": %d}' % count)\n"
     )
-    client = redis.Redis.from_url(redis_url)
-    try:
-        with celery_worker(
-            env=embedded_broker_env,
-            pool="prefork",
-            concurrency=2,
-            log_dir=tmp_path,
-            name_prefix="broker",
-            extra_args=("--include", "tests.embedded_broker_load"),
-        ) as worker:
-            producers = [
-                subprocess.Popen(
-                    [str(BIN / "python"), "-c", publish, redis_url, key, f"p{p}", str(each)],
-                    env=embedded_broker_env,
-                    cwd=PROJECT_ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for p in range(PRODUCERS)
-            ]
-            for producer in producers:
-                assert finished(producer, 60)["published"] == each
-            deadline = time.monotonic() + 60
-            while client.scard(key) < len(expected) and worker.poll() is None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            alive = worker.poll() is None
-            log = worker_log(worker)
-        consumed = client.smembers(key)
-    finally:
-        client.delete(key)
-        client.close()
 
+    def consumed() -> set[str]:
+        return {path.name for path in marks.iterdir()}
+
+    with celery_worker(
+        env=embedded_broker_env,
+        pool="prefork",
+        concurrency=2,
+        log_dir=tmp_path,
+        name_prefix="broker",
+        extra_args=("--include", "tests.embedded_broker_load"),
+    ) as worker:
+        producers = [
+            subprocess.Popen(
+                [str(BIN / "python"), "-c", publish, str(marks), f"p{p}", str(each)],
+                env=embedded_broker_env,
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for p in range(PRODUCERS)
+        ]
+        for producer in producers:
+            assert finished(producer, 60)["published"] == each
+        deadline = time.monotonic() + 60
+        while len(consumed()) < len(expected) and worker.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        alive = worker.poll() is None
+        log = worker_log(worker)
+
+    lost = expected - consumed()
     assert alive, "the worker died:\n" + log[-4000:]
-    lost = expected - consumed
     assert not lost, f"{len(lost)} of {len(expected)} tasks never ran:\n" + log[-3000:]
     assert "Traceback" not in log and "JSONDecodeError" not in log, log[-4000:]
     assert all(names == [] for names in leftovers(embedded_broker_env).values())
