@@ -1,8 +1,9 @@
 """The try-out's embedded Celery broker: kombu's filesystem transport, made safe for several
 producers and consumers at once.
 
-kombu's own filesystem transport creates the message file in the queue directory and then
-writes it, so a consumer can pick up a file that is still empty and die on
+kombu's own filesystem transport creates the message file in the queue directory and only
+then serializes and writes the message, so a consumer can pick up a file that is still
+empty (for milliseconds when the message is large) and die on
 `JSONDecodeError('Expecting value: line 1 column 1 (char 0)')` (kombu issue #1551, open);
 the message is lost with it. Its consumer also "moves" a taken file into the system's temp
 directory, which is a copy plus a delete when that is another filesystem, so two consumers
