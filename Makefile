@@ -37,11 +37,17 @@ setup: $(VENV)/.runtime .env
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 
+# supervisord runs web, worker and beat (deploy/supervisord.conf): a worker or beat that dies
+# is started again while the web keeps serving; Ctrl-C stops all three. Its socket, pid file
+# and log go to RUN_DIR (`OPSPORTAL_RUN_DIR=var/run .venv/bin/supervisorctl -c
+# deploy/supervisord.conf status` lists the processes).
+RUN_DIR ?= $(CURDIR)/var/run
 run: setup
+	@mkdir -p $(RUN_DIR)
 	@echo
 	@echo "  OpsPortal is starting: open http://$(HOST):$(PORT)/admin/  (Ctrl-C stops web, worker and beat)"
 	@echo
-	$(BIN)/honcho -f deploy/Procfile.dev start
+	OPSPORTAL_RUN_DIR=$(RUN_DIR) $(BIN)/supervisord -c deploy/supervisord.conf
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -6,11 +6,16 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
-        from backups import audit_checkpoints, configuration, models, monitoring
+        from backups import audit_checkpoints, configuration, models, monitoring, services
         from opsportal.audit.checkpoints import checkpoint_store_register
         from opsportal.audit.services import audit_register
+        from opsportal.systems.signals import system_registered
 
         audit_register(models.BackupPlan, exclude_fields=["missed_reported_for", "periodic_task"])
         monitoring.register()
         configuration.register_defaults()
         checkpoint_store_register(audit_checkpoints.ConfigurationRepositoryStore())
+        # Every registered database gets a backup plan (the runbook: daily at 02:00 UTC).
+        system_registered.connect(
+            services.backup_plan_on_registration, dispatch_uid="backups-plan-on-registration"
+        )

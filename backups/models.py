@@ -152,6 +152,17 @@ class Backup(models.Model):
     pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When retention deleted the file."
     )
+    # A scheduled backup whose worker was lost is re-run once, automatically: the re-run
+    # points at it (one-to-one, so never twice) and is itself never re-run.
+    retry_of = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="retry",
+        help_text="The scheduled backup this one re-runs after its worker was lost.",
+    )
 
     class Meta:
         ordering = ["-requested_at"]

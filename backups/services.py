@@ -57,9 +57,10 @@ from opsportal.systems.models import PostgresDatabase
 logger = logging.getLogger(__name__)
 
 # Defaults of BACKUP_HEARTBEAT_SECONDS and BACKUP_HEARTBEAT_STALE_SECONDS: a running
-# backup whose heartbeat is older than the stale window lost its worker.
-HEARTBEAT_SECONDS = 15
-HEARTBEAT_STALE = dt.timedelta(minutes=2)
+# backup whose heartbeat is older than the stale window lost its worker (six missed beats:
+# a slow dump still beats, a killed worker is noticed within about half a minute).
+HEARTBEAT_SECONDS = 5
+HEARTBEAT_STALE = dt.timedelta(seconds=30)
 # Default of CONFIG_BACKUP_DEBOUNCE_SECONDS: configuration changes closer together than
 # this are one burst, committed once when the burst is over.
 CONFIG_DEBOUNCE = dt.timedelta(seconds=30)
@@ -147,11 +148,30 @@ def _task_name(plan: BackupPlan) -> str:
 
 
 def backup_plan_ensure(*, database: PostgresDatabase) -> BackupPlan:
-    """The database's plan, created with the runbook's defaults if it has none."""
+    """The database's plan, created with the runbook's defaults if it has none: dumped the
+    way it was registered (docker exec inside its container when it runs in one, as the
+    runbook's own commands do; pg_dump over the network otherwise)."""
     plan = BackupPlan.objects.filter(database=database).first()
     if plan is None:
-        plan = backup_plan_save(plan=BackupPlan(database=database))
+        method = BackupMethod.CONTAINER if database.runs_in_container else BackupMethod.NETWORK
+        plan = backup_plan_save(plan=BackupPlan(database=database, method=method))
     return plan
+
+
+def backup_plan_on_registration(*, system: object, **kwargs: object) -> None:
+    """Receiver of systems' `system_registered`: a newly registered database gets its
+    default plan. After the registration commits, so that a configuration import, which
+    brings the exported plans with it, creates a default only where the export had none."""
+    if not isinstance(system, PostgresDatabase):
+        return
+    database_id = system.pk
+
+    def ensure() -> None:
+        database = PostgresDatabase.objects.select_related("docker_engine").filter(pk=database_id)
+        if database.exists():
+            backup_plan_ensure(database=database.get())
+
+    transaction.on_commit(ensure, robust=True)
 
 
 def plan_next_due(plan: BackupPlan, after: dt.datetime) -> dt.datetime:
@@ -211,13 +231,19 @@ def restore_run_now(*, restore: Restore) -> Restore:
 
 
 def _backup_create(
-    *, database: PostgresDatabase, actor: object | None, reason: str, trigger: str
+    *,
+    database: PostgresDatabase,
+    actor: object | None,
+    reason: str,
+    trigger: str,
+    retry_of: Backup | None = None,
 ) -> Backup:
     plan = BackupPlan.objects.filter(database=database).first()
     return Backup.objects.create(
         database=database,
         plan=plan,
         trigger=trigger,
+        retry_of=retry_of,
         reason=reason[:500],
         requested_by=actor if getattr(actor, "pk", None) else None,
         method=plan.method if plan else BackupMethod.NETWORK,
@@ -304,11 +330,15 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(heartbeat_seconds()):
-                Backup.objects.filter(pk=self.backup_id, status=BackupStatus.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        except Exception:
-            logger.warning("Backup heartbeat failed", exc_info=True)
+                try:
+                    Backup.objects.filter(pk=self.backup_id, status=BackupStatus.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:
+                    # Keep beating: one missed update (the portal's database briefly away)
+                    # must not make a live backup look abandoned.
+                    logger.warning("Backup heartbeat failed; trying again", exc_info=True)
+                    connection.close()
         finally:
             connection.close()
 
@@ -980,10 +1010,7 @@ def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             finished_at=now,
             message="The worker stopped before finishing (past the time limit).",
         )
-    for backup in Backup.objects.filter(
-        status=BackupStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale()
-    ).select_related("database", "plan"):
-        counts["failed"] += backup_fail_abandoned(backup=backup, now=now)
+    counts["failed"] += backups_fail_abandoned(now=now)
     # Configuration changes whose commit message the broker lost.
     if ConfigurationChange.objects.filter(
         committed_at=None, commit_after__lt=now - UNDISPATCHED_AFTER
@@ -995,36 +1022,86 @@ def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def backups_fail_abandoned(*, now: dt.datetime | None = None) -> int:
+    """Fail every running backup whose worker stopped beating (beat runs this every few
+    seconds, so a killed worker is noticed within BACKUP_HEARTBEAT_STALE_SECONDS)."""
+    now = now or timezone.now()
+    failed = 0
+    for backup in Backup.objects.filter(
+        status=BackupStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale()
+    ).select_related("database", "database__docker_engine", "plan"):
+        failed += backup_fail_abandoned(backup=backup, now=now)
+    return failed
+
+
 def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
-    """The worker died mid-backup: fail the row and remove its partial file."""
+    """The worker died mid-backup: fail the row, remove its partial file, tell the database
+    admins and, for a scheduled backup, run it again once."""
     message = (
         f"The worker running this backup stopped: {backup.worker or 'an unrecorded worker'} "
         f"sent no heartbeat since {backup.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (the process "
         "was lost: killed, out of memory or its host went down); its partial file was "
         "removed."
     )
-    updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
-        status=BackupStatus.FAILED, finished_at=now, message=message
-    )
-    if not updated:
-        return 0
+    with transaction.atomic():
+        updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
+            status=BackupStatus.FAILED, finished_at=now, message=message
+        )
+        if not updated:
+            return 0  # finished meanwhile, or another sweeper got it first
+        backup.status, backup.message = BackupStatus.FAILED, message
+        audit_record(
+            action=AuditAction.OPERATION, obj=backup, outcome=AuditOutcome.FAILURE, message=message
+        )
+        retry = _backup_retry(backup)
     if backup.file_name:
         try:
             storage_for(backup.storage_location).discard_partial(backup.file_name)
         except (StorageError, OSError):
             logger.warning("Could not remove the partial file of backup #%s", backup.pk)
-    backup.status, backup.message = BackupStatus.FAILED, message
-    audit_record(
-        action=AuditAction.OPERATION, obj=backup, outcome=AuditOutcome.FAILURE, message=message
+    scheduled = backup.trigger == BackupTrigger.SCHEDULED
+    if retry is not None:
+        outcome = f"It is being run again, once, as backup #{retry.pk}."
+    elif scheduled:
+        outcome = "It was already a re-run, so it is not run again: start one by hand."
+    else:
+        outcome = f"It was a {backup.get_trigger_display().lower()} backup: start it again by hand."
+    _alert_database_admins(
+        plan=backup.plan,
+        about=backup,
+        subject=f"Backup #{backup.pk} of {backup.database} failed: its worker was lost",
+        body=f"{message}\n\n{outcome}",
+        # The re-run may well succeed; an incident is for a scheduled backup that will not.
+        open_incident=scheduled and retry is None,
     )
-    if backup.trigger == BackupTrigger.SCHEDULED:
-        _alert_database_admins(
-            plan=backup.plan,
-            about=backup,
-            subject=f"Scheduled backup of {backup.database} failed",
-            body=message,
-        )
     return 1
+
+
+def _backup_retry(backup: Backup) -> Backup | None:
+    """Re-run a scheduled backup whose worker was lost, once: a re-run is never re-run, and
+    the one-to-one link refuses a second re-run of the same backup."""
+    if backup.trigger != BackupTrigger.SCHEDULED or backup.retry_of_id is not None:
+        return None
+    try:
+        with transaction.atomic():
+            retry = _backup_create(
+                database=backup.database,
+                actor=None,
+                reason=f"Re-run of scheduled backup #{backup.pk}, whose worker was lost",
+                trigger=BackupTrigger.SCHEDULED,
+                retry_of=backup,
+            )
+    except IntegrityError:
+        return None
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=retry,
+        outcome=AuditOutcome.REQUESTED,
+        message=f"Backup of {backup.database} re-run automatically (once): scheduled backup "
+        f"#{backup.pk} lost its worker",
+    )
+    _dispatch_backup(retry)
+    return retry
 
 
 def _report_missed(plan: BackupPlan, now: dt.datetime) -> int:
@@ -1064,6 +1141,13 @@ def backups_load_defaults() -> None:
         every_seconds=60,
         description="Re-dispatches lost backup work, fails runs whose worker died, reports "
         "missed scheduled backups.",
+    )
+    periodic_task_ensure(
+        name="Fail backups whose worker died",
+        task="backups.fail_abandoned",
+        every_seconds=10,
+        description="Fails running backups whose worker stopped beating, tells the database "
+        "admins and re-runs a scheduled one once.",
     )
     periodic_task_ensure(
         name="Configuration backup",

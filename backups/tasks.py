@@ -61,6 +61,12 @@ def sweep_backups() -> dict:
         return services.backups_sweep()
 
 
+@shared_task(name="backups.fail_abandoned", soft_time_limit=30, time_limit=45)
+def fail_abandoned_backups() -> int:
+    with context.acting(source=AuditSource.SCHEDULE):
+        return services.backups_fail_abandoned()
+
+
 @shared_task(name="backups.configuration_backup", soft_time_limit=240, time_limit=300)
 def configuration_backup() -> str:
     with context.acting(source=AuditSource.SCHEDULE):

@@ -298,19 +298,28 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="opsportal@localhost"
 NOTIFICATION_WEBHOOK_TIMEOUT = env.float("NOTIFICATION_WEBHOOK_TIMEOUT", default=5.0)
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
 
-# Celery: the broker needs no server by default (kombu's filesystem transport under var/).
+# Celery: the broker needs no server by default: files under var/, through kombu's
+# filesystem transport with atomic writes and claims (opsportal/embedded_broker.py; kombu's
+# own can hand a consumer a half-written message and crash the worker).
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
+    CELERY_BROKER_TRANSPORT = "opsportal.embedded_broker:Transport"
+    for sub in ("queue", "processed", "control", "staging", "claimed", "rejected"):
         (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
         "control_folder": str(_BROKER_DIR / "control"),
+        "staging_folder": str(_BROKER_DIR / "staging"),
+        "claimed_folder": str(_BROKER_DIR / "claimed"),
+        "rejected_folder": str(_BROKER_DIR / "rejected"),
         "store_processed": False,
-        "polling_interval": 0.2,
+        # A worker whose prefetch is full sleeps one interval before it takes the next
+        # message, so this bounds its rate: at 0.2 s, 10 short tasks a second. An idle
+        # poll costs a listdir of a near-empty directory.
+        "polling_interval": 0.02,
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -346,8 +355,10 @@ CONFIG_BACKUP_REPO = Path(env.str("CONFIG_BACKUP_REPO", default=str(VAR_DIR / "c
 CONFIG_BACKUP_REMOTE = env.str("CONFIG_BACKUP_REMOTE", default="")
 CONFIG_BACKUP_ON_CHANGE = env.bool("CONFIG_BACKUP_ON_CHANGE", default=True)
 CONFIG_BACKUP_DEBOUNCE_SECONDS = env.float("CONFIG_BACKUP_DEBOUNCE_SECONDS", default=30.0)
-BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=15.0)
-BACKUP_HEARTBEAT_STALE_SECONDS = env.float("BACKUP_HEARTBEAT_STALE_SECONDS", default=120.0)
+# A running backup beats every BACKUP_HEARTBEAT_SECONDS; one silent for the stale window lost
+# its worker: it is failed, the DBAs are told, and a scheduled one is re-run once.
+BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=5.0)
+BACKUP_HEARTBEAT_STALE_SECONDS = env.float("BACKUP_HEARTBEAT_STALE_SECONDS", default=30.0)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # Monitoring: how often each system is sampled (editable per system), the rolling window

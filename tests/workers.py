@@ -45,12 +45,14 @@ def celery_worker(
     concurrency: int = 1,
     name_prefix: str = "test",
     env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen]:
     """A worker for this test's database, started the way production starts one, in its
     own process group (killing the group takes its children, e.g. pg_dump, with it, as a
     host crash or an OOM kill would). pool="solo" runs tasks in the process Popen started
     (its pid is the one rows name); pool="prefork" is production's pool, the one that
-    enforces soft and hard time limits (solo ignores them). `env` adds to the environment.
+    enforces soft and hard time limits (solo ignores them). `env` adds to the environment,
+    `extra_args` to the command line (e.g. --include of a test's task module).
     The process carries `.name` (its Celery hostname) and `.log_path`."""
     process_env = {**test_database_env(broker_url), **(env or {})}
     name = f"{name_prefix}-{uuid.uuid4().hex[:8]}@localhost"
@@ -71,6 +73,7 @@ def celery_worker(
                 name,
                 "-l",
                 "INFO",
+                *extra_args,
             ],
             env=process_env,
             stdout=log,

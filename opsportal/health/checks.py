@@ -87,7 +87,12 @@ def check_beat() -> str:
         raise CheckFailed("Celery beat has not recorded a heartbeat yet.")
     age = (timezone.now() - heartbeat.at).total_seconds()
     if age > settings.HEALTH_BEAT_MAX_AGE_SECONDS:
-        raise CheckFailed(f"Celery beat's last heartbeat is {age:.0f} s old.")
+        # The heartbeat is a task beat sends and a worker runs: say so rather than blame
+        # beat alone when the worker is the one that died.
+        raise CheckFailed(
+            f"Celery beat's last heartbeat is {age:.0f} s old: beat, the broker or every "
+            "worker is down (see the workers check)."
+        )
     return f"last heartbeat {age:.0f} s ago"
 
 

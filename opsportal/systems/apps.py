@@ -7,8 +7,10 @@ class SystemsConfig(AppConfig):
     verbose_name = "Systems"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_save
+
         from opsportal.audit.services import audit_register
-        from opsportal.systems import log_redaction, models
+        from opsportal.systems import log_redaction, models, services
         from opsportal.systems.fields import secret_field_names
 
         for model in (
@@ -21,5 +23,8 @@ class SystemsConfig(AppConfig):
                 model,
                 secret_fields=secret_field_names(model),
                 exclude_fields=models.CHECK_STATE_FIELDS,
+            )
+            post_save.connect(
+                services.system_saved, sender=model, dispatch_uid=f"registered-{model.__name__}"
             )
         log_redaction.install()

@@ -17,6 +17,7 @@ from opsportal.systems.adapters import docker_engine, http_endpoint, postgres, r
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.adapters.results import PingResult
 from opsportal.systems.models import SPECIFIC_RELATIONS, DockerEngine, System, SystemKind
+from opsportal.systems.signals import system_registered
 
 _PING: dict[str, Callable[[System], PingResult]] = {
     SystemKind.DOCKER: docker_engine.ping,
@@ -60,6 +61,19 @@ def system_save(*, system: System, actor: object | None = None) -> System:
                 ),
             )
     return system
+
+
+def system_registration_announce(*, system: System) -> None:
+    """Tell the apps that plug into the systems layer that `system` was just registered."""
+    system_registered.send(sender=type(system), system=system)
+
+
+def system_saved(sender, instance: System, created: bool, raw: bool = False, **kwargs) -> None:
+    """post_save of every system kind: a new row is a registration, however it was made
+    (the admin saves the model itself, a configuration import too). A fixture load
+    (raw) is not."""
+    if created and not raw:
+        system_registration_announce(system=instance)
 
 
 def system_ping(*, system: System) -> ConnectionCheck:

@@ -211,6 +211,14 @@ def test_inline_task_mode_leaves_the_burst_to_the_sweeper(
             services.backups_sweep(now=timezone.now() + dt.timedelta(seconds=95))
     finally:
         app.conf.task_always_eager = eager
-    assert ConfigurationChange.objects.filter(committed_at=None).count() == 1
+    # The registration and the backup plan it brought (with its schedule entry) are one
+    # burst, still pending.
+    pending = ConfigurationChange.objects.filter(committed_at=None)
+    assert sorted(pending.values_list("description", flat=True)) == [
+        "created PostgreSQL database 'orders-db'",
+        "created backup plan 'Backups of orders-db'",
+        "created crontab '0 2 * * * (m/h/dM/MY/d) UTC'",
+        "created periodic task 'Back up orders-db: 0 2 * * * (m/h/dM/MY/d) UTC'",
+    ]
     result = services.configuration_commit_changes(now=after_the_burst())
     assert result.committed

@@ -1,23 +1,34 @@
 """Backups with a real Celery worker and a real broker: a worker SIGKILLed in the middle of
-a backup of a pgbench database (scale 20), and a backup requested while the broker is
-down."""
+a backup of a pgbench database (scale 20), a scheduled backup whose worker is SIGKILLed
+while pg_dump waits on a locked table (failed fast, the DBAs told, run again once), and a
+backup requested while the broker is down."""
 
 from __future__ import annotations
 
 import re
 import time
 
+import psutil
 import psycopg
 import pytest
 import redis
 from django.conf import settings as django_settings
 
 from backups import services
-from backups.models import Backup, BackupStatus, Verification
+from backups.models import Backup, BackupPlan, BackupStatus, BackupTrigger, Verification
 from backups.storage import storage_for
 from opsportal.audit.models import AuditRecord
+from opsportal.defaults import load_defaults
+from opsportal.people.models import (
+    Notification,
+    NotificationChannelKind,
+    NotificationStatus,
+    Responsibility,
+    Team,
+)
 from tests.backups.conftest import PREFIX, admin_dsn, pgbench_init, recreate_database
 from tests.backups.worker import backup_worker, kill_worker, worker_log
+from tests.realsystems import smtp_server
 from tests.workers import RedisBroker, clear_queue, run_in_portal_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,6 +130,104 @@ def test_a_worker_killed_mid_backup_is_failed_by_the_sweeper_naming_it(
     assert verified.verification == Verification.VERIFIED, verified.verification_message
     assert done.table_row_counts["public.pgbench_accounts"] == 2_000_000
     assert files_under(backup_root) == [done.file_name]
+
+
+def await_(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return result
+
+
+def test_a_scheduled_backup_whose_worker_is_killed_is_failed_fast_told_and_run_again_once(
+    pgbench_source_db, register_database, backup_root, tmp_path, settings
+):
+    """The try-out's failure: a worker SIGKILLed during a backup left the row "Running" for
+    two minutes, then it was failed silently and never retried."""
+    stale = settings.BACKUP_HEARTBEAT_STALE_SECONDS = 3  # the worker beats every 0.5 s
+    clear_queue(django_settings.CELERY_BROKER_URL)
+    load_defaults()
+    dbas = Team.objects.get(responsibility=Responsibility.DATABASE)
+    dbas.email = "dba@example.com"
+    dbas.save()
+    database = register_database("orders-db", pgbench_source_db)
+    plan = BackupPlan.objects.get(database=database)  # given to it at registration
+    # A real slow dump: pg_dump waits for a table an application holds locked.
+    locker = psycopg.connect(admin_dsn().rsplit("/", 1)[0] + "/" + pgbench_source_db)
+    locker.execute("LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE")
+    try:
+        with smtp_server() as smtp:
+            mail = {
+                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "EMAIL_HOST": "127.0.0.1",
+                "EMAIL_PORT": str(smtp.port),
+            }
+            with backup_worker(backup_root=backup_root, log_dir=tmp_path, **mail) as worker:
+                scheduled = services.backup_plan_run_scheduled(plan_id=plan.pk)
+                wait_for_status(scheduled.pk, {BackupStatus.RUNNING})
+                with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+                    # pg_dump and the row counts of its snapshot both wait for the table.
+                    await_(
+                        lambda: (
+                            conn.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                                "wait_event_type = 'Lock' AND query ILIKE '%%pgbench_accounts%%'",
+                                [pgbench_source_db],
+                            ).fetchone()[0]
+                            >= 2
+                        ),
+                        30,
+                        "pg_dump never waited on the locked table",
+                    )
+                assert any(p.name() == "pg_dump" for p in psutil.Process(worker.pid).children())
+                kill_worker(worker)
+                killed_at = time.monotonic()
+
+            # The sweep beat runs every 10 s, run here every 0.1 s: nothing within the
+            # heartbeat window, the row failed as soon as it is past it.
+            assert services.backups_fail_abandoned() == 0
+            await_(services.backups_fail_abandoned, stale + 5, "the row was never failed")
+            detected_after = time.monotonic() - killed_at
+            assert detected_after <= stale + 1.0, detected_after
+
+            failed = Backup.objects.get(pk=scheduled.pk)
+            assert failed.status == BackupStatus.FAILED
+            assert f"worker {worker.name} (pid {worker.pid}) sent no heartbeat" in failed.message
+            retry = Backup.objects.get(retry_of=failed)
+            assert (retry.trigger, retry.status) == (BackupTrigger.SCHEDULED, BackupStatus.QUEUED)
+            assert AuditRecord.objects.filter(
+                object_type="backups.backup",
+                object_id=str(retry.pk),
+                outcome="requested",
+                message__contains=f"re-run automatically (once): scheduled backup #{failed.pk}",
+            ).exists()
+            [page] = Notification.objects.filter(
+                responsibility=Responsibility.DATABASE, channel=NotificationChannelKind.EMAIL
+            )
+            assert page.recipient == "dba@example.com"
+            assert page.subject == f"Backup #{failed.pk} of orders-db failed: its worker was lost"
+            assert f"It is being run again, once, as backup #{retry.pk}." in page.body
+            # Never twice: a second sweep finds nothing, and a re-run is not re-run.
+            assert services.backups_fail_abandoned() == 0
+            assert services._backup_retry(retry) is None
+
+            locker.rollback()  # the application lets go of the table
+            with backup_worker(backup_root=backup_root, log_dir=tmp_path, **mail):
+                done = wait_for_status(retry.pk, {BackupStatus.SUCCEEDED, BackupStatus.FAILED}, 120)
+                await_(
+                    lambda: Notification.objects.get(pk=page.pk).status == NotificationStatus.SENT,
+                    60,
+                    "the page to the DBAs was never delivered",
+                )
+            [message] = smtp.messages
+    finally:
+        locker.close()
+
+    assert done.status == BackupStatus.SUCCEEDED, done.message
+    assert message["to"] == ["dba@example.com"]
+    assert f"It is being run again, once, as backup #{retry.pk}." in message["data"]
+    assert Backup.objects.filter(database=database).count() == 2
 
 
 def wait_for_verification(pk: int, timeout: float = 120.0) -> Backup:
