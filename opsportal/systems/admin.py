@@ -48,6 +48,14 @@ class SystemAdminBase(SecretFieldsAdminMixin, admin.ModelAdmin):
         system_save(system=obj, actor=request.user)
         if obj.secrets_dropped:
             self.message_user(request, secrets_dropped_message(obj), messages.WARNING)
+        for name, dropped in getattr(obj, "dependents_secrets_dropped", {}).items():
+            self.message_user(
+                request,
+                f"The stored {', '.join(dropped)} of {name}, which runs on {obj}, "
+                f"{'was' if len(dropped) == 1 else 'were'} dropped because the engine's "
+                "connection changed: enter it again on its page.",
+                messages.WARNING,
+            )
 
     @admin.display(description="Status")
     def status(self, system):

@@ -135,6 +135,27 @@ class System(models.Model):
         refreshed = frozenset(fields) if fields is not None else entered
         secrets_forget_entered(self, refreshed)
 
+    def changed_connection_fields(self, update_fields=None) -> tuple[str, ...]:
+        """The connection fields this unsaved instance changes from the stored row."""
+        if self.pk is None:
+            return ()
+        connection = [
+            f
+            for f in type(self).connection_fields()
+            if f.attname in self.__dict__
+            and (update_fields is None or {f.name, f.attname} & set(update_fields))
+        ]
+        if not connection:
+            return ()
+        stored = (
+            type(self)._base_manager.filter(pk=self.pk).values(*[f.attname for f in connection])
+        ).first()
+        if stored is None:
+            return ()
+        return tuple(
+            f.name for f in connection if _differs(f, stored[f.attname], getattr(self, f.attname))
+        )
+
     def _drop_secrets_if_repointed(self, update_fields) -> tuple[str, ...]:
         self.secrets_dropped = self.repointed_fields = ()
         if self.pk is None:
@@ -226,13 +247,32 @@ class DockerEngine(System):
         "tls_client_cert",
         "timeout_seconds",
     )
+    # Secrets of the systems that run on this engine, dropped by the last save because it
+    # re-pointed the engine: {system name: (secret field names)}.
+    dependents_secrets_dropped: dict[str, tuple[str, ...]] = {}
 
     class Meta:
         verbose_name = "Docker engine"
 
     def save(self, *args, **kwargs):
+        # A database or cache in a container on this engine is reached through it (its
+        # address, `docker exec … psql/pg_dump` with the password in the environment):
+        # pointing the engine at another daemon must not take their secrets along either.
         self.kind = SystemKind.DOCKER
+        repointed = self.changed_connection_fields(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
+        self.dependents_secrets_dropped = {}
+        if not repointed:
+            return
+        for system in System.objects.filter(docker_engine_id=self.pk).exclude(pk=self.pk):
+            dependent = system.specific()
+            held = tuple(n for n in secret_field_names(type(dependent)) if getattr(dependent, n))
+            if not held:
+                continue
+            for name in held:
+                dependent.__dict__[name] = ""  # gone, not replaced
+            dependent.save(update_fields=held)
+            self.dependents_secrets_dropped[dependent.name] = held
 
     def clean(self) -> None:
         super().clean()

@@ -45,6 +45,19 @@ def system_save(*, system: System, actor: object | None = None) -> System:
     """
     with transaction.atomic():
         system.save()
+        for name, dropped in getattr(system, "dependents_secrets_dropped", {}).items():
+            audit_record(
+                action=AuditAction.CHANGE,
+                object_type=system._meta.label_lower,
+                object_id=str(system.pk),
+                object_repr=str(system),
+                actor=actor,
+                changes={"dependent": name, "secrets_dropped": list(dropped)},
+                message=(
+                    f"Stored {', '.join(dropped)} of {name} dropped: it runs on {system}, "
+                    "whose connection changed"
+                ),
+            )
         if system.secrets_dropped:
             audit_record(
                 action=AuditAction.CHANGE,

@@ -322,3 +322,69 @@ def test_editing_a_tls_engine_without_moving_it_keeps_its_key(role_client, tls_e
     engine.refresh_from_db()
     assert (engine.description, engine.timeout_seconds) == ("the Swarm manager", 8)
     assert engine.tls_client_key == tls_engine_material["tls_client_key"]
+
+
+def engine_form(engine: DockerEngine, **overrides) -> dict:
+    return {
+        "name": engine.name,
+        "description": engine.description,
+        "critical": "on",
+        "check_interval_seconds": "30",
+        "base_url": engine.base_url,
+        "tls_verify": "on",
+        "tls_ca_cert": "",
+        "tls_client_cert": "",
+        "tls_client_key": "",
+        "timeout_seconds": "5",
+        "container_name": "",
+        **overrides,
+    }
+
+
+def test_moving_an_engine_drops_the_secrets_of_the_databases_reached_through_it(
+    role_client, docker_host
+):
+    """A database "inside a container" is reached through its engine (the container's
+    address, `docker exec … pg_dump` with the password in the environment): whoever may
+    edit engines but not databases must not point the engine at a daemon of their own and
+    have the next check or backup hand that daemon the database's passwords."""
+    devops = role_client("DevOps")
+    engine = system_save(system=DockerEngine(name="platform", base_url=docker_host))
+    database = system_save(
+        system=PostgresDatabase(
+            name="orders-db",
+            dbname="orders",
+            username="app",
+            password="engine-Pg-Secret-1",
+            operator_username="postgres",
+            operator_password="engine-Operator-Secret-2",
+            docker_engine=engine,
+            container_name="orders-postgres",
+        )
+    )
+    cache = system_save(system=RedisCache(name="sessions", host="10.0.0.9", password="kept-3"))
+    change_url = f"/admin/systems/dockerengine/{engine.pk}/change/"
+
+    # Renaming the engine moves nothing: the database keeps both secrets.
+    assert devops.post(change_url, engine_form(engine, description="the host")).status_code == 302
+    database.refresh_from_db()
+    assert (database.password, database.operator_password) == (
+        "engine-Pg-Secret-1",
+        "engine-Operator-Secret-2",
+    )
+
+    page = devops.post(
+        change_url, engine_form(engine, base_url="tcp://127.0.0.1:1"), follow=True
+    ).content.decode()
+    assert "of orders-db, which runs on platform" in page
+    database.refresh_from_db()
+    assert (database.password, database.operator_password) == ("", "")
+    # A system not on that engine keeps its secret.
+    cache.refresh_from_db()
+    assert cache.password == "kept-3"
+    record = AuditRecord.objects.get(
+        object_type="systems.dockerengine", object_id=str(engine.pk), changes__dependent="orders-db"
+    )
+    assert record.actor_name == "user-devops"
+    assert set(record.changes["secrets_dropped"]) == {"password", "operator_password"}
+    assert "engine-Pg-Secret-1" not in str(AuditRecord.objects.values_list("changes", "message"))
