@@ -546,11 +546,22 @@ def incident_step_run(
     params: dict | None = None,
     reason: str = "",
 ) -> Operation:
-    """Request the step's operation for the incident (callers check its permission)."""
-    from opsportal.operations.services import OperationRefused, operation_request
+    """Request the step's operation for the incident. Refused unless the actor may run
+    incident steps and this kind of operation (checked here as well as by the page)."""
+    from opsportal.operations.services import (
+        OperationRefused,
+        operation_permission,
+        operation_request,
+    )
 
     if not step.operation_kind:
         raise IncidentRefused(f"Step {step.text!r} is manual: mark it done with a note.")
+    needed = ["incidents.run_incident_steps", operation_permission(step.operation_kind)]
+    if not (getattr(actor, "pk", None) and actor.has_perms(needed)):
+        raise IncidentRefused(
+            f"Running {step.operation_kind} needs the permissions "
+            f"{' and '.join(needed)}; {actor or 'nobody'} does not hold them."
+        )
     target = target or step.target
     if target is None:
         raise IncidentRefused(

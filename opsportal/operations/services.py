@@ -31,7 +31,7 @@ from opsportal.operations.models import (
     Operation,
     OperationStatus,
 )
-from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target
+from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target, resolve_engine
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.adapters.errors import AdapterError
@@ -81,7 +81,7 @@ def incident_operation_targets(*, incident) -> QuerySet[System]:
     )
 
 
-def _check_incident_scope(*, incident, spec, target, actor) -> None:
+def _check_incident_scope(*, incident, kind: str, spec, target, actor, params: dict) -> None:
     """Refuse an operation its incident does not cover: a changing one on a resolved or
     closed incident, or one on a system outside the incident's affected systems (unless the
     actor may operate any system). Call with the incident's row locked."""
@@ -93,6 +93,18 @@ def _check_incident_scope(*, incident, spec, target, actor) -> None:
         )
     if getattr(actor, "pk", None) and actor.has_perm(OPERATE_ANY_SYSTEM_PERMISSION):
         return
+    if (
+        kind == "service_scale"
+        and params.get("swarm_service")
+        and not incident.affected_systems.filter(pk=resolve_engine(target).pk).exists()
+    ):
+        # A Swarm service is named on its engine: only an affected engine's services are
+        # in scope, not those of an engine that merely hosts an affected system.
+        raise OperationRefused(
+            f"Scaling Swarm service {params['swarm_service']!r} acts on the Docker engine "
+            f"{resolve_engine(target)}, which incident #{incident.pk} does not list as "
+            "affected. Add the engine to the incident's affected systems first."
+        )
     if not incident_operation_targets(incident=incident).filter(pk=target.pk).exists():
         affected = ", ".join(sorted(s.name for s in incident.affected_systems.all())) or "none"
         raise OperationRefused(
@@ -151,7 +163,9 @@ def operation_request(
         if incident is not None:
             # Locked so the incident cannot be resolved between this check and the insert.
             incident = type(incident)._default_manager.select_for_update().get(pk=incident.pk)
-            _check_incident_scope(incident=incident, spec=spec, target=target, actor=actor)
+            _check_incident_scope(
+                incident=incident, kind=kind, spec=spec, target=target, actor=actor, params=params
+            )
         if spec.changing:
             first = active_changing_operation(target=target)
             if first is not None:

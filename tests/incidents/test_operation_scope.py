@@ -179,3 +179,68 @@ def test_changing_operations_are_refused_on_resolved_and_closed_incidents(
             response.content.decode()
         )
     assert not Operation.objects.filter(kind="cache_clear").exists()
+
+
+def test_scaling_a_swarm_service_needs_its_engine_among_the_affected_systems(
+    teams, runbooks, docker_engine
+):
+    """A Swarm service is named on its engine: an affected system that merely runs on the
+    engine does not bring every service of that engine into the incident's scope."""
+    groups_load_defaults()
+    devops = staff_in("DevOps")
+    api = HttpEndpoint.objects.create(
+        name="api-in-swarm",
+        url="http://127.0.0.1:9/health",
+        docker_engine=docker_engine,
+        container_name="api-1",
+    )
+    incident = incident_open(
+        title="api slow",
+        severity="sev3",
+        category="api",
+        affected_systems=[api],
+        runbook_name="High API Response Times",
+    )
+    scale = step(incident, "Scale containers if necessary")
+    with pytest.raises(IncidentRefused, match="does not list as affected"):
+        incident_step_run(
+            step=scale,
+            actor=devops,
+            target=api,
+            params={"swarm_service": "payments", "replicas": 3},
+            reason="more capacity",
+        )
+    assert not Operation.objects.exists()
+    incident.affected_systems.add(docker_engine)
+    operation = incident_step_run(
+        step=scale,
+        actor=devops,
+        target=api,
+        params={"swarm_service": "payments", "replicas": 3},
+        reason="more capacity",
+    )
+    assert operation.params["swarm_service"] == "payments"
+
+
+@pytest.mark.parametrize("role", ["Viewers", "Database admins"])
+def test_the_step_service_itself_refuses_roles_without_the_operations_permission(
+    role, teams, runbooks, redis_target
+):
+    """Not only the page: a caller of the service with a role that may not clear caches
+    (Viewers work no incident; Database admins do not clear caches) is refused."""
+    groups_load_defaults()
+    incident = incident_open(
+        title="slow",
+        severity="sev3",
+        category="api",
+        affected_systems=[redis_target],
+        runbook_name="High API Response Times",
+    )
+    with pytest.raises(IncidentRefused, match="needs the permissions"):
+        incident_step_run(
+            step=step(incident, "Clear cache if needed"),
+            actor=staff_in(role),
+            target=redis_target,
+            reason="stale keys",
+        )
+    assert not Operation.objects.exists()
