@@ -57,7 +57,10 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Migrations must match the models: a model change without its migration fails here, before
+# the services start or the suite runs (it needs no database; without one Django only warns).
 test: $(VENV)/.dev lint
+	set -a && . deploy/dev/test.env && set +a && $(BIN)/python manage.py makemigrations --check --dry-run
 	deploy/dev/test-services.sh
 	set -a && . deploy/dev/test.env && set +a && $(BIN)/pytest $(PYTEST_ARGS)
 
