@@ -6,6 +6,10 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
+        from backups.services import backups_load_defaults
+        from opsportal.defaults import defaults_loader_register
+
+        defaults_loader_register("backups", backups_load_defaults, order=120)
         from backups import audit_checkpoints, configuration, models, monitoring, services
         from opsportal.audit.checkpoints import checkpoint_store_register
         from opsportal.audit.services import audit_register

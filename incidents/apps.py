@@ -5,9 +5,13 @@ class IncidentsConfig(AppConfig):
     name = "incidents"
 
     def ready(self) -> None:
+        from incidents import metrics
         from incidents.models import ActionItem, Incident, Runbook, RunbookStep
-        from incidents.services import on_operation_finished
+        from incidents.services import alert_receive, incidents_load_defaults, on_operation_finished
         from opsportal.audit.services import audit_register
+        from opsportal.defaults import defaults_loader_register
+        from opsportal.health.metrics import register_gauges
+        from opsportal.monitoring.handoff import alert_receiver_register
         from opsportal.operations.signals import operation_finished
 
         # Workflow fields change only through services, which audit them with context;
@@ -28,6 +32,11 @@ class IncidentsConfig(AppConfig):
         audit_register(Runbook)
         audit_register(RunbookStep)
         operation_finished.connect(on_operation_finished, dispatch_uid="incidents-timeline")
+        # The runbooks exist before the operations and alert rules that name them.
+        defaults_loader_register("incidents", incidents_load_defaults, order=50)
+        # Monitoring hands its firing and cleared alerts to incident handling.
+        alert_receiver_register(alert_receive)
+        register_gauges(metrics.incident_gauges)
 
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.

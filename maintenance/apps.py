@@ -6,6 +6,10 @@ class MaintenanceConfig(AppConfig):
     verbose_name = "Maintenance"
 
     def ready(self) -> None:
+        from maintenance.services import maintenance_load_defaults
+        from opsportal.defaults import defaults_loader_register
+
+        defaults_loader_register("maintenance", maintenance_load_defaults, order=110)
         from maintenance import models, monitoring
         from opsportal.audit.services import audit_register
         from opsportal.health.checks import register_check

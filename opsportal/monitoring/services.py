@@ -21,6 +21,7 @@ from opsportal.audit.services import audit_record
 from opsportal.monitoring import collectors
 from opsportal.monitoring.catalogue import METRICS
 from opsportal.monitoring.collectors import Previous, Reading
+from opsportal.monitoring.handoff import alert_hand_off
 from opsportal.monitoring.models import (
     COMPARE,
     AlertRule,
@@ -516,9 +517,7 @@ def _deliver(state: AlertState, change: str) -> None:
     where = state.system.name if state.system_id else "portal"
     title = f"{rule.name} on {where}" + (f" ({state.subject})" if state.subject else "")
     try:
-        from incidents.services import alert_receive
-
-        alert = alert_receive(
+        alert = alert_hand_off(
             fingerprint=state.fingerprint,
             status=change,
             title=title[:200],
