@@ -123,7 +123,14 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         SolarSchedule,
     )
 
-    from backups.services import backup_plan_ensure, backup_run_now, drill_request, restore_request
+    from backups.models import BackupMethod
+    from backups.services import (
+        backup_plan_ensure,
+        backup_plan_save,
+        backup_run_now,
+        drill_request,
+        restore_request,
+    )
     from incidents.models import Alert, IncidentStep, Runbook
     from incidents.services import incident_attach_runbook, incident_open
     from maintenance.models import MaintenancePlan, MaintenanceWindow, RecurringTask, WindowKind
@@ -258,6 +265,10 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     # Backups: a real pg_dump of the target database, then a restore and a drill of it
     # requested (never run: their tasks are dispatched only on commit, and this rolls back).
     plan = backup_plan_ensure(database=database)
+    # Registered "inside a container" on an engine at a closed port, so its default plan
+    # dumps with docker exec; this world's dump goes over the network to the real server.
+    plan.method = BackupMethod.NETWORK
+    plan = backup_plan_save(plan=plan)
     backup = backup_run_now(database=database, actor=root, reason="matrix")
     assert backup.is_restorable, backup.message
     restore = restore_request(
