@@ -1,9 +1,7 @@
-"""Maintenance windows, plans and recurring tasks in the admin: the workflow UI.
-
-Per-window buttons (start, complete, roll back, cancel, document a change, run or tick a
-checklist step) are get_urls() views that call services; a month view and each person's
-calendar subscription page hang off the window changelist.
-"""
+"""Maintenance windows in the admin: the window form and page, its read-only inlines
+(announcements, change log, suppressed alerts), the per-window buttons (start, complete, roll
+back, cancel, document a change, run or tick a checklist step), the month view and each
+person's calendar subscription page."""
 
 from __future__ import annotations
 
@@ -19,20 +17,18 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from incidents.models import Alert
 from maintenance import recurrence, services
+from maintenance.admin._common import _add_errors, _check_lead_hours
 from maintenance.models import (
     Announcement,
     CalendarSubscription,
     ChangeLogEntry,
     ChecklistStep,
-    MaintenancePlan,
     MaintenanceWindow,
     Phase,
-    RecurringTask,
-    TaskOccurrence,
 )
 from maintenance.selectors import windows_for_calendar, windows_overlapping
 from opsportal.people.models import Notification
@@ -104,31 +100,6 @@ class MaintenanceWindowForm(forms.ModelForm):
                 _add_errors(self, exc)
         _check_lead_hours(self, cleaned)
         return cleaned
-
-
-def _check_lead_hours(form: forms.ModelForm, cleaned: dict) -> None:
-    """Lead times are whole hours, comma-separated (72,24): say so instead of failing later
-    when the announcements are computed."""
-    lead = cleaned.get("announce_lead_hours", "")
-    if "announce_lead_hours" not in cleaned:
-        return
-    try:
-        hours = [int(h) for h in lead.replace(" ", "").split(",") if h]
-    except ValueError:
-        form.add_error("announce_lead_hours", "Enter whole hours separated by commas: 72,24")
-    else:
-        if any(h <= 0 or h > services.MAX_LEAD_HOURS for h in hours):
-            form.add_error(
-                "announce_lead_hours",
-                f"Each lead time must be between 1 and {services.MAX_LEAD_HOURS} hours.",
-            )
-
-
-def _add_errors(form: forms.ModelForm, exc: ValidationError) -> None:
-    """A service's ValidationError as form errors next to the fields it names (a field the
-    form does not show goes to the top of the form)."""
-    for field, errors in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 class AnnouncementInline(admin.TabularInline):
@@ -450,236 +421,3 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
             "feed_url": feed_url,
         }
         return TemplateResponse(request, "admin/maintenance/subscribe.html", context)
-
-
-class MaintenancePlanForm(forms.ModelForm):
-    class Meta:
-        model = MaintenancePlan
-        fields = [
-            "name",
-            "kind",
-            "rrule",
-            "first_start",
-            "time_zone",
-            "duration_minutes",
-            "systems",
-            "expected_impact",
-            "rollback_plan",
-            "owner",
-            "emails",
-            "webhook",
-            "announce_lead_hours",
-            "generate_ahead_days",
-            "active",
-        ]
-
-    def clean(self):
-        cleaned = super().clean()
-        _check_lead_hours(self, cleaned)
-        if not self.errors:
-            probe = MaintenancePlan(
-                rrule=cleaned.get("rrule", ""),
-                first_start=cleaned.get("first_start"),
-                time_zone=cleaned.get("time_zone", ""),
-                duration_minutes=cleaned.get("duration_minutes") or 0,
-            )
-            try:
-                services.plan_validate(plan=probe)
-            except ValidationError as exc:
-                _add_errors(self, exc)
-        return cleaned
-
-
-@admin.register(MaintenancePlan)
-class MaintenancePlanAdmin(admin.ModelAdmin):
-    form = MaintenancePlanForm
-    list_display = [
-        "name",
-        "kind",
-        "rrule",
-        "first_start",
-        "duration_minutes",
-        "active",
-        "next_occurrences",
-    ]
-    filter_horizontal = ["systems"]
-
-    @admin.display(description="Next occurrences (UTC)")
-    def next_occurrences(self, obj):
-        now = timezone.now()
-        try:
-            upcoming = services.plan_occurrences(
-                plan=obj, start=now, end=now + dt.timedelta(days=400)
-            )[:3]
-        except ValidationError as exc:
-            return " ".join(exc.messages)
-        return format_html_join(", ", "{}", ((f"{s:%Y-%m-%d %H:%M}",) for s, _ in upcoming))
-
-    def save_model(self, request, obj, form, change):
-        # Saved first; systems follow in save_related, then the windows are generated.
-        obj.save()
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        created = services.plan_generate_windows(plan=form.instance)
-        if created:
-            self.message_user(request, f"Generated {len(created)} upcoming window(s).")
-
-
-class RecurringTaskForm(forms.ModelForm):
-    class Meta:
-        model = RecurringTask
-        fields = [
-            "name",
-            "kind",
-            "team",
-            "rrule",
-            "first_due",
-            "time_zone",
-            "description",
-            "generate_ahead_days",
-            "active",
-        ]
-
-    def clean(self):
-        # An impossible rule or an unknown zone is a form error next to its field, so the
-        # person fixes it on the same page (saving it would fail on every generation).
-        cleaned = super().clean()
-        if not self.errors:
-            probe = RecurringTask(
-                rrule=cleaned.get("rrule", ""),
-                first_due=cleaned.get("first_due"),
-                time_zone=cleaned.get("time_zone", ""),
-            )
-            try:
-                services.task_validate(task=probe)
-            except ValidationError as exc:
-                _add_errors(self, exc)
-        return cleaned
-
-
-@admin.register(RecurringTask)
-class RecurringTaskAdmin(admin.ModelAdmin):
-    form = RecurringTaskForm
-    list_display = ["name", "kind", "team", "rrule", "active"]
-    list_select_related = ["team"]
-
-    def save_model(self, request, obj, form, change):
-        # Validated by the form; saved, then its due dates are generated ahead.
-        super().save_model(request, obj, form, change)
-        created = services.task_generate_occurrences(task=obj)
-        if created:
-            self.message_user(request, f"Generated {len(created)} due date(s).")
-
-
-class OccurrenceCompleteForm(forms.ModelForm):
-    """Saving an occurrence's page records it as done: only the completion fields."""
-
-    class Meta:
-        model = TaskOccurrence
-        fields = ["notes", "evidence"]
-
-    def clean(self):
-        # "Add notes or evidence" and "already done" are said on the form, before anything is
-        # saved; the service checks again under its lock.
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                services.occurrence_complete_check(
-                    occurrence=self.instance,
-                    notes=cleaned.get("notes", ""),
-                    evidence=cleaned.get("evidence") or None,
-                )
-            except services.MaintenanceError as exc:
-                self.add_error(None, str(exc))
-        return cleaned
-
-
-@admin.register(TaskOccurrence)
-class TaskOccurrenceAdmin(admin.ModelAdmin):
-    form = OccurrenceCompleteForm
-    change_form_template = "admin/maintenance/taskoccurrence/change_form.html"
-    list_display = ["task", "due_at", "status", "overdue", "completed_by", "scan_status"]
-    list_filter = ["status", "task"]
-    list_select_related = ["task", "completed_by"]
-    show_full_result_count = False
-    readonly_fields = [
-        "task",
-        "due_at",
-        "status",
-        "completed_at",
-        "completed_by",
-        "scan_status",
-        "findings_summary",
-    ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # Saving the page only records the occurrence as done (the form has nothing else),
-        # so it needs what recording needs: complete_taskoccurrence, which the Security team
-        # holds, and not the generic change_taskoccurrence, which no role holds.
-        return request.user.has_perm(services.COMPLETE_OCCURRENCE)
-
-    @admin.display(boolean=True)
-    def overdue(self, obj):
-        return obj.status == "open" and obj.due_at < timezone.now()
-
-    @admin.display(description="Automatic findings")
-    def findings_summary(self, obj):
-        parts = [
-            (name.replace("_", " "), part.get("status", ""), part.get("summary", ""))
-            for name, part in (obj.findings or {}).items()
-            if isinstance(part, dict)
-        ]
-        if obj.findings.get("error"):
-            parts.append(("error", "failed", obj.findings["error"]))
-        return format_html_join("", "<p><b>{}</b>: {} — {}</p>", parts) or "—"
-
-    def save_model(self, request, obj, form, change):
-        try:
-            services.occurrence_complete(
-                occurrence=obj,
-                actor=request.user,
-                notes=form.cleaned_data.get("notes", ""),
-                evidence=form.cleaned_data.get("evidence") or None,
-            )
-        except services.MaintenanceError as exc:
-            # The form checked this already: someone recorded it in between. Say so on the
-            # page instead of "changed successfully" (response_change).
-            self.message_user(request, str(exc), messages.ERROR)
-            request.occurrence_completion_refused = True
-
-    def log_change(self, request, obj, message):
-        if getattr(request, "occurrence_completion_refused", False):
-            return None  # nothing was changed: no "Changed notes" in its history
-        return super().log_change(request, obj, message)
-
-    def response_change(self, request, obj):
-        if getattr(request, "occurrence_completion_refused", False):
-            return HttpResponseRedirect(request.path)
-        return super().response_change(request, obj)
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/scan/",
-                self.admin_site.admin_view(self.scan_view),
-                name="maintenance_taskoccurrence_scan",
-            ),
-            *super().get_urls(),
-        ]
-
-    def scan_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        occurrence = get_object_or_404(TaskOccurrence, pk=object_id)
-        try:
-            services.security_scan_request(occurrence=occurrence, actor=request.user)
-            self.message_user(request, "Scan queued; findings appear here when it finishes.")
-        except (services.MaintenanceError, PermissionDenied) as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        return HttpResponseRedirect(
-            reverse("admin:maintenance_taskoccurrence_change", args=[occurrence.pk])
-        )
