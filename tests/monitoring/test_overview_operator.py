@@ -58,7 +58,7 @@ def overview_queries(client) -> tuple[int, str]:
 
 
 def test_many_open_incidents_my_team_first_counts_and_a_link_to_the_rest(engineer):
-    client, user = engineer
+    client, _ = engineer
     devops = Team.objects.get(responsibility=Responsibility.DEVOPS)
     other = Team.objects.get(responsibility=Responsibility.DATABASE)
     mine = open_incidents(2, team=devops, prefix="mine")  # the oldest two
@@ -120,7 +120,9 @@ def test_figures_beyond_their_rule_are_marked_and_a_down_systems_are_greyed(engi
 
     def figure(system: str, metric: str) -> str:
         row = html.split(f'data-system="{system}"', 1)[1].split("</tr>", 1)[0]
-        return re.search(rf'<div class="ov-figure[^"]*" data-metric="{metric}".*?</div>', row).group(0)
+        return re.search(
+            rf'<div class="ov-figure[^"]*" data-metric="{metric}".*?</div>', row
+        ).group(0)
 
     p95 = figure("slow-api", "http_latency_p95_ms")
     assert 'class="ov-figure ov-beyond"' in p95
