@@ -61,6 +61,14 @@ def test_overview_alert_to_mitigated_in_three_submissions(
         page.goto(f"{live_server.url}/admin/")
         alert = page.locator(f'tr.ov-alert[data-alert="{state.pk}"]')
         assert container.name in alert.inner_text()
+        # Narrow columns wrap between words, never inside one (the admin's dashboard CSS
+        # sets word-break: break-word on every cell).
+        for cell in ("tr.ov-alert td", "tr.ov-incident td", "#ov-systems td"):
+            styles = page.eval_on_selector(
+                f"#operations-overview {cell}",
+                "el => [getComputedStyle(el).wordBreak, getComputedStyle(el).overflowWrap]",
+            )
+            assert styles == ["normal", "normal"], (cell, styles)
         alert.locator("a.ov-run-step").click()
         page.wait_for_selector("#run-step-form")
         # Chosen from the alert: nothing to type but the reason.
