@@ -45,6 +45,10 @@ Measured on the 2-core dev machine (one full run, about 25 minutes), seconds:
   memory          29       149  10       30        30   (memory rule holds 120 s)
 Every fault detected within 90 s and mitigated by its runbook action; restarts take 10 s
 because busybox httpd/sleep as PID 1 ignore SIGTERM until the stop timeout.
+
+With the operator's way through the admin (--only db-idle, 2-core machine): detect 28,
+incident 119, op 0, mitigated 3 s after the incident, 2 form submissions (confirm the step,
+mark mitigated), cleared 29, resolved 331 (the rule's 300 s hold time).
 """
 
 from __future__ import annotations
