@@ -18,8 +18,10 @@ The platform copy, all on this machine (traffic on 127.0.0.1 only):
 Each fault is injected in turn and measured:
   detect    first stored sample over the rule's threshold (fault → detection);
   incident  the rule's incident opened (fault → incident);
-  mitigate  the runbook's step run from the incident (incident_step_run → operation_request,
-            executed by the worker) until the operation finished;
+  mitigate  the runbook's step run the operator's way from the overview, through the admin
+            (the firing alert's link opens the step with the system and container chosen;
+            confirm; executed by the worker; "Mark mitigated"): incident → marked mitigated,
+            and the number of forms the operator submitted (target: at most 3);
   cleared   the first sample after the operation showing the fault gone;
   resolved  the rule stopped firing and the incident resolved itself (its verification).
 
@@ -43,20 +45,22 @@ Measured on the 2-core dev machine (one full run, about 25 minutes), seconds:
   memory          29       149  10       30        30   (memory rule holds 120 s)
 Every fault detected within 90 s and mitigated by its runbook action; restarts take 10 s
 because busybox httpd/sleep as PID 1 ignore SIGTERM until the stop timeout.
+
+With the operator's way through the admin (--only db-idle, 2-core machine): detect 28,
+incident 119, op 0, mitigated 3 s after the incident, 2 form submissions (confirm the step,
+mark mitigated), cleared 29, resolved 331 (the rule's 300 s hold time).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import itertools
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -70,24 +74,14 @@ sys.path.insert(0, str(ROOT))
 ADMIN_DSN = os.environ.get("OPSPORTAL_TEST_PG_DSN", "postgres://postgres@127.0.0.1:5432/postgres")
 DOCKER_HOST = os.environ.get("OPSPORTAL_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 REDIS_URL = os.environ.get("OPSPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-REDIS_DB = 3  # the drills' own broker and cache-target db
+# the drills' own broker and cache-target db (flushed at start and end)
+REDIS_DB = int(os.environ.get("OPSPORTAL_DRILLS_REDIS_DB", "3"))
 PORTAL_DB = f"opsportal_drills_{os.getpid()}"
 IMAGE = "opsportal-test/busybox:1"
 MAX_CONNECTIONS = 20
 DETECT_TARGET_S = 90.0
+MAX_SUBMISSIONS = 3  # form submissions from the overview to a mitigated incident
 ALL_DRILLS = ("api", "db-idle", "db-long", "db-idle-tx", "crash-loop", "memory")
-
-CGI = r"""#!/bin/sh
-# The drill's API: latency and error rate come from /run/fault (a tmpfs: a restart clears it).
-d=0; [ -f /run/fault/delay ] && d=$(cat /run/fault/delay)
-e=0; [ -f /run/fault/error_percent ] && e=$(cat /run/fault/error_percent)
-[ "$d" != 0 ] && sleep "$d"
-if [ "$e" -gt 0 ] && [ $((RANDOM % 100)) -lt "$e" ]; then
-  printf 'Status: 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nunavailable\n'
-  exit 0
-fi
-printf 'Content-Type: application/json\r\n\r\n{"ok": true}\n'
-"""
 
 
 def admin(statement: str) -> None:
@@ -127,6 +121,8 @@ class Drill:
     incident: object = None
     operation: object = None
     cleared_at: object = None
+    mitigated_at: object = None  # the operator marked the incident mitigated
+    submissions: int | None = None  # forms the operator submitted from the overview
     resolved_at: object = None
     notes: list[str] = field(default_factory=list)
 
@@ -192,19 +188,9 @@ class Platform:
             network_mode="host", **kwargs,
         )  # fmt: skip
         if files:
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                parents = {str(d) for path in files for d in Path(path).parents if str(d) != "."}
-                for directory in sorted(parents):
-                    info = tarfile.TarInfo(directory)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-                for path, (text, mode) in files.items():
-                    data = text.encode()
-                    info = tarfile.TarInfo(path)
-                    info.size, info.mode = len(data), mode
-                    tar.addfile(info, io.BytesIO(data))
-            container.put_archive("/", buffer.getvalue())
+            from tests.drillkit import put_files
+
+            put_files(container, files)
         if start:
             container.start()
         return container
@@ -309,16 +295,22 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.test.utils import setup_test_environment
     from django.utils import timezone
 
     from incidents.models import Incident, IncidentStep
-    from incidents.services import incident_step_run, incidents_load_defaults
+    from incidents.services import incidents_load_defaults
     from opsportal.monitoring.models import COMPARE, AlertRule, Sample
     from opsportal.monitoring.services import fingerprint_for, monitoring_load_defaults
+    from opsportal.operations.models import Operation
     from opsportal.operations.services import operations_load_defaults
     from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase, RedisCache
-    from tests import realsystems
+    from tests import drillkit, realsystems
+    from tests.signin import TwoFactorClient
 
+    # The operator's way runs through the admin with Django's test client (host
+    # "testserver"), signed in with a real second factor.
+    setup_test_environment()
     interval = settings.MONITORING_DEFAULT_INTERVAL_SECONDS
     print(f"portal database {PORTAL_DB}; collection interval {interval} s (the default)")
     call_command("migrate", verbosity=0)
@@ -328,6 +320,8 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
     operator = get_user_model().objects.create_superuser(
         "drill-operator", "drills@example.com", uuid.uuid4().hex
     )
+    client = TwoFactorClient()
+    client.force_login(operator)
 
     print("starting the platform copy ...", flush=True)
     pg_port = platform.start_postgres()
@@ -335,7 +329,7 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
     api = platform.container(
         "api",
         ["httpd", "-f", "-p", f"127.0.0.1:{api_port}", "-h", "/www"],
-        files={"www/cgi-bin/api": (CGI, 0o755)},
+        files={"www/cgi-bin/api": (drillkit.CGI, 0o755)},
         tmpfs={"/run/fault": "size=1m"},
         mem_limit="32m",
     )
@@ -515,16 +509,33 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
             drill.notes.append(f"runbook step {drill.step_text!r} missing")
             done.append(drill)
             continue
-        operation = incident_step_run(
-            step=step, actor=operator, params={**step.operation_params, **drill.params},
-            target=drill.target, reason=f"Fault drill {key}",
-        )  # fmt: skip
 
-        def finished(operation=operation):
-            operation.refresh_from_db()
+        # The operator's way from the overview: the firing alert's link to the step (system
+        # and container chosen from the alert), confirm, the worker runs it, mark mitigated;
+        # the form submissions are counted.
+        def finished(pk):
+            operation = Operation.objects.get(pk=pk)
             return operation if operation.finished else None
 
-        wait_for(finished, timeout=operation.time_limit_seconds + 60, step=0.5)
+        def execute(pk):
+            wait_for(
+                lambda: finished(pk),
+                timeout=Operation.objects.get(pk=pk).time_limit_seconds + 60,
+                step=0.5,
+            )
+
+        try:
+            path = drillkit.run_fix_from_overview(
+                client, incident=drill.incident, step_text=drill.step_text,
+                overrides={k: v for k, v in drill.params.items() if k != "container"},
+                execute=execute,
+            )  # fmt: skip
+        except AssertionError as exc:
+            drill.notes.append(f"operator's way failed: {exc}")
+            done.append(drill)
+            continue
+        operation = path.operation
+        drill.submissions = path.posts
         drill.operation = operation
         print(f"  {operation.get_kind_display()} {operation.status} in "
               f"{((operation.finished_at or timezone.now()) - operation.requested_at).total_seconds():.1f} s"
@@ -568,6 +579,7 @@ def run(platform: Platform, env: dict, chosen: list[str]) -> None:
         if drill.incident:
             drill.incident.refresh_from_db()
             drill.resolved_at = drill.incident.resolved_at
+            drill.mitigated_at = drill.incident.mitigated_at
     report(done, interval)
 
 
@@ -579,7 +591,8 @@ def report(done: list[Drill], interval: int) -> None:
           f"(monitoring.collect every 10 s); times in seconds\n")  # fmt: skip
     header = (
         f"{'drill':<11}{'runbook issue':<31}{'rule (for)':<52}{'detect':>7}{'incident':>9}"
-        f"{'mitigation (runbook step)':>34}{'op':>5}{'cleared':>8}{'resolved':>9}  verdict"
+        f"{'mitigation (runbook step)':>34}{'op':>5}{'mitigated':>10}{'forms':>6}{'cleared':>8}"
+        f"{'resolved':>9}  verdict"
     )
     print(header)
     print("-" * len(header))
@@ -596,18 +609,25 @@ def report(done: list[Drill], interval: int) -> None:
         )
         if d.incident and (d.incident.detected_at - d.injected_at).total_seconds() > 90:
             verdict += "; incident after the rule's for-duration (>90 s)"
+        if d.submissions is not None and d.submissions > MAX_SUBMISSIONS:
+            verdict += f"; {d.submissions} form submissions (target <= {MAX_SUBMISSIONS})"
+        forms = "-" if d.submissions is None else str(d.submissions)
         print(
             f"{d.key:<11}{d.issue:<31}{rule_for:<52}{detect:>7}"
             f"{secs(d.incident.detected_at if d.incident else None, d.injected_at):>9}"
             f"{(d.step_text + (' #' + str(op.pk) if op else '')):>34}"
             f"{secs(op.finished_at if op else None, op.requested_at if op else None):>5}"
+            f"{secs(d.mitigated_at, d.incident.detected_at if d.incident else None):>10}"
+            f"{forms:>6}"
             f"{secs(d.cleared_at, d.incident.detected_at if d.incident else None):>8}"
             f"{secs(d.resolved_at, d.incident.detected_at if d.incident else None):>9}  {verdict}"
             + (f" ({'; '.join(d.notes)})" if d.notes else "")
         )
     print(
         "\ndetect: fault → first sample over the threshold; incident: fault → incident opened; "
-        "op: the runbook's operation, requested → finished; cleared / resolved: incident → "
+        "op: the runbook's operation, requested → finished; mitigated: incident → marked "
+        "mitigated by the operator; forms: form submissions on the operator's way from the "
+        f"overview (target <= {MAX_SUBMISSIONS}); cleared / resolved: incident → "
         "first sample without the fault / incident resolved by its rule (verification).\n"
         "Known conflict: 'API p95 above 500 ms' holds for 5 minutes before it fires, so its "
         "incident cannot open within 90 s; detection (the first crossing) is the 90 s figure. "

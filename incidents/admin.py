@@ -31,8 +31,10 @@ from incidents.models import (
     TimelineEvent,
     TimelineKind,
 )
+from opsportal.monitoring.models import AlertState
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence
+from opsportal.operations.selectors import operation_target_for_alert, systems_for_kind
 from opsportal.operations.services import (
     EVIDENCE_DOWNLOAD_PERMISSION,
     OPERATE_ANY_SYSTEM_PERMISSION,
@@ -42,6 +44,10 @@ from opsportal.operations.services import (
     operation_permission,
 )
 from opsportal.systems.models import System
+
+# "Mark mitigated" after a successful fix: from these (an open incident is acknowledged on
+# the way, services.incident_mark_mitigated).
+MARK_MITIGATED_FROM = ("open", "acknowledged", "investigating")
 
 
 class ActionItemInline(admin.TabularInline):
@@ -328,6 +334,23 @@ class IncidentAdmin(admin.ModelAdmin):
                     Evidence.objects.filter(incident=incident).select_related("captured_by")
                 ),
                 review_missing=services.incident_review_missing(incident=incident),
+                # "Mark mitigated" on the spot once a step that changes a system succeeded.
+                mitigated_by=(
+                    next(
+                        (
+                            step
+                            for step in steps
+                            if step.last_operation is not None
+                            and step.last_operation.status == "succeeded"
+                            and KINDS.get(step.last_operation.kind) is not None
+                            and KINDS[step.last_operation.kind].changing
+                        ),
+                        None,
+                    )
+                    if incident.status in MARK_MITIGATED_FROM
+                    and allowed("incidents.manage_incident")
+                    else None
+                ),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -341,6 +364,11 @@ class IncidentAdmin(admin.ModelAdmin):
             ),
             path(
                 "<int:pk>/escalate/", view(self.escalate_view), name="incidents_incident_escalate"
+            ),
+            path(
+                "<int:pk>/mark-mitigated/",
+                view(self.mark_mitigated_view),
+                name="incidents_incident_mark_mitigated",
             ),
             path(
                 "<int:pk>/attach-runbook/",
@@ -413,6 +441,19 @@ class IncidentAdmin(admin.ModelAdmin):
             raise Http404("No such action.")
         return self._refusable(
             request, incident, calls[action], f"Incident #{incident.pk}: {action} done."
+        )
+
+    def mark_mitigated_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_mark_mitigated(
+                incident=incident, actor=request.user, note=request.POST.get("note", "")
+            ),
+            f"Incident #{incident.pk} marked mitigated.",
         )
 
     def escalate_view(self, request, pk):
@@ -489,17 +530,19 @@ class IncidentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         # The choices are the systems the service will accept: the incident's own (and the
         # containers on its affected engines), unless the user may operate any system.
-        targets = (
+        targets = systems_for_kind(
             System.objects.all()
             if request.user.has_perm(OPERATE_ANY_SYSTEM_PERMISSION)
-            else incident_operation_targets(incident=incident)
-        )
+            else incident_operation_targets(incident=incident),
+            kind=step.operation_kind,
+        ).order_by("name")
+        target_id, params = self._prefill(request, incident, step, targets)
         form = StepRunForm(
             request.POST or None,
-            initial={"target": step.target_id},
+            initial={"target": target_id},
             kind=step.operation_kind,
-            params=step.operation_params,
-            targets=targets.order_by("name"),
+            params=params,
+            targets=targets,
         )
         if request.method == "POST" and form.is_valid():
             try:
@@ -532,6 +575,35 @@ class IncidentAdmin(admin.ModelAdmin):
             "refused_on_finished_incident": spec.changing and not incident.is_active,
         }
         return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
+
+    def _prefill(self, request, incident, step, targets) -> tuple[int | None, dict]:
+        """The system (and container) the run page starts with: the one the link names
+        (?target=<system id>&container=<name>, as the overview's firing alerts link), else
+        the step's own, else the one the incident's alert fired on. Only a system the
+        operation may act on is chosen; the runbook's parameters are kept."""
+        params = dict(step.operation_params or {})
+        target_id = step.target_id
+        system, subject = None, ""
+        if request.GET.get("target", "").isdigit():
+            system = System.objects.filter(pk=int(request.GET["target"])).first()
+            subject = request.GET.get("container", "")[:160]
+        elif target_id is None and incident.alert_fingerprint:
+            state = (
+                AlertState.objects.filter(fingerprint=incident.alert_fingerprint)
+                .select_related("system")
+                .first()
+            )
+            if state is not None:
+                system, subject = state.system, state.subject
+        if system is not None:
+            chosen = operation_target_for_alert(
+                kind=step.operation_kind, system=system, subject=subject
+            )
+            if chosen.system is not None and targets.filter(pk=chosen.system.pk).exists():
+                target_id = chosen.system.pk
+                if chosen.container and "container" in KINDS[step.operation_kind].params:
+                    params["container"] = chosen.container
+        return target_id, params
 
     def evidence_download_view(self, request, pk, evidence_id):
         """Download a preserved artefact; each download, and each refused attempt, is

@@ -34,3 +34,28 @@ def incident_checklist(*, incident: Incident) -> QuerySet[IncidentStep]:
         .select_related("target", "done_by", "last_operation")
         .order_by("position", "id")
     )
+
+
+def next_operation_steps(*, incident_ids: list[int]) -> dict[int, IncidentStep]:
+    """For each incident, the runbook step an operator runs next: its first step not yet
+    done that changes a system (the fix), else its first one that runs an operation. One
+    query for all of them (the overview's firing alerts link to these)."""
+    if not incident_ids:
+        return {}
+    from opsportal.operations.kinds import KINDS
+
+    chosen: dict[int, IncidentStep] = {}
+    fallback: dict[int, IncidentStep] = {}
+    steps = (
+        IncidentStep.objects.filter(incident_id__in=incident_ids, done=False)
+        .exclude(operation_kind="")
+        .order_by("incident_id", "position", "id")
+    )
+    for step in steps:
+        spec = KINDS.get(step.operation_kind)
+        if spec is None:
+            continue
+        fallback.setdefault(step.incident_id, step)
+        if spec.changing:
+            chosen.setdefault(step.incident_id, step)
+    return {pk: chosen.get(pk) or fallback[pk] for pk in fallback}

@@ -374,6 +374,17 @@ def incident_mitigate(*, incident: Incident, actor, note: str = "") -> Incident:
     return _transition(incident, "mitigate", actor=actor, source=Source.PERSON, note=note)
 
 
+def incident_mark_mitigated(*, incident: Incident, actor, note: str = "") -> Incident:
+    """ "Mark mitigated" offered once a runbook fix succeeded: the responder who ran the fix
+    has taken the incident, so an incident still open is acknowledged first (a timeline
+    entry of its own) and then mitigated, in one click."""
+    if incident.status == Status.OPEN:
+        incident = incident_acknowledge(
+            incident=incident, actor=actor, note="acknowledged by marking it mitigated"
+        )
+    return incident_mitigate(incident=incident, actor=actor, note=note)
+
+
 def incident_resolve(
     *, incident: Incident, actor, resolution: str = "", source: str = Source.PERSON
 ) -> Incident:

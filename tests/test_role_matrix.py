@@ -822,7 +822,7 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     ),
     **{
         f"admin:incidents_incident_{name}": Access(get=POST_ONLY, post=RESPONDERS)
-        for name in ("transition", "escalate", "note", "step_done")
+        for name in ("transition", "escalate", "mark_mitigated", "note", "step_done")
     },
     "admin:incidents_incident_attach_runbook": Access(
         get=POST_ONLY,

@@ -5,13 +5,23 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Value
 from django.urls import reverse
 from django.utils import timezone
 
 from opsportal.monitoring.catalogue import KEY_METRICS, METRICS
-from opsportal.monitoring.models import AlertState, AlertStatus, LatestValue, Sample
+from opsportal.monitoring.models import (
+    COMPARE,
+    AlertRule,
+    AlertState,
+    AlertStatus,
+    Comparison,
+    LatestValue,
+    Sample,
+)
+from opsportal.people.models import Team
 from opsportal.systems.models import System
 
 CHART_WINDOW = dt.timedelta(hours=1)
@@ -54,6 +64,11 @@ class Figure:
     unit: str
     value: float | None
     points: list[tuple[dt.datetime, float]] = field(default_factory=list)
+    at: dt.datetime | None = None  # when `value` was collected
+    # The alert rule's line it crossed ("above 500 ms"), or "" within its target.
+    beyond: str = ""
+    # True when the system is down: the figure is its last value from before, not now.
+    stale: bool = False
 
     @property
     def label(self) -> str:
@@ -89,10 +104,60 @@ def system_figures(*, system: System, now: dt.datetime | None = None) -> list[Fi
     ]
 
 
+@dataclass(frozen=True)
+class MetricTarget:
+    """One enabled alert rule's line on a metric: where a figure stops being on target."""
+
+    comparison: str
+    threshold: float
+    system_kind: str  # "" for every kind
+    system_ids: frozenset[int]  # empty for every system
+
+    def crossed_by(self, *, value: float, system: System) -> bool:
+        if self.system_kind and self.system_kind != system.kind:
+            return False
+        if self.system_ids and system.pk not in self.system_ids:
+            return False
+        return COMPARE[self.comparison](value, self.threshold)
+
+    def label(self, unit: str) -> str:
+        unit = "" if unit in ("1/0", "") else f" {unit}"
+        return f"{Comparison(self.comparison).label} {self.threshold:g}{unit}"
+
+
+def metric_targets() -> dict[str, list[MetricTarget]]:
+    """The enabled alert rules' thresholds by metric, in one query (a rule limited to some
+    systems comes back once per system and is folded together here)."""
+    rows = AlertRule.objects.filter(enabled=True).values_list(
+        "pk", "metric", "comparison", "threshold", "system_kind", "systems"
+    )
+    rules: dict[int, tuple[str, str, float, str, set[int]]] = {}
+    for pk, metric, comparison, threshold, kind, system_id in rows:
+        entry = rules.setdefault(pk, (metric, comparison, threshold, kind, set()))
+        if system_id is not None:
+            entry[4].add(system_id)
+    targets: dict[str, list[MetricTarget]] = defaultdict(list)
+    for metric, comparison, threshold, kind, system_ids in rules.values():
+        targets[metric].append(MetricTarget(comparison, threshold, kind, frozenset(system_ids)))
+    return targets
+
+
+def _beyond(
+    targets: dict[str, list[MetricTarget]], system: System, metric: str, value: float | None
+) -> str:
+    if value is None:
+        return ""
+    unit = METRICS[metric].unit
+    crossed = [t for t in targets.get(metric, ()) if t.crossed_by(value=value, system=system)]
+    return ", ".join(t.label(unit) for t in crossed)
+
+
 def systems_status(*, now: dt.datetime | None = None) -> list[SystemStatus]:
-    """Every system with its collection status, key figures and sparklines: four queries
-    however many systems and samples there are."""
+    """Every system with its collection status, key figures (marked where beyond an alert
+    rule's line, greyed where stale because the system is down) and sparklines: five
+    queries however many systems and samples there are."""
     now = now or timezone.now()
+    targets = metric_targets()
     systems = list(System.objects.order_by("name")[:OVERVIEW_MAX_SYSTEMS])
     ids = [s.pk for s in systems]
     latest = latest_values(system_ids=ids)
@@ -111,21 +176,31 @@ def systems_status(*, now: dt.datetime | None = None) -> list[SystemStatus]:
     result = []
     for system in systems:
         up = latest.get((system.pk, "up", ""))
+        down = up is not None and up.value != 1.0
+        figures = []
+        for m in KEY_METRICS.get(system.kind, ()):
+            row = latest.get((system.pk, m, ""))
+            value = row.value if row else None
+            figures.append(
+                Figure(
+                    m,
+                    METRICS[m].unit,
+                    value,
+                    series.get((system.pk, m), []),
+                    at=row.at if row else None,
+                    beyond=_beyond(targets, system, m, value),
+                    # A down system's figures are the last ones collected before it went
+                    # down: older than its newest "up" sample.
+                    stale=down and row is not None and row.at < up.at,
+                )
+            )
         result.append(
             SystemStatus(
                 system=system,
                 admin_url=system.get_admin_url(),
                 up=None if up is None else up.value == 1.0,
                 collected_at=up.at if up else None,
-                figures=[
-                    Figure(
-                        m,
-                        METRICS[m].unit,
-                        getattr(latest.get((system.pk, m, "")), "value", None),
-                        series.get((system.pk, m), []),
-                    )
-                    for m in KEY_METRICS.get(system.kind, ())
-                ],
+                figures=figures,
                 firing=firing.get(system.pk, 0),
                 containers=containers.get(system.pk) if system.kind == "docker" else None,
             )
@@ -141,18 +216,30 @@ def alerts_firing(*, limit: int = 20) -> list[AlertState]:
     )
 
 
-def operations_overview(*, now: dt.datetime | None = None) -> dict:
+OVERVIEW_MAX_INCIDENTS = 10
+
+
+def operations_overview(*, now: dt.datetime | None = None, user=None) -> dict:
     """Everything the admin's home page shows, in a bounded number of queries."""
     now = now or timezone.now()
     from backups.selectors import backup_freshness
     from incidents.models import ACTIVE_STATUSES, Incident, Severity
+    from incidents.selectors import next_operation_steps
     from maintenance.selectors import systems_in_maintenance, windows_upcoming
     from opsportal.people.selectors import on_call_overview
 
+    # The user's teams' incidents first, then the newest: a long list stays readable, and
+    # the rest are one link away (the incident list filtered to open ones).
+    mine = (
+        Exists(Team.objects.filter(pk=OuterRef("team_id"), members=user))
+        if getattr(user, "pk", None)
+        else Value(False)
+    )
     open_incidents = list(
-        Incident.objects.filter(status__in=ACTIVE_STATUSES).order_by("severity", "-detected_at")[
-            :15
-        ]
+        Incident.objects.filter(status__in=ACTIVE_STATUSES)
+        .select_related("team")
+        .annotate(mine=mine)
+        .order_by("-mine", "-detected_at", "-id")[:OVERVIEW_MAX_INCIDENTS]
     )
     counts = dict(
         Incident.objects.filter(status__in=ACTIVE_STATUSES)
@@ -184,13 +271,32 @@ def operations_overview(*, now: dt.datetime | None = None) -> dict:
             if s.system.kind == "postgres"
         )
     ]
+    firing = alerts_firing()
+    # Each firing alert links to its incident's runbook step, the alert's system and
+    # container filled in (one query for every alert's incident).
+    steps = next_operation_steps(incident_ids=[s.incident_id for s in firing if s.incident_id])
+    for state in firing:
+        step = steps.get(state.incident_id)
+        state.run_step = step
+        state.run_url = (
+            reverse("admin:incidents_incident_step_run", args=[state.incident_id, step.pk])
+            + "?"
+            + urlencode({"target": state.system_id or "", "container": state.subject})
+            if step is not None
+            else ""
+        )
+    incidents_total = sum(counts.values())
     return {
         "now": now,
         "open_incidents": open_incidents,
+        "incidents_more": max(incidents_total - len(open_incidents), 0),
+        "incidents_open_url": reverse("admin:incidents_incident_changelist")
+        + "?"
+        + urlencode({"status__in": ",".join(ACTIVE_STATUSES)}),
         "incidents_by_severity": by_severity,
-        "incidents_open_total": sum(counts.values()),
+        "incidents_open_total": incidents_total,
         "incident_admin_url": reverse("admin:incidents_incident_changelist"),
-        "alerts_firing": alerts_firing(),
+        "alerts_firing": firing,
         "systems": systems,
         "active_windows": active_windows,
         "next_window": next_window,

@@ -3,20 +3,15 @@ connection slot its user may have (max_connections=20, 3 reserved for superusers
 app's 17 connections exhaust it), by the operator credential or by psql inside the
 database's container, and says which way it went in and why."""
 
-import contextlib
-import time
 import uuid
 
-import docker
 import psycopg
 import pytest
 
 from opsportal.operations.models import OperationStatus
 from opsportal.systems.models import PostgresDatabase
 from tests import realsystems
-from tests.limited_postgres import APP_PASSWORD, SUPERUSER_PASSWORD
-
-PG_SERVER_IMAGE = "opsportal-test/postgres:15"
+from tests.limited_postgres import APP_PASSWORD, SUPERUSER_PASSWORD, postgres_in_container
 
 
 def register(server, **extra) -> PostgresDatabase:
@@ -85,45 +80,11 @@ def database_in_a_container(db, docker_client, docker_engine):
     """A real PostgreSQL server in a container on the test engine (max_connections=20, 3
     reserved), registered "inside a container" with no host and no operator credential, as
     the runbook's platform runs it."""
-    try:
-        docker_client.images.get(PG_SERVER_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"{PG_SERVER_IMAGE} is missing: deploy/dev/build-test-images.sh builds it")
-    port = realsystems.free_port()
     name = f"opsportal-test-pg-{uuid.uuid4().hex[:10]}"
-    container = docker_client.containers.run(
-        PG_SERVER_IMAGE,
-        ["-p", str(port), "-c", "max_connections=20", "-c", "superuser_reserved_connections=3"],
-        name=name,
-        detach=True,
-        network_mode="host",
-        environment={"POSTGRES_PASSWORD": SUPERUSER_PASSWORD},
-    )
-    try:
-        server = realsystems.LimitedPostgres(
-            port=port,
-            superuser_password=SUPERUSER_PASSWORD,
-            app_user="app",
-            app_password=APP_PASSWORD,
-            max_connections=20,
-            superuser_reserved_connections=3,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                admin = server.connect_as_superuser()
-                break
-            except psycopg.OperationalError:
-                container.reload()
-                if container.status != "running" or time.monotonic() > deadline:
-                    raise AssertionError(container.logs().decode()[-2000:]) from None
-                time.sleep(0.2)
-        with admin:
-            admin.execute(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
-            admin.execute("CREATE DATABASE app OWNER app")
+    with postgres_in_container(docker_client, name=name) as server:
         database = PostgresDatabase.objects.create(
             name="app-db",
-            port=port,
+            port=server.port,
             dbname="app",
             username="app",
             password=APP_PASSWORD,
@@ -132,10 +93,6 @@ def database_in_a_container(db, docker_client, docker_engine):
             connect_timeout_seconds=3,
         )
         yield database, server
-        server.release()
-    finally:
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.containers.get(name).remove(force=True)
 
 
 @pytest.mark.docker

@@ -15,9 +15,10 @@ from opsportal.monitoring import selectors
 register = template.Library()
 
 
-@register.simple_tag
-def operations_overview() -> dict:
-    return selectors.operations_overview()
+@register.simple_tag(takes_context=True)
+def operations_overview(context) -> dict:
+    request = context.get("request")
+    return selectors.operations_overview(user=getattr(request, "user", None))
 
 
 @register.inclusion_tag("admin/monitoring/system_charts.html")
