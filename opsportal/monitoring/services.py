@@ -557,13 +557,21 @@ RESEND_SUPPRESSED_SECONDS = 300
 
 
 def alerts_redeliver(*, exclude: set[int] = frozenset(), now: dt.datetime | None = None) -> int:
-    """Send again what incidents did not take, and firing alerts that opened no incident."""
+    """Send again what incidents did not take, and firing alerts that opened no incident
+    (held back by a maintenance window) and are still failing: one whose condition already
+    cleared and that only waits out its hold time is not sent again, or the end of a window
+    would page for a fault that is gone."""
     now = now or timezone.now()
     resend_before = now - dt.timedelta(seconds=RESEND_SUPPRESSED_SECONDS)
     pending = (
         AlertState.objects.filter(
             Q(delivered=False)
-            | Q(status=AlertStatus.FIRING, incident_id__isnull=True, delivered_at__lt=resend_before)
+            | Q(
+                status=AlertStatus.FIRING,
+                incident_id__isnull=True,
+                delivered_at__lt=resend_before,
+                clearing_since__isnull=True,
+            )
         )
         .exclude(pk__in=exclude)
         .select_related("rule", "system")

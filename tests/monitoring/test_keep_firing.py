@@ -91,3 +91,27 @@ def test_the_hold_time_is_shown_with_the_rule(slow_rule, staff_client):
     page = staff_client.get(f"/admin/monitoring/alertrule/{slow_rule.pk}/change/")
     assert page.status_code == 200
     assert 'name="keep_firing_seconds"' in page.content.decode()
+
+
+def test_a_held_back_alert_that_cleared_is_not_sent_again_during_its_hold(slow_rule, http_endpoint):
+    """A firing alert a maintenance window held back (no incident) is sent again every few
+    minutes while it still fails; once its condition is false and it only waits out its
+    hold time, the end of the window must not page for a fault that is gone."""
+    assert sample(http_endpoint, 900, 0) == ["firing"]
+    Incident.objects.all().delete()
+    # What a window's suppression leaves: firing, delivered, no incident.
+    AlertState.objects.filter(rule=slow_rule).update(
+        incident_id=None, delivered_at=T0 - dt.timedelta(hours=1)
+    )
+    later = T0 + dt.timedelta(seconds=60)
+    # Still failing: it is sent again and opens its incident.
+    assert services.alerts_redeliver(now=later) == 1
+    assert Incident.objects.count() == 1
+    Incident.objects.all().delete()
+    AlertState.objects.filter(rule=slow_rule).update(
+        incident_id=None, delivered_at=T0 - dt.timedelta(hours=1)
+    )
+    # Cleared, inside its hold time: nothing is sent, nobody is paged.
+    assert sample(http_endpoint, 100, 70) == []
+    assert services.alerts_redeliver(now=T0 + dt.timedelta(seconds=90)) == 0
+    assert not Incident.objects.exists()
