@@ -126,7 +126,7 @@ def test_figures_beyond_their_rule_are_marked_and_a_down_systems_are_greyed(engi
 
     p95 = figure("slow-api", "http_latency_p95_ms")
     assert 'class="ov-figure ov-beyond"' in p95
-    assert "beyond target (above 500 ms)" in p95
+    assert "beyond its alert rule (above 500 ms)" in p95
     assert "ov-beyond" not in figure("slow-api", "http_error_rate_percent")  # 1 % < 5 %
 
     stale = figure("gone-api", "http_latency_p95_ms")
