@@ -144,6 +144,8 @@ def backup_run(*, backup_id: int, worker: str = "") -> Backup | None:
     if backup is None:
         return None
     _backup_execute(backup)
+    if getattr(backup, "outlived_its_row", False):
+        return backup  # failed as lost meanwhile: the sweeper told the DBAs and re-ran it
     if backup.status == BackupStatus.SUCCEEDED:
         backup_verify(backup=backup)
         if backup.plan_id and backup.trigger == BackupTrigger.SCHEDULED:
@@ -156,6 +158,30 @@ def backup_run(*, backup_id: int, worker: str = "") -> Backup | None:
             body=backup.message,
         )
     return backup
+
+
+def _backup_outlived_its_row(backup: Backup) -> None:
+    """The sweeper failed this backup while it was still running (its heartbeat stalled for
+    longer than BACKUP_HEARTBEAT_STALE_SECONDS, e.g. the portal database was too slow to
+    take it) and may have started a re-run: the failed row stands, and what this run wrote
+    is removed so that no file exists that no row vouches for."""
+    row = Backup.objects.get(pk=backup.pk)
+    backup.outlived_its_row = True
+    if backup.status == BackupStatus.SUCCEEDED and backup.file_name:
+        try:
+            storage_for(backup.storage_location).delete(backup.file_name)
+        except (StorageError, OSError):
+            logger.warning("Could not remove the file of backup #%s", backup.pk)
+    backup.status, backup.message = row.status, row.message
+    audit_record(
+        action=AuditAction.OPERATION,
+        obj=backup,
+        outcome=AuditOutcome.FAILURE,
+        message=(
+            f"Backup of {backup.database} finished after it had been failed as lost "
+            f"({row.get_status_display().lower()}); its result was discarded"
+        ),
+    )
 
 
 class _Heartbeat(threading.Thread):
@@ -271,7 +297,7 @@ def _backup_execute(backup: Backup) -> None:
     backup.duration_seconds = round(time.monotonic() - started, 3)
     if backup.status == BackupStatus.FAILED:
         backup.size_bytes, backup.sha256 = None, ""
-    Backup.objects.filter(pk=backup.pk).update(
+    recorded = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
         status=backup.status,
         finished_at=backup.finished_at,
         duration_seconds=backup.duration_seconds,
@@ -281,6 +307,9 @@ def _backup_execute(backup: Backup) -> None:
         table_row_counts=backup.table_row_counts,
         message=backup.message,
     )
+    if not recorded:
+        _backup_outlived_its_row(backup)
+        return
     ok = backup.status == BackupStatus.SUCCEEDED
     audit_record(
         action=AuditAction.OPERATION,

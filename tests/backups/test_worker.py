@@ -5,6 +5,7 @@ backup requested while the broker is down."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from backups import services
 from backups.models import Backup, BackupPlan, BackupStatus, BackupTrigger, Verification
@@ -299,3 +301,40 @@ def test_requested_while_the_broker_is_down_runs_exactly_once_after_the_sweeper(
         )
     finally:
         broker.cleanup()
+
+
+def test_a_live_backup_failed_as_lost_does_not_overwrite_its_row_when_it_finishes(
+    pgbench_source_db, register_database, backup_root, tmp_path, requester
+):
+    """A worker that is alive but whose heartbeat could not be written for longer than the
+    threshold (a slow portal database) is failed as lost, and a scheduled one re-run; when
+    the original dump finishes after all, the failed row stands and nothing it wrote is
+    left without a row vouching for it."""
+    clear_queue(django_settings.CELERY_BROKER_URL)
+    database = register_database("slow-db", pgbench_source_db)
+    locker = psycopg.connect(admin_dsn().rsplit("/", 1)[0] + "/" + pgbench_source_db)
+    locker.execute("LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE")
+    try:
+        with backup_worker(backup_root=backup_root, log_dir=tmp_path):
+            backup = services.backup_request(database=database, actor=requester, reason="x")
+            wait_for_status(backup.pk, {BackupStatus.RUNNING})
+            # As the sweeper sees it once the heartbeat is an hour old.
+            later = timezone.now() + dt.timedelta(hours=1)
+            assert services.backups_fail_abandoned(now=later) == 1
+            failed_message = Backup.objects.get(pk=backup.pk).message
+            locker.rollback()  # the dump goes on and finishes
+            await_(
+                lambda: AuditRecord.objects.filter(
+                    object_type="backups.backup",
+                    object_id=str(backup.pk),
+                    message__contains="finished after it had been failed as lost",
+                ).exists(),
+                120,
+                "the worker never finished the dump it was running",
+            )
+    finally:
+        locker.close()
+    row = Backup.objects.get(pk=backup.pk)
+    assert (row.status, row.message) == (BackupStatus.FAILED, failed_message)
+    assert row.size_bytes is None and row.sha256 == ""
+    assert files_under(backup_root) == []
