@@ -157,6 +157,10 @@ def register_everything(superuser: Client, devops: Client, servers: dict) -> dic
             "dbname": "postgres",
             "username": "postgres",
             "password": PG_CANARY,
+            # The operator credential the database's operations and Test connection use: the
+            # cluster's superuser, whose password is the same canary.
+            "operator_username": "postgres",
+            "operator_password": PG_CANARY,
             "sslmode": "prefer",
             "connect_timeout_seconds": "3",
         },
@@ -207,6 +211,8 @@ def register_everything(superuser: Client, devops: Client, servers: dict) -> dic
         assert added.status_code == 302, added.content.decode()[-3000:]
     on_call.email = "oncall@example.com"
     on_call.save()
+    database = PostgresDatabase.objects.get(name="sweep-pg")
+    assert (database.password, database.operator_password) == (PG_CANARY, PG_CANARY)
     return {
         "postgresdatabase": PostgresDatabase.objects.get(name="sweep-pg"),
         "rediscache": RedisCache.objects.get(name="sweep-redis"),
