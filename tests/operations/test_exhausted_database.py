@@ -139,3 +139,28 @@ def test_docker_exec_without_psql_in_the_container_says_so(
     assert operation.status == OperationStatus.FAILED
     assert "could not be run" in operation.error and "is psql installed there?" in operation.error
     assert "Tried by docker exec as 'postgres'" in operation.error
+
+
+@pytest.mark.docker
+def test_a_refused_operator_credential_falls_back_to_psql_in_the_container(
+    database_in_a_container, run_operation
+):
+    """A wrong operator password (or a role that cannot use the reserved slots on this
+    version) must not leave the exhausted database without its fix when psql inside its
+    container can still get in; the output says why that way was taken."""
+    database, server = database_in_a_container
+    database.operator_username = "postgres"
+    database.operator_password = "not-the-operator-password"
+    database.save()
+    leaked = server.exhaust(server.usable_by_app)
+    assert_app_refused(server)
+
+    fixed = run_operation("db_terminate_idle", database, {"application_name": "leaky-app"})
+    assert fixed.status == OperationStatus.SUCCEEDED, fixed.error
+    assert {row["pid"] for row in fixed.result["terminated"]} == {
+        conn.info.backend_pid for conn in leaked
+    }
+    assert "Connected by docker exec as 'postgres'" in fixed.output
+    assert "the operator credential was refused" in fixed.output
+    assert "not-the-operator-password" not in fixed.output + (fixed.error or "")
+    server.connect_as_app().close()

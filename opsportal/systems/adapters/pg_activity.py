@@ -6,6 +6,7 @@ registered user), which every result names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -182,23 +183,53 @@ def operator_session(
         allow_docker_exec=allow_docker_exec,
         allow_operator_credential=allow_operator_credential,
     )
-    session = OperatorSession(database, access, statement_timeout_ms)
-    try:
-        if access.method == DOCKER_EXEC:
-            yield session
-            return
-        with connect(
-            database,
-            statement_timeout_ms=statement_timeout_ms,
-            as_operator=access.method == OPERATOR_CREDENTIAL,
-        ) as conn:
+    if access.method != DOCKER_EXEC:
+        opened = contextlib.ExitStack()
+        try:
+            conn = opened.enter_context(
+                connect(
+                    database,
+                    statement_timeout_ms=statement_timeout_ms,
+                    as_operator=access.method == OPERATOR_CREDENTIAL,
+                )
+            )
+        except AdapterError as exc:
+            opened.close()
+            if not (
+                access.method == OPERATOR_CREDENTIAL
+                and allow_docker_exec
+                and database.runs_in_container
+            ):
+                raise _tried(exc, access) from exc
+            # A wrong operator password, or a role that cannot use the reserved slots on
+            # this version, must not leave an exhausted database without its fix when psql
+            # inside its container can still get in.
+            access = OperatorAccess(
+                DOCKER_EXEC,
+                CONTAINER_SUPERUSER,
+                f"the operator credential was refused ({_reason(str(exc))}), and "
+                f"{database.name} runs in container {database.container_name!r} on "
+                f"{database.docker_engine.name}, so psql ran there over the server's local "
+                "socket instead (a superuser can use the reserved slots).",
+            )
+        else:
+            session = OperatorSession(database, access, statement_timeout_ms)
             session._conn = conn
-            yield session
+            try:
+                with opened:
+                    yield session
+            except AdapterError as exc:
+                raise _tried(exc, access) from exc
+            return
+    try:
+        yield OperatorSession(database, access, statement_timeout_ms)
     except AdapterError as exc:
-        # The failure says which way in was tried and why that one.
-        raise type(exc)(
-            f"{exc} (Tried by {access.method} as {access.user!r}: {access.reason})"
-        ) from exc
+        raise _tried(exc, access) from exc
+
+
+def _tried(exc: AdapterError, access: OperatorAccess) -> AdapterError:
+    """The failure, saying which way in was tried and why that one."""
+    return type(exc)(f"{exc} (Tried by {access.method} as {access.user!r}: {access.reason})")
 
 
 @dataclass(frozen=True)
