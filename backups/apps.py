@@ -6,6 +6,10 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
+        from backups.overview import overview_backups
+        from opsportal.monitoring.selectors import overview_section_register
+
+        overview_section_register("backups", overview_backups)
         from backups.services import backups_load_defaults
         from opsportal.defaults import defaults_loader_register
 

@@ -5,6 +5,10 @@ class IncidentsConfig(AppConfig):
     name = "incidents"
 
     def ready(self) -> None:
+        from incidents.overview import overview_incidents
+        from opsportal.monitoring.selectors import overview_section_register
+
+        overview_section_register("incidents", overview_incidents)
         from incidents import metrics
         from incidents.models import ActionItem, Incident, Runbook, RunbookStep
         from incidents.services import alert_receive, incidents_load_defaults, on_operation_finished

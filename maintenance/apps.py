@@ -6,6 +6,10 @@ class MaintenanceConfig(AppConfig):
     verbose_name = "Maintenance"
 
     def ready(self) -> None:
+        from maintenance.overview import overview_maintenance
+        from opsportal.monitoring.selectors import overview_section_register
+
+        overview_section_register("maintenance", overview_maintenance)
         from maintenance.services import maintenance_load_defaults
         from opsportal.defaults import defaults_loader_register
 

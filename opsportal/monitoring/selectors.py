@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 
-from django.db.models import Count, Exists, OuterRef, Value
-from django.urls import reverse
+from django.db.models import Count
 from django.utils import timezone
 
 from opsportal.monitoring.catalogue import KEY_METRICS, METRICS
@@ -21,7 +20,6 @@ from opsportal.monitoring.models import (
     LatestValue,
     Sample,
 )
-from opsportal.people.models import Team
 from opsportal.systems.models import System
 
 CHART_WINDOW = dt.timedelta(hours=1)
@@ -216,90 +214,31 @@ def alerts_firing(*, limit: int = 20) -> list[AlertState]:
     )
 
 
-OVERVIEW_MAX_INCIDENTS = 10
+# The overview's domain panels (incidents, maintenance, backups): each domain app registers
+# a function from its AppConfig.ready() that adds its keys to the page's context and may
+# annotate the systems and firing alerts; the shared layer imports none of them.
+OverviewSection = Callable[..., dict]
+_overview_sections: dict[str, OverviewSection] = {}
+
+
+def overview_section_register(name: str, section: OverviewSection) -> None:
+    """`section(now=, user=, systems=, firing=)` returns the context keys it adds."""
+    _overview_sections[name] = section
 
 
 def operations_overview(*, now: dt.datetime | None = None, user=None) -> dict:
     """Everything the admin's home page shows, in a bounded number of queries."""
-    now = now or timezone.now()
-    from backups.selectors import backup_freshness
-    from incidents.models import ACTIVE_STATUSES, Incident, Severity
-    from incidents.selectors import next_operation_steps
-    from maintenance.selectors import systems_in_maintenance, windows_upcoming
     from opsportal.people.selectors import on_call_overview
 
-    # The user's teams' incidents first, then the newest: a long list stays readable, and
-    # the rest are one link away (the incident list filtered to open ones).
-    mine = (
-        Exists(Team.objects.filter(pk=OuterRef("team_id"), members=user))
-        if getattr(user, "pk", None)
-        else Value(False)
-    )
-    open_incidents = list(
-        Incident.objects.filter(status__in=ACTIVE_STATUSES)
-        .select_related("team")
-        .annotate(mine=mine)
-        .order_by("-mine", "-detected_at", "-id")[:OVERVIEW_MAX_INCIDENTS]
-    )
-    counts = dict(
-        Incident.objects.filter(status__in=ACTIVE_STATUSES)
-        .values("severity")
-        .annotate(n=Count("pk"))
-        .values_list("severity", "n")
-    )
-    by_severity = [
-        (value, label.split(" ")[0], counts.get(value, 0)) for value, label in Severity.choices
-    ]
+    now = now or timezone.now()
     systems = systems_status(now=now)
-    in_maintenance = systems_in_maintenance(at=now)
-    for status in systems:
-        status.maintenance = in_maintenance.get(status.system.pk)
-    upcoming = list(windows_upcoming(now=now)[:5])
-    active_windows = [w for w in upcoming if w.starts_at <= now or w.status == "in_progress"]
-    next_window = next((w for w in upcoming if w not in active_windows), None)
-    freshness = {f.database: f for f in backup_freshness()}
-    backups = [
-        {
-            "database": name,
-            "last_success_at": f.last_success_at if f else None,
-            "age": (now - f.last_success_at) if f and f.last_success_at else None,
-            "planned": f is not None,
-        }
-        for name, f in (
-            (s.system.name, freshness.get(s.system.name))
-            for s in systems
-            if s.system.kind == "postgres"
-        )
-    ]
     firing = alerts_firing()
-    # Each firing alert links to its incident's runbook step, the alert's system and
-    # container filled in (one query for every alert's incident).
-    steps = next_operation_steps(incident_ids=[s.incident_id for s in firing if s.incident_id])
-    for state in firing:
-        step = steps.get(state.incident_id)
-        state.run_step = step
-        state.run_url = (
-            reverse("admin:incidents_incident_step_run", args=[state.incident_id, step.pk])
-            + "?"
-            + urlencode({"target": state.system_id or "", "container": state.subject})
-            if step is not None
-            else ""
-        )
-    incidents_total = sum(counts.values())
-    return {
+    context = {
         "now": now,
-        "open_incidents": open_incidents,
-        "incidents_more": max(incidents_total - len(open_incidents), 0),
-        "incidents_open_url": reverse("admin:incidents_incident_changelist")
-        + "?"
-        + urlencode({"status__in": ",".join(ACTIVE_STATUSES)}),
-        "incidents_by_severity": by_severity,
-        "incidents_open_total": incidents_total,
-        "incident_admin_url": reverse("admin:incidents_incident_changelist"),
         "alerts_firing": firing,
         "systems": systems,
-        "active_windows": active_windows,
-        "next_window": next_window,
-        "backups": backups,
         "on_call": on_call_overview(at=now),
     }
+    for section in _overview_sections.values():
+        context.update(section(now=now, user=user, systems=systems, firing=firing))
+    return context
