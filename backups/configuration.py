@@ -295,6 +295,7 @@ def register_defaults() -> None:
     )
 
     from backups.models import BackupPlan
+    from opsportal.monitoring.models import AlertRule
     from opsportal.people import models as people
     from opsportal.systems import models as systems
 
@@ -335,3 +336,5 @@ def register_defaults() -> None:
         exclude=["periodic_task", "missed_reported_for"],
         after_import=relink_plan,
     )
+    # Alert rules (monitoring): the systems they name are referred to by name.
+    register(AlertRule)

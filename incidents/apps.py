@@ -46,5 +46,7 @@ class IncidentsConfig(AppConfig):
         # to Git with their steps, which are identified by runbook and position.
         from backups import configuration
 
+        # After the shared layer's configuration, in the order an import needs it.
+        configuration.register_defaults()
         configuration.register(Runbook)
         configuration.register(RunbookStep, key=("runbook", "position"))

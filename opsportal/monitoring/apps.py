@@ -26,10 +26,6 @@ class MonitoringConfig(AppConfig):
             ],
         )
         register_gauges(exports.monitoring_gauges)
-        # Alert rules are configuration: backed up to Git with the rest (issue "Configuration
-        # Backups"); the systems they name are referred to by name.
-        from backups import configuration
-
-        configuration.register_defaults()
-        configuration.register(models.AlertRule)
+        # Alert rules are configuration too: the configuration backup (backups app) exports
+        # them with the other shared-layer models it registers.
         register_check("monitoring", exports.collector_checks)
