@@ -31,6 +31,7 @@ from maintenance.models import (
     Phase,
 )
 from maintenance.selectors import windows_for_calendar, windows_overlapping
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.people.models import Notification
 
 # The request being rendered, for display columns (which are not given it); a context
@@ -102,21 +103,15 @@ class MaintenanceWindowForm(forms.ModelForm):
         return cleaned
 
 
-class AnnouncementInline(admin.TabularInline):
+class AnnouncementInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Announcement
     extra = 0
     can_delete = False
     fields = ["sent_at", "kind", "lead_hours", "subject", "recipients"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ChangeLogInline(admin.TabularInline):
+class ChangeLogInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ChangeLogEntry
     extra = 0
     can_delete = False
@@ -124,14 +119,8 @@ class ChangeLogInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Change log (document changes)"
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class SuppressedAlertInline(admin.TabularInline):
+class SuppressedAlertInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Alert
     fk_name = "suppressed_by"
     extra = 0
@@ -140,12 +129,6 @@ class SuppressedAlertInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Alerts suppressed by this window"
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MaintenanceWindow)

@@ -1,0 +1,27 @@
+"""What many admins share, written once (the shared layer: no domain app is imported here)."""
+
+from __future__ import annotations
+
+
+class ReadOnlyAdminMixin:
+    """For records only services write (audit, evidence, deliveries, alerts, timelines): the
+    admin shows them, nobody adds or edits them by hand.
+
+    Deleting stays under the model's delete permission, as on any admin, unless the admin sets
+    `deletable = False`: history kept as evidence (audit records, backups, notifications) is
+    not deleted from the admin either. Put the mixin before the admin base class."""
+
+    deletable = True
+
+    # `obj` is optional so that one method serves both ModelAdmin (called with the request
+    # only) and inlines (called with the parent object too).
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if not self.deletable:
+            return False
+        return super().has_delete_permission(request, obj)
