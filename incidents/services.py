@@ -33,6 +33,7 @@ from incidents.models import (
     TimelineKind,
 )
 from incidents.selectors import open_incident_for_fingerprint
+from opsportal.actors import acting_name, acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.operations.models import Operation, OperationStatus
@@ -69,7 +70,7 @@ def timeline_add(
         at=timezone.now(),
         kind=kind,
         source=source,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=acting_user(actor),
         message=message,
         output=output,
         operation=operation,
@@ -80,7 +81,7 @@ def _audit(incident: Incident, message: str, actor=None, outcome=AuditOutcome.SU
     audit_record(
         action=AuditAction.OPERATION,
         obj=incident,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=acting_user(actor),
         outcome=outcome,
         message=message,
     )
@@ -220,7 +221,7 @@ def incident_open(
     _check_choice(severity, Severity, "severity")
     _check_choice(category, Category, "category")
     _check_choice(source, Source, "source")
-    reporter = reporter if getattr(reporter, "pk", None) else None
+    reporter = acting_user(reporter)
     if (
         team is not None
         and reporter is not None
@@ -336,7 +337,11 @@ def _transition(
             setattr(locked, stamp, now)
         for field, value in changes.items():
             setattr(locked, field, value)
-        if action == "acknowledge" and locked.commander_id is None and getattr(actor, "pk", None):
+        if (
+            action == "acknowledge"
+            and locked.commander_id is None
+            and acting_user(actor) is not None
+        ):
             locked.commander = actor
         if action == "reopen":
             locked.resolved_at = locked.closed_at = None
@@ -348,7 +353,7 @@ def _transition(
                 f"Incident #{locked.pk} cannot be reopened: another incident for the same "
                 "alert is already open; add to that one instead."
             ) from exc
-        who = actor.get_username() if getattr(actor, "pk", None) else Source(source).label.lower()
+        who = acting_name(actor, otherwise=Source(source).label.lower())
         message = f"{Status(before).label} → {Status(target).label} ({verb} by {who})"
         timeline_add(
             incident=locked,
@@ -435,7 +440,7 @@ def incident_escalate(
         before = locked.severity_label
         locked.severity = severity
         locked.save(update_fields=["severity"])
-        who = actor.get_username() if getattr(actor, "pk", None) else Source(source).label.lower()
+        who = acting_name(actor, otherwise=Source(source).label.lower())
         timeline_add(
             incident=locked,
             kind=TimelineKind.STATUS,
@@ -524,7 +529,7 @@ def incident_step_done(*, step: IncidentStep, actor, note: str = "") -> Incident
         if locked.done:
             raise IncidentRefused(f"Step {locked.text!r} is already done.")
         locked.done, locked.done_at = True, timezone.now()
-        locked.done_by = actor if getattr(actor, "pk", None) else None
+        locked.done_by = acting_user(actor)
         locked.note = note.strip()
         locked.save(update_fields=["done", "done_at", "done_by", "note"])
         timeline_add(
@@ -557,7 +562,7 @@ def incident_step_run(
     if not step.operation_kind:
         raise IncidentRefused(f"Step {step.text!r} is manual: mark it done with a note.")
     needed = ["incidents.run_incident_steps", operation_permission(step.operation_kind)]
-    if not (getattr(actor, "pk", None) and actor.has_perms(needed)):
+    if not (acting_user(actor) is not None and actor.has_perms(needed)):
         raise IncidentRefused(
             f"Running {step.operation_kind} needs the permissions "
             f"{' and '.join(needed)}; {actor or 'nobody'} does not hold them."

@@ -27,6 +27,7 @@ from backups.services._common import (
 )
 from backups.services.alerts import _alert_database_admins
 from backups.storage import StorageError, storage_for
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.queueing import enqueue_after_commit
@@ -38,9 +39,7 @@ def drill_request(*, backup: Backup, actor: object | None = None) -> RestoreDril
     _require(actor, "backups.drill_backup")
     if not backup.is_restorable:
         raise ValidationError(f"Backup #{backup.pk} has no file to drill with.")
-    drill = RestoreDrill.objects.create(
-        backup=backup, requested_by=actor if getattr(actor, "pk", None) else None
-    )
+    drill = RestoreDrill.objects.create(backup=backup, requested_by=acting_user(actor))
     audit_record(
         action=AuditAction.OPERATION,
         obj=drill,

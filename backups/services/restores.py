@@ -27,6 +27,7 @@ from backups.services._common import (
 )
 from backups.services.runs import BackupBusy, backup_run
 from backups.storage import StorageError, storage_for
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.queueing import enqueue_after_commit
@@ -69,7 +70,7 @@ def restore_request(
         backup=backup,
         target=target,
         reason=reason.strip()[:500],
-        requested_by=actor if getattr(actor, "pk", None) else None,
+        requested_by=acting_user(actor),
         disconnect_sessions=disconnect_sessions,
     )
     audit_record(
