@@ -39,17 +39,14 @@ from opsportal.audit.services import audit_record
 from opsportal.operations.models import Operation, OperationStatus
 from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import notify
+from opsportal.refusals import ServiceRefused
 from opsportal.systems.models import System
 
 logger = logging.getLogger(__name__)
 
 
-class IncidentRefused(Exception):
-    """The request cannot be carried out; `str()` says why, for the operator."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+class IncidentRefused(ServiceRefused):
+    """The request cannot be carried out; `message` says why, for the operator."""
 
 
 # --- timeline ---------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+
+from opsportal.refusals import ServiceRefused
+
 
 class ReadOnlyAdminMixin:
     """For records only services write (audit, evidence, deliveries, alerts, timelines): the
@@ -25,3 +30,12 @@ class ReadOnlyAdminMixin:
         if not self.deletable:
             return False
         return super().has_delete_permission(request, obj)
+
+
+def message_refusal(
+    model_admin, request, refusal: ServiceRefused | PermissionDenied, level: int = messages.ERROR
+) -> None:
+    """Show on the admin page why a service (or its permission check) refused: its message, as
+    the admin's usual message, at `level` (an error unless the caller says otherwise)."""
+    text = refusal.message if isinstance(refusal, ServiceRefused) else str(refusal)
+    model_admin.message_user(request, text, level)

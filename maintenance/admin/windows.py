@@ -31,8 +31,9 @@ from maintenance.models import (
     Phase,
 )
 from maintenance.selectors import windows_for_calendar, windows_overlapping
-from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
 from opsportal.people.models import Notification
+from opsportal.refusals import ServiceRefused
 
 # The request being rendered, for display columns (which are not given it); a context
 # variable is per thread, so concurrent requests never see each other's.
@@ -297,8 +298,8 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
                 else:
                     services.window_log_change(window=window, actor=request.user, text=text)
                     done = "Change documented."
-            except (services.MaintenanceError, PermissionDenied) as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+            except (ServiceRefused, PermissionDenied) as refusal:
+                message_refusal(self, request, refusal)
                 if action != "start" or text:
                     return self._back(window)
             else:
@@ -332,8 +333,8 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
                 self.message_user(request, f"“{step.title}” skipped.")
             else:
                 raise PermissionDenied
-        except (services.MaintenanceError, PermissionDenied) as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+        except (ServiceRefused, PermissionDenied) as refusal:
+            message_refusal(self, request, refusal)
         return self._back(step.window)
 
     def month_view(self, request):

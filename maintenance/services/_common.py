@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from opsportal.actors import acting_user
 from opsportal.people.models import Notification, NotificationChannelKind, WebhookChannel
 from opsportal.queueing import enqueue_after_commit
+from opsportal.refusals import ServiceRefused
 
 CONDUCT = "maintenance.conduct_maintenancewindow"
 
@@ -24,7 +25,7 @@ UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
 MAX_LEAD_HOURS = 24 * 31
 
 
-class MaintenanceError(Exception):
+class MaintenanceError(ServiceRefused):
     """A workflow step refused, with a message that says what to do."""
 
 

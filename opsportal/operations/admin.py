@@ -2,14 +2,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
-from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence, Operation, OperationStatus
 from opsportal.operations.services import (
-    OperationRefused,
     operation_cancel,
     operation_permission,
 )
+from opsportal.refusals import ServiceRefused
 
 
 @admin.register(Operation)
@@ -67,10 +67,10 @@ class OperationAdmin(admin.ModelAdmin):
             try:
                 operation_cancel(operation=operation, actor=request.user)
                 cancelled += 1
-            except OperationRefused as exc:
-                self.message_user(request, exc.message, messages.WARNING)
-            except PermissionDenied as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+            except ServiceRefused as refusal:
+                message_refusal(self, request, refusal, messages.WARNING)
+            except PermissionDenied as refusal:
+                message_refusal(self, request, refusal)
         self.message_user(
             request,
             f"Cancelled {cancelled} queued operation{'' if cancelled == 1 else 's'}.",

@@ -35,6 +35,7 @@ from opsportal.operations.models import (
 from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target, resolve_engine
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
+from opsportal.refusals import ServiceRefused
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
 
@@ -51,12 +52,11 @@ GIVE_UP_QUEUED_AFTER = dt.timedelta(hours=1)
 RUNNING_GRACE = dt.timedelta(seconds=30)
 
 
-class OperationRefused(Exception):
-    """The operation cannot be requested; `str()` says why, in words for the operator."""
+class OperationRefused(ServiceRefused):
+    """The operation cannot be requested; `message` says why, in words for the operator."""
 
     def __init__(self, message: str, *, conflicting: Operation | None = None):
         super().__init__(message)
-        self.message = message
         self.conflicting = conflicting
 
 
@@ -394,7 +394,7 @@ def operations_load_defaults() -> None:
     )
 
 
-class EvidenceUnavailable(Exception):
+class EvidenceUnavailable(ServiceRefused):
     """A preserved artefact cannot be served; `str()` says why, in words for the operator."""
 
 
