@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from backups import services
 from backups.models import Backup, BackupPlan, Restore, RestoreDrill
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.systems.models import PostgresDatabase
 
 
@@ -170,7 +171,8 @@ class RestoreForm(forms.Form):
 
 
 @admin.register(Backup)
-class BackupAdmin(admin.ModelAdmin):
+class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False  # kept as history: not deleted from the admin either
     list_display = [
         "id",
         "database",
@@ -235,15 +237,6 @@ class BackupAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Backup._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, backup):
@@ -343,20 +336,12 @@ class BackupAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/backups/backup/restore.html", context)
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False  # kept as history: not deleted from the admin either
     show_full_result_count = False
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Restore)

@@ -194,11 +194,18 @@ class Backup(models.Model):
         return self.status == BackupStatus.SUCCEEDED and self.pruned_at is None
 
 
-class OperationStatus(models.TextChoices):
+class RestoreStatus(models.TextChoices):
+    """Where a restore or a restore drill stands (a backup has its own BackupStatus)."""
+
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+
+
+# Its former name, kept so existing imports work; it said nothing next to
+# opsportal.operations' OperationStatus (the status of an operation on a system).
+OperationStatus = RestoreStatus
 
 
 class Restore(models.Model):
@@ -209,7 +216,7 @@ class Restore(models.Model):
         "systems.PostgresDatabase", on_delete=models.PROTECT, related_name="restores"
     )
     status = models.CharField(
-        max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED
+        max_length=16, choices=RestoreStatus.choices, default=RestoreStatus.QUEUED
     )
     reason = models.CharField(max_length=500)
     requested_by = models.ForeignKey(
@@ -240,7 +247,7 @@ class RestoreDrill(models.Model):
 
     backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="drills")
     status = models.CharField(
-        max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED
+        max_length=16, choices=RestoreStatus.choices, default=RestoreStatus.QUEUED
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

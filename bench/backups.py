@@ -126,7 +126,7 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
     from django.contrib.auth import get_user_model
 
     from backups import services
-    from backups.models import BackupStatus, OperationStatus
+    from backups.models import BackupStatus, RestoreStatus
     from backups.storage import storage_for
     from opsportal.systems.adapters import pg_tools, postgres
     from opsportal.systems.models import PostgresDatabase
@@ -249,7 +249,7 @@ def run_scale(scale: int, repeat: int, workdir: Path, created: list[str]) -> dic
             started = time.perf_counter()
             restore = services.restore_run(restore_id=restore.pk)
             portal_whole.append(time.perf_counter() - started)
-            assert restore.status == OperationStatus.SUCCEEDED, restore.message
+            assert restore.status == RestoreStatus.SUCCEEDED, restore.message
 
         for step in (
             (plain_whole_restore, portal_whole_restore)

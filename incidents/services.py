@@ -33,22 +33,20 @@ from incidents.models import (
     TimelineKind,
 )
 from incidents.selectors import open_incident_for_fingerprint
+from opsportal.actors import acting_name, acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.operations.models import Operation, OperationStatus
 from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import notify
+from opsportal.refusals import ServiceRefused
 from opsportal.systems.models import System
 
 logger = logging.getLogger(__name__)
 
 
-class IncidentRefused(Exception):
-    """The request cannot be carried out; `str()` says why, for the operator."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+class IncidentRefused(ServiceRefused):
+    """The request cannot be carried out; `message` says why, for the operator."""
 
 
 # --- timeline ---------------------------------------------------------------------------
@@ -69,7 +67,7 @@ def timeline_add(
         at=timezone.now(),
         kind=kind,
         source=source,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=acting_user(actor),
         message=message,
         output=output,
         operation=operation,
@@ -80,7 +78,7 @@ def _audit(incident: Incident, message: str, actor=None, outcome=AuditOutcome.SU
     audit_record(
         action=AuditAction.OPERATION,
         obj=incident,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=acting_user(actor),
         outcome=outcome,
         message=message,
     )
@@ -220,7 +218,7 @@ def incident_open(
     _check_choice(severity, Severity, "severity")
     _check_choice(category, Category, "category")
     _check_choice(source, Source, "source")
-    reporter = reporter if getattr(reporter, "pk", None) else None
+    reporter = acting_user(reporter)
     if (
         team is not None
         and reporter is not None
@@ -336,7 +334,11 @@ def _transition(
             setattr(locked, stamp, now)
         for field, value in changes.items():
             setattr(locked, field, value)
-        if action == "acknowledge" and locked.commander_id is None and getattr(actor, "pk", None):
+        if (
+            action == "acknowledge"
+            and locked.commander_id is None
+            and acting_user(actor) is not None
+        ):
             locked.commander = actor
         if action == "reopen":
             locked.resolved_at = locked.closed_at = None
@@ -348,7 +350,7 @@ def _transition(
                 f"Incident #{locked.pk} cannot be reopened: another incident for the same "
                 "alert is already open; add to that one instead."
             ) from exc
-        who = actor.get_username() if getattr(actor, "pk", None) else Source(source).label.lower()
+        who = acting_name(actor, otherwise=Source(source).label.lower())
         message = f"{Status(before).label} → {Status(target).label} ({verb} by {who})"
         timeline_add(
             incident=locked,
@@ -446,7 +448,7 @@ def incident_escalate(
         before = locked.severity_label
         locked.severity = severity
         locked.save(update_fields=["severity"])
-        who = actor.get_username() if getattr(actor, "pk", None) else Source(source).label.lower()
+        who = acting_name(actor, otherwise=Source(source).label.lower())
         timeline_add(
             incident=locked,
             kind=TimelineKind.STATUS,
@@ -535,7 +537,7 @@ def incident_step_done(*, step: IncidentStep, actor, note: str = "") -> Incident
         if locked.done:
             raise IncidentRefused(f"Step {locked.text!r} is already done.")
         locked.done, locked.done_at = True, timezone.now()
-        locked.done_by = actor if getattr(actor, "pk", None) else None
+        locked.done_by = acting_user(actor)
         locked.note = note.strip()
         locked.save(update_fields=["done", "done_at", "done_by", "note"])
         timeline_add(
@@ -568,7 +570,7 @@ def incident_step_run(
     if not step.operation_kind:
         raise IncidentRefused(f"Step {step.text!r} is manual: mark it done with a note.")
     needed = ["incidents.run_incident_steps", operation_permission(step.operation_kind)]
-    if not (getattr(actor, "pk", None) and actor.has_perms(needed)):
+    if not (acting_user(actor) is not None and actor.has_perms(needed)):
         raise IncidentRefused(
             f"Running {step.operation_kind} needs the permissions "
             f"{' and '.join(needed)}; {actor or 'nobody'} does not hold them."

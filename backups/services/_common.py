@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from backups.models import Backup, BackupFormat, BackupMethod, BackupPlan, OperationStatus
 from backups.storage import storage_for
+from opsportal.actors import acting_user
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.models import PostgresDatabase
 
@@ -53,7 +54,7 @@ def _backup_create(
         trigger=trigger,
         retry_of=retry_of,
         reason=reason[:500],
-        requested_by=actor if getattr(actor, "pk", None) else None,
+        requested_by=acting_user(actor),
         method=plan.method if plan else BackupMethod.NETWORK,
         format=plan.format if plan else BackupFormat.CUSTOM,
         compression=plan.compression if plan else 6,

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from backups.models import ConfigurationChange
 from backups.services._common import _dispatch_configuration_commit
+from opsportal.actors import acting_name, acting_user
 from opsportal.audit import context
 from opsportal.audit.checkpoints import Checkpoint, checkpoint_make
 from opsportal.audit.models import AuditAction, AuditOutcome
@@ -35,7 +36,7 @@ def configuration_backup(
 
     repo = Path(directory or settings.CONFIG_BACKUP_REPO)
     remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
-    name = actor.get_username() if getattr(actor, "pk", None) else "OpsPortal"
+    name = acting_name(actor, otherwise="OpsPortal")
     email = getattr(actor, "email", "") or "opsportal@localhost"
     try:
         # The daily commit and a change's commit may run at once in two worker processes.
@@ -132,7 +133,7 @@ def configuration_change_record(*, description: str) -> ConfigurationChange:
     delete signals, inside the change's transaction); it is committed to Git when its
     burst of changes is over."""
     ctx = context.current()
-    actor = ctx.actor if getattr(ctx.actor, "pk", None) else None
+    actor = acting_user(ctx.actor)
     now = timezone.now()
     window = _configuration_debounce()
     burst_started = not ConfigurationChange.objects.filter(committed_at=None).exists()

@@ -14,8 +14,8 @@ from backups.models import (
     BackupPlan,
     BackupStatus,
     DrillResult,
-    OperationStatus,
     RestoreDrill,
+    RestoreStatus,
 )
 from backups.services._common import (
     OPERATION_TIME_LIMIT,
@@ -27,6 +27,7 @@ from backups.services._common import (
 )
 from backups.services.alerts import _alert_database_admins
 from backups.storage import StorageError, storage_for
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.queueing import enqueue_after_commit
@@ -38,9 +39,7 @@ def drill_request(*, backup: Backup, actor: object | None = None) -> RestoreDril
     _require(actor, "backups.drill_backup")
     if not backup.is_restorable:
         raise ValidationError(f"Backup #{backup.pk} has no file to drill with.")
-    drill = RestoreDrill.objects.create(
-        backup=backup, requested_by=actor if getattr(actor, "pk", None) else None
-    )
+    drill = RestoreDrill.objects.create(backup=backup, requested_by=acting_user(actor))
     audit_record(
         action=AuditAction.OPERATION,
         obj=drill,
@@ -80,7 +79,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
     started = time.monotonic()
     scratch = f"opsportal_drill_{backup.pk}_{secrets.token_hex(4)}"
     drill.scratch_database = scratch
-    status, message, mismatches, compared = OperationStatus.FAILED, "", {}, 0
+    status, message, mismatches, compared = RestoreStatus.FAILED, "", {}, 0
     created = False
     try:
         _file_matches_checksum(backup)
@@ -107,7 +106,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
         if mismatches:
             message = f"{len(mismatches)} of {compared} tables differ in row count after restore."
         else:
-            status = OperationStatus.SUCCEEDED
+            status = RestoreStatus.SUCCEEDED
             message = f"Restored into {scratch}; row counts of all {compared} tables match."
     except (AdapterError, StorageError, ValidationError) as exc:
         text = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
@@ -139,7 +138,7 @@ def drill_run(*, drill_id: int) -> RestoreDrill | None:
             "scratch_database",
         ]
     )
-    passed = status == OperationStatus.SUCCEEDED
+    passed = status == RestoreStatus.SUCCEEDED
     backup.drill_result = DrillResult.PASSED if passed else DrillResult.FAILED
     Backup.objects.filter(pk=backup.pk).update(drill_result=backup.drill_result)
     audit_record(

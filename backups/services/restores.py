@@ -12,8 +12,8 @@ from backups.models import (
     Backup,
     BackupStatus,
     BackupTrigger,
-    OperationStatus,
     Restore,
+    RestoreStatus,
     Verification,
 )
 from backups.services._common import (
@@ -27,6 +27,7 @@ from backups.services._common import (
 )
 from backups.services.runs import BackupBusy, backup_run
 from backups.storage import StorageError, storage_for
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.queueing import enqueue_after_commit
@@ -69,7 +70,7 @@ def restore_request(
         backup=backup,
         target=target,
         reason=reason.strip()[:500],
-        requested_by=actor if getattr(actor, "pk", None) else None,
+        requested_by=acting_user(actor),
         disconnect_sessions=disconnect_sessions,
     )
     audit_record(
@@ -100,10 +101,10 @@ def restore_run(*, restore_id: int) -> Restore | None:
     )
     started = time.monotonic()
     backup, target = restore.backup, restore.target
-    status, message = OperationStatus.FAILED, ""
+    status, message = RestoreStatus.FAILED, ""
     try:
         message = _restore_steps(restore)
-        status = OperationStatus.SUCCEEDED
+        status = RestoreStatus.SUCCEEDED
     except (AdapterError, StorageError, ValidationError) as exc:
         text = exc.messages[0] if isinstance(exc, ValidationError) else str(exc)
         tool_messages = getattr(exc, "messages", "")
@@ -129,9 +130,7 @@ def restore_run(*, restore_id: int) -> Restore | None:
         action=AuditAction.OPERATION,
         obj=restore,
         actor=restore.requested_by,
-        outcome=AuditOutcome.SUCCESS
-        if status == OperationStatus.SUCCEEDED
-        else AuditOutcome.FAILURE,
+        outcome=AuditOutcome.SUCCESS if status == RestoreStatus.SUCCEEDED else AuditOutcome.FAILURE,
         message=f"Restore of backup #{backup.pk} into {target}: {message.splitlines()[0]}",
     )
     return restore

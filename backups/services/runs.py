@@ -31,6 +31,7 @@ from backups.services.verification import backup_verify
 from backups.storage import StorageError, storage_for
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.refusals import ServiceRefused
 from opsportal.systems.adapters import pg_tools, postgres
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import PostgresDatabase
@@ -56,7 +57,7 @@ def this_worker() -> str:
     return f"{socket.gethostname()} (pid {os.getpid()})"
 
 
-class BackupBusy(Exception):
+class BackupBusy(ServiceRefused):
     """Another backup of the same database is running; try again later."""
 
 

@@ -4,7 +4,7 @@ an occurrence as done (notes, evidence) and requesting its security scan."""
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,6 +15,8 @@ from django.utils.html import format_html_join
 from maintenance import services
 from maintenance.admin._common import _add_errors
 from maintenance.models import RecurringTask, TaskOccurrence
+from opsportal.admin_mixins import message_refusal
+from opsportal.refusals import ServiceRefused
 
 
 class RecurringTaskForm(forms.ModelForm):
@@ -81,8 +83,8 @@ class OccurrenceCompleteForm(forms.ModelForm):
                     notes=cleaned.get("notes", ""),
                     evidence=cleaned.get("evidence") or None,
                 )
-            except services.MaintenanceError as exc:
-                self.add_error(None, str(exc))
+            except ServiceRefused as refusal:
+                self.add_error(None, refusal.message)
         return cleaned
 
 
@@ -136,10 +138,10 @@ class TaskOccurrenceAdmin(admin.ModelAdmin):
                 notes=form.cleaned_data.get("notes", ""),
                 evidence=form.cleaned_data.get("evidence") or None,
             )
-        except services.MaintenanceError as exc:
+        except ServiceRefused as refusal:
             # The form checked this already: someone recorded it in between. Say so on the
             # page instead of "changed successfully" (response_change).
-            self.message_user(request, str(exc), messages.ERROR)
+            message_refusal(self, request, refusal)
             request.occurrence_completion_refused = True
 
     def log_change(self, request, obj, message):
@@ -169,8 +171,8 @@ class TaskOccurrenceAdmin(admin.ModelAdmin):
         try:
             services.security_scan_request(occurrence=occurrence, actor=request.user)
             self.message_user(request, "Scan queued; findings appear here when it finishes.")
-        except (services.MaintenanceError, PermissionDenied) as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+        except (ServiceRefused, PermissionDenied) as refusal:
+            message_refusal(self, request, refusal)
         return HttpResponseRedirect(
             reverse("admin:maintenance_taskoccurrence_change", args=[occurrence.pk])
         )

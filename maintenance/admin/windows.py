@@ -31,7 +31,9 @@ from maintenance.models import (
     Phase,
 )
 from maintenance.selectors import windows_for_calendar, windows_overlapping
+from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
 from opsportal.people.models import Notification
+from opsportal.refusals import ServiceRefused
 
 # The request being rendered, for display columns (which are not given it); a context
 # variable is per thread, so concurrent requests never see each other's.
@@ -102,21 +104,15 @@ class MaintenanceWindowForm(forms.ModelForm):
         return cleaned
 
 
-class AnnouncementInline(admin.TabularInline):
+class AnnouncementInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Announcement
     extra = 0
     can_delete = False
     fields = ["sent_at", "kind", "lead_hours", "subject", "recipients"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ChangeLogInline(admin.TabularInline):
+class ChangeLogInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ChangeLogEntry
     extra = 0
     can_delete = False
@@ -124,14 +120,8 @@ class ChangeLogInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Change log (document changes)"
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class SuppressedAlertInline(admin.TabularInline):
+class SuppressedAlertInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Alert
     fk_name = "suppressed_by"
     extra = 0
@@ -140,12 +130,6 @@ class SuppressedAlertInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Alerts suppressed by this window"
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MaintenanceWindow)
@@ -314,8 +298,8 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
                 else:
                     services.window_log_change(window=window, actor=request.user, text=text)
                     done = "Change documented."
-            except (services.MaintenanceError, PermissionDenied) as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+            except (ServiceRefused, PermissionDenied) as refusal:
+                message_refusal(self, request, refusal)
                 if action != "start" or text:
                     return self._back(window)
             else:
@@ -349,8 +333,8 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
                 self.message_user(request, f"“{step.title}” skipped.")
             else:
                 raise PermissionDenied
-        except (services.MaintenanceError, PermissionDenied) as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+        except (ServiceRefused, PermissionDenied) as refusal:
+            message_refusal(self, request, refusal)
         return self._back(step.window)
 
     def month_view(self, request):

@@ -9,8 +9,10 @@ import datetime as dt
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 
+from opsportal.actors import acting_user
 from opsportal.people.models import Notification, NotificationChannelKind, WebhookChannel
 from opsportal.queueing import enqueue_after_commit
+from opsportal.refusals import ServiceRefused
 
 CONDUCT = "maintenance.conduct_maintenancewindow"
 
@@ -23,22 +25,18 @@ UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
 MAX_LEAD_HOURS = 24 * 31
 
 
-class MaintenanceError(Exception):
+class MaintenanceError(ServiceRefused):
     """A workflow step refused, with a message that says what to do."""
 
 
 def _require(actor: object | None, permission: str, doing: str) -> None:
     # Workers and schedules act without a user; people need the permission.
-    if actor is not None and getattr(actor, "pk", None) and not actor.has_perm(permission):
+    if acting_user(actor) is not None and not actor.has_perm(permission):
         raise PermissionDenied(f"You need the permission {permission!r} to {doing}.")
 
 
 def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _user(actor: object | None):
-    return actor if getattr(actor, "pk", None) else None
 
 
 def _notify_audience(

@@ -25,10 +25,10 @@ from maintenance.services._common import (
     UNDISPATCHED_AFTER,
     MaintenanceError,
     _require,
-    _user,
     _utc,
 )
 from maintenance.services.announcements import window_announce
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.queueing import enqueue_after_commit
@@ -89,7 +89,7 @@ def step_mark_done(
         )
     step.status = StepStatus.DONE
     step.completed_at = timezone.now()
-    step.completed_by = _user(actor)
+    step.completed_by = acting_user(actor)
     step.result = note.strip() or step.result
     step.save(update_fields=["status", "completed_at", "completed_by", "result"])
     audit_record(
@@ -110,7 +110,7 @@ def step_skip(*, step: ChecklistStep, actor: object | None = None, reason: str) 
         raise MaintenanceError(f"“{step.title}” is already {step.get_status_display().lower()}.")
     step.status = StepStatus.SKIPPED
     step.completed_at = timezone.now()
-    step.completed_by = _user(actor)
+    step.completed_by = acting_user(actor)
     step.result = f"Skipped: {reason.strip()}"
     step.save(update_fields=["status", "completed_at", "completed_by", "result"])
     audit_record(
@@ -133,7 +133,7 @@ def step_request(*, step: ChecklistStep, actor: object | None = None) -> Checkli
         ).update(
             status=StepStatus.QUEUED,
             queued_at=timezone.now(),
-            requested_by=_user(actor),
+            requested_by=acting_user(actor),
             started_at=None,
             result="",
         )
@@ -169,7 +169,7 @@ def _steps_queue(*, window: MaintenanceWindow, phase: str, actor: object | None)
     now = timezone.now()
     for step in steps:
         if ChecklistStep.objects.filter(pk=step.pk, status=StepStatus.PENDING).update(
-            status=StepStatus.QUEUED, queued_at=now, requested_by=_user(actor)
+            status=StepStatus.QUEUED, queued_at=now, requested_by=acting_user(actor)
         ):
             _dispatch_step(step.pk)
     return len(steps)

@@ -18,9 +18,9 @@ from maintenance.services._common import (
     MaintenanceError,
     _notify_audience,
     _require,
-    _user,
     _utc,
 )
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.people.models import Notification, Responsibility
@@ -149,7 +149,7 @@ def occurrence_complete(
         occurrence_complete_check(occurrence=occurrence, notes=notes, evidence=evidence)
         occurrence.status = OccurrenceStatus.DONE
         occurrence.completed_at = timezone.now()
-        occurrence.completed_by = _user(actor)
+        occurrence.completed_by = acting_user(actor)
         occurrence.notes = notes.strip()
         if evidence:
             occurrence.evidence = evidence

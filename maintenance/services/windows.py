@@ -24,11 +24,11 @@ from maintenance.services._common import (
     MAX_LEAD_HOURS,
     MaintenanceError,
     _require,
-    _user,
     _utc,
 )
 from maintenance.services.announcements import window_announce
 from maintenance.services.checklists import _checklist_create, _steps_queue
+from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.systems.models import System
@@ -109,7 +109,7 @@ def window_schedule(
     _require(actor, "maintenance.add_maintenancewindow", "schedule a maintenance window")
     window_validate(window=window, now=now)
     window.status = WindowStatus.PLANNED
-    if window.owner_id is None and getattr(actor, "pk", None):
+    if window.owner_id is None and acting_user(actor) is not None:
         window.owner = actor
     window.save()
     window.systems.set(list(systems))
@@ -284,7 +284,9 @@ def window_finish(
         window.save(update_fields=["status", "finished_at", "suppress_until"])
         if note.strip():
             ChangeLogEntry.objects.create(
-                window=window, author=_user(actor), text=f"{window.get_status_display()}: {note}"
+                window=window,
+                author=acting_user(actor),
+                text=f"{window.get_status_display()}: {note}",
             )
         audit_record(
             action=AuditAction.OPERATION,
@@ -417,7 +419,9 @@ def window_log_change(
     window_action_require(action="log", actor=actor)
     if not text.strip():
         raise MaintenanceError("Describe the change.")
-    entry = ChangeLogEntry.objects.create(window=window, author=_user(actor), text=text.strip())
+    entry = ChangeLogEntry.objects.create(
+        window=window, author=acting_user(actor), text=text.strip()
+    )
     audit_record(
         action=AuditAction.OPERATION,
         obj=window,

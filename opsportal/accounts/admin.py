@@ -14,6 +14,8 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from opsportal.accounts import services
+from opsportal.admin_mixins import message_refusal
+from opsportal.refusals import ServiceRefused
 
 for _model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_model):
@@ -71,8 +73,8 @@ class PortalUserAdmin(UserAdmin):
                 services.two_factor_reset(
                     user=target, actor=request.user, reason=form.cleaned_data["reason"]
                 )
-            except services.TwoFactorRefused as refusal:
-                self.message_user(request, str(refusal), messages.ERROR)
+            except ServiceRefused as refusal:
+                message_refusal(self, request, refusal)
             else:
                 self.message_user(
                     request,

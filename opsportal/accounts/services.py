@@ -15,13 +15,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
+from opsportal.refusals import ServiceRefused
 
 BACKUP_CODE_COUNT = 10
 AUTHENTICATOR_NAME = "Authenticator app"
 BACKUP_CODES_NAME = "Backup codes"
 
 
-class TwoFactorRefused(Exception):
+class TwoFactorRefused(ServiceRefused):
     """The two-factor change was refused; the message says why, for the person asking."""
 
 

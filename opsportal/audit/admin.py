@@ -7,6 +7,7 @@ from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.audit.models import AuditRecord
 
 CSV_COLUMNS = [
@@ -32,7 +33,8 @@ class _Echo:
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False  # kept as history: not deleted from the admin either
     list_display = [
         "at",
         "actor_name",
@@ -66,15 +68,6 @@ class AuditRecordAdmin(admin.ModelAdmin):
     def short_message(self, record):
         text = record.message
         return format_html("{}", text if len(text) <= 120 else text[:117] + "…")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         return [

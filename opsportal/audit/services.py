@@ -17,6 +17,7 @@ from django.db import connection, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils import timezone
 
+from opsportal.actors import acting_user
 from opsportal.audit import checkpoints, context
 from opsportal.audit.chain import GENESIS_HASH
 from opsportal.audit.checkpoints import Checkpoint
@@ -61,7 +62,7 @@ def audit_record(
         )
         record = AuditRecord(
             at=timezone.now(),
-            actor=actor if getattr(actor, "pk", None) else None,
+            actor=acting_user(actor),
             actor_name=getattr(actor, "get_username", lambda: "")() if actor else "",
             source=source or ctx.source,
             action=action,

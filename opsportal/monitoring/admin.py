@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.utils.html import format_html
 
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.monitoring.catalogue import METRICS
 from opsportal.monitoring.models import AlertRule, AlertState, AlertStatus, CollectionSchedule
 
@@ -134,7 +135,7 @@ class CollectionScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertState)
-class AlertStateAdmin(admin.ModelAdmin):
+class AlertStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "rule",
         "system",
@@ -150,9 +151,3 @@ class AlertStateAdmin(admin.ModelAdmin):
     search_fields = ["rule__name", "system__name", "subject", "fingerprint"]
     show_full_result_count = False
     readonly_fields = [f.name for f in AlertState._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -2,13 +2,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.utils.html import format_html
 
+from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Evidence, Operation, OperationStatus
 from opsportal.operations.services import (
-    OperationRefused,
     operation_cancel,
     operation_permission,
 )
+from opsportal.refusals import ServiceRefused
 
 
 @admin.register(Operation)
@@ -66,10 +67,10 @@ class OperationAdmin(admin.ModelAdmin):
             try:
                 operation_cancel(operation=operation, actor=request.user)
                 cancelled += 1
-            except OperationRefused as exc:
-                self.message_user(request, exc.message, messages.WARNING)
-            except PermissionDenied as exc:
-                self.message_user(request, str(exc), messages.ERROR)
+            except ServiceRefused as refusal:
+                message_refusal(self, request, refusal, messages.WARNING)
+            except PermissionDenied as refusal:
+                message_refusal(self, request, refusal)
         self.message_user(
             request,
             f"Cancelled {cancelled} queued operation{'' if cancelled == 1 else 's'}.",
@@ -78,7 +79,8 @@ class OperationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Evidence)
-class EvidenceAdmin(admin.ModelAdmin):
+class EvidenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False  # kept as history: not deleted from the admin either
     list_display = [
         "name",
         "incident",
@@ -90,12 +92,3 @@ class EvidenceAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["incident", "captured_by"]
     readonly_fields = [f.name for f in Evidence._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from opsportal.actors import acting_name, acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
@@ -34,6 +35,7 @@ from opsportal.operations.models import (
 from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target, resolve_engine
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
+from opsportal.refusals import ServiceRefused
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
 
@@ -50,12 +52,11 @@ GIVE_UP_QUEUED_AFTER = dt.timedelta(hours=1)
 RUNNING_GRACE = dt.timedelta(seconds=30)
 
 
-class OperationRefused(Exception):
-    """The operation cannot be requested; `str()` says why, in words for the operator."""
+class OperationRefused(ServiceRefused):
+    """The operation cannot be requested; `message` says why, in words for the operator."""
 
     def __init__(self, message: str, *, conflicting: Operation | None = None):
         super().__init__(message)
-        self.message = message
         self.conflicting = conflicting
 
 
@@ -91,7 +92,7 @@ def _check_incident_scope(*, incident, kind: str, spec, target, actor, params: d
             f"{spec.label} changes the system and is refused on a resolved or closed "
             "incident. Read-only operations still run; reopen the incident to change systems."
         )
-    if getattr(actor, "pk", None) and actor.has_perm(OPERATE_ANY_SYSTEM_PERMISSION):
+    if acting_user(actor) is not None and actor.has_perm(OPERATE_ANY_SYSTEM_PERMISSION):
         return
     if (
         kind == "service_scale"
@@ -158,7 +159,7 @@ def operation_request(
         check_target(kind, target, params)
     except (InvalidParameters, InvalidTarget) as exc:
         raise OperationRefused(str(exc)) from exc
-    actor = actor if getattr(actor, "pk", None) else None
+    actor = acting_user(actor)
     with transaction.atomic():
         if incident is not None:
             # Locked so the incident cannot be resolved between this check and the insert.
@@ -284,7 +285,7 @@ def _finish(
         action=AuditAction.OPERATION,
         obj=operation,
         # Whoever ended it (a cancel), else the requester: a worker acts on their behalf.
-        actor=actor if getattr(actor, "pk", None) else operation.requested_by,
+        actor=acting_user(actor) or operation.requested_by,
         outcome=AuditOutcome.SUCCESS
         if status == OperationStatus.SUCCEEDED
         else AuditOutcome.FAILURE,
@@ -303,11 +304,11 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
     system itself (no user). A refusal is recorded too, as the refused person's."""
     permission = operation_permission(operation.kind)
     if actor is not None and not actor.has_perm(permission):
-        who = actor.get_username() if getattr(actor, "pk", None) else "an anonymous user"
+        who = acting_name(actor, otherwise="an anonymous user")
         audit_record(
             action=AuditAction.OPERATION,
             obj=operation,
-            actor=actor if getattr(actor, "pk", None) else None,
+            actor=acting_user(actor),
             outcome=AuditOutcome.FAILURE,
             message=f"Cancel refused: {who} lacks the '{permission}' permission.",
         )
@@ -315,7 +316,7 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
             f"You need the '{permission}' permission to cancel operation #{operation.pk} "
             f"({operation.get_kind_display()})."
         )
-    who = actor.get_username() if getattr(actor, "pk", None) else "the system"
+    who = acting_name(actor, otherwise="the system")
     finished = _finish(
         operation,
         status=OperationStatus.CANCELLED,
@@ -393,7 +394,7 @@ def operations_load_defaults() -> None:
     )
 
 
-class EvidenceUnavailable(Exception):
+class EvidenceUnavailable(ServiceRefused):
     """A preserved artefact cannot be served; `str()` says why, in words for the operator."""
 
 
@@ -420,7 +421,7 @@ def evidence_open(*, evidence: Evidence, actor) -> BinaryIO:
         )
 
     if not actor.has_perm(EVIDENCE_DOWNLOAD_PERMISSION):
-        who = actor.get_username() if getattr(actor, "pk", None) else "an anonymous user"
+        who = acting_name(actor, otherwise="an anonymous user")
         refuse(f"{where}: {who} lacks the '{EVIDENCE_DOWNLOAD_PERMISSION}' permission.")
         raise PermissionDenied(
             f"You need the '{EVIDENCE_DOWNLOAD_PERMISSION}' permission to download evidence."

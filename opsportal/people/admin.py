@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.people.models import (
     Contact,
     Notification,
@@ -140,7 +141,8 @@ class WebhookChannelAdmin(SecretFieldsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    deletable = False  # kept as history: not deleted from the admin either
     list_display = [
         "created_at",
         "subject",
@@ -156,15 +158,6 @@ class NotificationAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [f.name for f in Notification._meta.fields]
     actions = ["retry_now"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         # The list shows the channel's name only; not loading its URL keeps the page

@@ -6,6 +6,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import get_text_list
 
+from opsportal.admin_mixins import ReadOnlyAdminMixin
 from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.fields import secret_field_names
 from opsportal.systems.forms import secrets_form_for
@@ -134,19 +135,13 @@ class HttpEndpointAdmin(SystemAdminBase):
 
 
 @admin.register(System)
-class SystemAdmin(admin.ModelAdmin):
+class SystemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """All systems in one list; each row links to its kind's page."""
 
     list_display = ["name", "kind", "status", "last_check_message", "last_checked_at"]
     list_filter = ["kind", "critical", "last_check_ok"]
     search_fields = ["name", "description"]
     status = SystemAdminBase.status
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         system = get_object_or_404(System, pk=object_id)

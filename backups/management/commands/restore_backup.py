@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from backups import services
-from backups.models import Backup, OperationStatus
+from backups.models import Backup, RestoreStatus
 from opsportal.audit import context
 from opsportal.audit.models import AuditSource
 from opsportal.systems.models import PostgresDatabase
@@ -56,6 +56,6 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError(exc.messages[0]) from exc
             restore = services.restore_run_now(restore=restore)
-        if restore.status != OperationStatus.SUCCEEDED:
+        if restore.status != RestoreStatus.SUCCEEDED:
             raise CommandError(f"Restore #{restore.pk} failed: {restore.message}")
         self.stdout.write(restore.message)
