@@ -32,6 +32,7 @@ from backups.services.runs import heartbeat_stale
 from backups.storage import StorageError, storage_for
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_finish
 from opsportal.queueing import enqueue_after_commit
 
 # Queued rows older than this were probably never dispatched (broker down).
@@ -99,10 +100,14 @@ def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
         "removed."
     )
     with transaction.atomic():
-        updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
-            status=BackupStatus.FAILED, finished_at=now, message=message
-        )
-        if not updated:
+        if not job_finish(
+            Backup,
+            backup.pk,
+            from_status=BackupStatus.RUNNING,
+            to_status=BackupStatus.FAILED,
+            now=now,
+            message=message,
+        ):
             return 0  # finished meanwhile, or another sweeper got it first
         backup.status, backup.message = BackupStatus.FAILED, message
         audit_record(

@@ -31,6 +31,7 @@ from maintenance.services._common import (
 from maintenance.services.announcements import window_announce
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim, job_finish
 from opsportal.queueing import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -128,10 +129,11 @@ def step_request(*, step: ChecklistStep, actor: object | None = None) -> Checkli
     if not step.automatic:
         raise MaintenanceError(f"“{step.title}” is done by a person: tick it when it is done.")
     with transaction.atomic():
-        claimed = ChecklistStep.objects.filter(
-            pk=step.pk, status__in=[StepStatus.PENDING, StepStatus.FAILED]
-        ).update(
-            status=StepStatus.QUEUED,
+        claimed = job_claim(
+            ChecklistStep,
+            step.pk,
+            from_status=[StepStatus.PENDING, StepStatus.FAILED],
+            to_status=StepStatus.QUEUED,
             queued_at=timezone.now(),
             requested_by=_user(actor),
             started_at=None,
@@ -168,8 +170,13 @@ def _steps_queue(*, window: MaintenanceWindow, phase: str, actor: object | None)
     )
     now = timezone.now()
     for step in steps:
-        if ChecklistStep.objects.filter(pk=step.pk, status=StepStatus.PENDING).update(
-            status=StepStatus.QUEUED, queued_at=now, requested_by=_user(actor)
+        if job_claim(
+            ChecklistStep,
+            step.pk,
+            from_status=StepStatus.PENDING,
+            to_status=StepStatus.QUEUED,
+            queued_at=now,
+            requested_by=_user(actor),
         ):
             _dispatch_step(step.pk)
     return len(steps)
@@ -191,10 +198,13 @@ def _step_finish(step: ChecklistStep, status: str, result: str) -> ChecklistStep
 
 def step_run(*, step_id: int) -> ChecklistStep | None:
     """The worker's part: claim the queued step and do it (None if someone else has it)."""
-    claimed = ChecklistStep.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
-        status=StepStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        ChecklistStep,
+        step_id,
+        from_status=StepStatus.QUEUED,
+        to_status=StepStatus.RUNNING,
+        started_at=timezone.now(),
+    ):
         return None
     step = ChecklistStep.objects.select_related("window").get(pk=step_id)
     runner = {
@@ -368,8 +378,13 @@ def steps_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     for step in ChecklistStep.objects.filter(status=StepStatus.RUNNING).select_related("window"):
         limit = STEP_TIME_LIMITS.get(step.action, dt.timedelta(minutes=5))
         overdue = step.started_at and now - step.started_at > limit
-        if overdue and ChecklistStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
-            status=StepStatus.FAILED
+        # A step has no finish time of its own: _step_finish records the outcome.
+        if overdue and job_finish(
+            ChecklistStep,
+            step.pk,
+            from_status=StepStatus.RUNNING,
+            to_status=StepStatus.FAILED,
+            finished_field=None,
         ):
             _step_finish(
                 step,

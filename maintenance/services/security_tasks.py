@@ -23,6 +23,7 @@ from maintenance.services._common import (
 )
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim
 from opsportal.people.models import Notification, Responsibility
 from opsportal.people.services import notify
 from opsportal.queueing import enqueue_after_commit
@@ -247,10 +248,14 @@ def security_scan_run(*, occurrence_id: int) -> TaskOccurrence | None:
 
     from maintenance import scans
 
-    claimed = TaskOccurrence.objects.filter(pk=occurrence_id, scan_status=ScanStatus.QUEUED).update(
-        scan_status=ScanStatus.RUNNING, scan_started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        TaskOccurrence,
+        occurrence_id,
+        from_status=ScanStatus.QUEUED,
+        to_status=ScanStatus.RUNNING,
+        status_field="scan_status",
+        scan_started_at=timezone.now(),
+    ):
         return None
     occurrence = TaskOccurrence.objects.select_related("task").get(pk=occurrence_id)
     try:

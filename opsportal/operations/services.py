@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim, job_finish
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.models import (
@@ -219,10 +220,13 @@ def _dispatch(operation: Operation) -> None:
 def operation_execute(*, operation_id: int) -> Operation | None:
     """Claim the queued operation, run it, store its outcome. Returns None when the row was
     not queued (another worker has it, it was cancelled, or it already ran)."""
-    claimed = Operation.objects.filter(pk=operation_id, status=OperationStatus.QUEUED).update(
-        status=OperationStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        Operation,
+        operation_id,
+        from_status=OperationStatus.QUEUED,
+        to_status=OperationStatus.RUNNING,
+        started_at=timezone.now(),
+    ):
         return None
     operation = (
         Operation.objects.select_related(
@@ -269,15 +273,15 @@ def _finish(
     if len(output) > OUTPUT_LIMIT_CHARS:
         cut = len(output) - OUTPUT_LIMIT_CHARS
         output = output[:OUTPUT_LIMIT_CHARS] + f"\n… ({cut} more characters not kept)"
-    now = timezone.now()
-    updated = Operation.objects.filter(pk=operation.pk, status__in=from_statuses).update(
-        status=status,
+    if not job_finish(
+        Operation,
+        operation.pk,
+        from_status=from_statuses,
+        to_status=status,
         output=output,
         result=result or {},
         error=error,
-        finished_at=now,
-    )
-    if not updated:
+    ):
         return None  # the sweeper (or a cancel) got there first
     operation.refresh_from_db()
     audit_record(
