@@ -138,24 +138,28 @@ class JobSpec:
     give_up: Callable[[Any, dt.datetime], bool] | None = None
     give_up_after: dt.timedelta = dt.timedelta(0)
     give_up_field: str = "requested_at"
-    # The order lost rows are sent again in (with `batch`, the oldest first).
+    # The order lost rows are sent again in.
     order_by: str | None = None
     started_field: str = "started_at"
     time_limit: dt.timedelta | Callable[[Any], dt.timedelta] | None = None
+    # True: a row exactly at its limit is failed too; False: only one past it. Each kind
+    # keeps the boundary it always had.
+    fail_at_limit: bool = False
     heartbeat_field: str | None = None
     heartbeat_stale: Callable[[], dt.timedelta] | None = None
     select_related: tuple[str, ...] = field(default_factory=tuple)
-    # Bounds one sweep's work; the next sweep continues.
+    # Bound one sweep's work on lost and on running rows; the next sweep continues.
     batch: int | None = None
+    running_batch: int | None = None
 
 
-def _rows(spec: JobSpec, status: Status, order_by: str | None, **lookups: Any):
+def _rows(spec: JobSpec, status: Status, order_by: str | None, limit: int | None, **lookups):
     rows = spec.model._default_manager.filter(**{spec.status_field: status}, **lookups)
     if spec.select_related:
         rows = rows.select_related(*spec.select_related)
     if order_by:
         rows = rows.order_by(order_by)
-    return rows[: spec.batch] if spec.batch else rows
+    return rows[:limit] if limit else rows
 
 
 def job_redispatch_lost(spec: JobSpec, *, now: dt.datetime) -> dict[str, int]:
@@ -166,6 +170,7 @@ def job_redispatch_lost(spec: JobSpec, *, now: dt.datetime) -> dict[str, int]:
         spec,
         spec.queued,
         spec.order_by,
+        spec.batch,
         **{f"{spec.queued_field}__{spec.lost_lookup}": now - spec.lost_after},
     )
     for row in lost:
@@ -199,16 +204,18 @@ def job_fail_dead(spec: JobSpec, *, now: dt.datetime) -> int:
     failed = 0
     if spec.heartbeat_field is not None and spec.heartbeat_stale is not None:
         stale = {f"{spec.heartbeat_field}__lt": now - spec.heartbeat_stale()}
-        for row in _rows(spec, spec.running, None, **stale):
+        for row in _rows(spec, spec.running, None, spec.running_batch, **stale):
             failed += bool(spec.fail(row, now))
     if isinstance(spec.time_limit, dt.timedelta):
-        past = {f"{spec.started_field}__lt": now - spec.time_limit}
-        for row in _rows(spec, spec.running, None, **past):
+        lookup = "lte" if spec.fail_at_limit else "lt"
+        past = {f"{spec.started_field}__{lookup}": now - spec.time_limit}
+        for row in _rows(spec, spec.running, None, spec.running_batch, **past):
             failed += bool(spec.fail(row, now))
     elif spec.time_limit is not None:
         started = {f"{spec.started_field}__isnull": False}
-        for row in _rows(spec, spec.running, spec.started_field, **started):
-            if now - getattr(row, spec.started_field) >= spec.time_limit(row):
+        for row in _rows(spec, spec.running, spec.started_field, spec.running_batch, **started):
+            elapsed, limit = now - getattr(row, spec.started_field), spec.time_limit(row)
+            if elapsed > limit or (spec.fail_at_limit and elapsed == limit):
                 failed += bool(spec.fail(row, now))
     return failed
 

@@ -384,7 +384,10 @@ OPERATION_JOB = JobSpec(
     give_up_field="requested_at",
     order_by="requested_at",
     time_limit=lambda operation: dt.timedelta(seconds=operation.time_limit_seconds) + RUNNING_GRACE,
+    # A row is failed at its time limit plus grace, as it always was.
+    fail_at_limit=True,
     batch=500,
+    running_batch=500,
 )
 
 

@@ -104,6 +104,7 @@ def test_the_sweep_redispatches_lost_rows_once_and_fails_dead_ones(operation):
         queued_field="last_dispatched_at",
         dispatch_count_field="dispatch_count",
         time_limit=lambda row: dt.timedelta(seconds=row.time_limit_seconds),
+        fail_at_limit=True,
     )
     assert job_sweep(spec) == {"redispatched": 0, "given_up": 0, "failed": 0}
     later = timezone.now() + dt.timedelta(minutes=1)
@@ -136,3 +137,26 @@ def test_the_sweep_gives_up_on_rows_queued_too_long(operation):
     counts = job_sweep(spec, now=timezone.now() + dt.timedelta(hours=2))
     assert counts == {"redispatched": 0, "given_up": 1, "failed": 0}
     assert ended == [operation.pk]
+
+
+def test_a_fixed_time_limit_fails_only_rows_past_it_unless_told_otherwise(operation):
+    started = timezone.now()
+    job_claim(Operation, operation.pk, from_status=QUEUED, to_status=RUNNING, started_at=started)
+
+    def spec(**boundary):
+        return JobSpec(
+            model=Operation,
+            queued=QUEUED,
+            running=RUNNING,
+            dispatch=lambda row: None,
+            fail=lambda row, now: job_finish(
+                Operation, row.pk, from_status=RUNNING, to_status="failed", now=now
+            ),
+            lost_after=dt.timedelta(seconds=30),
+            time_limit=dt.timedelta(seconds=60),
+            **boundary,
+        )
+
+    at_limit = started + dt.timedelta(seconds=60)
+    assert job_sweep(spec(), now=at_limit)["failed"] == 0
+    assert job_sweep(spec(fail_at_limit=True), now=at_limit)["failed"] == 1
