@@ -16,6 +16,7 @@ from django.utils import timezone
 from backups.models import Backup, BackupFormat, BackupMethod, BackupPlan, OperationStatus
 from backups.storage import storage_for
 from opsportal.actors import acting_user
+from opsportal.jobs import job_claim
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.models import PostgresDatabase
 
@@ -33,9 +34,14 @@ def _require(actor: object | None, permission: str) -> None:
         raise PermissionDenied(f"You need the {permission!r} permission for this.")
 
 
-def _claim(model, pk: int):
-    return model.objects.filter(pk=pk, status=OperationStatus.QUEUED).update(
-        status=OperationStatus.RUNNING, started_at=timezone.now()
+def _claim(model, pk: int) -> bool:
+    """Claim a queued restore or drill for this worker (False if someone else has it)."""
+    return job_claim(
+        model,
+        pk,
+        from_status=OperationStatus.QUEUED,
+        to_status=OperationStatus.RUNNING,
+        started_at=timezone.now(),
     )
 
 

@@ -31,6 +31,7 @@ from backups.services.verification import backup_verify
 from backups.storage import StorageError, storage_for
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim, job_heartbeat
 from opsportal.refusals import ServiceRefused
 from opsportal.systems.adapters import pg_tools, postgres
 from opsportal.systems.adapters.errors import AdapterError
@@ -119,8 +120,13 @@ def backup_claim(*, backup_id: int, worker: str = "") -> Backup | None:
     now = timezone.now()
     try:
         with transaction.atomic():
-            claimed = Backup.objects.filter(pk=backup_id, status=BackupStatus.QUEUED).update(
-                status=BackupStatus.RUNNING,
+            # The database's "one running backup per database" constraint refuses a second
+            # claim with IntegrityError: that rule stays the backup's own.
+            claimed = job_claim(
+                Backup,
+                backup_id,
+                from_status=BackupStatus.QUEUED,
+                to_status=BackupStatus.RUNNING,
                 started_at=now,
                 heartbeat_at=now,
                 worker=(worker or this_worker())[:255],
@@ -198,9 +204,7 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stopped.wait(heartbeat_seconds()):
                 try:
-                    Backup.objects.filter(pk=self.backup_id, status=BackupStatus.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    job_heartbeat(Backup, self.backup_id, running_status=BackupStatus.RUNNING)
                 except Exception:
                     # Keep beating: one missed update (the portal's database briefly away)
                     # must not make a live backup look abandoned.

@@ -32,6 +32,7 @@ from backups.services.runs import heartbeat_stale
 from backups.storage import StorageError, storage_for
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import JobSpec, job_fail_dead, job_finish, job_redispatch_lost, job_sweep
 from opsportal.queueing import enqueue_after_commit
 
 # Queued rows older than this were probably never dispatched (broker down).
@@ -40,31 +41,77 @@ UNDISPATCHED_AFTER = dt.timedelta(seconds=60)
 MISSED_GRACE = dt.timedelta(minutes=30)
 
 
+def _dispatch_restore(restore: Restore) -> None:
+    from backups.tasks import run_restore
+
+    enqueue_after_commit(run_restore, restore.pk)
+
+
+def _dispatch_drill(drill: RestoreDrill) -> None:
+    from backups.tasks import run_drill
+
+    enqueue_after_commit(run_drill, drill.pk)
+
+
+def _fail_past_time_limit(row: Restore | RestoreDrill, now: dt.datetime) -> bool:
+    return job_finish(
+        type(row),
+        row.pk,
+        from_status=OperationStatus.RUNNING,
+        to_status=OperationStatus.FAILED,
+        now=now,
+        message="The worker stopped before finishing (past the time limit).",
+    )
+
+
+def _backup_fail_abandoned(backup: Backup, now: dt.datetime) -> bool:
+    return bool(backup_fail_abandoned(backup=backup, now=now))
+
+
+# How the shared sweeper (opsportal.jobs) treats the app's jobs. A backup beats while it
+# dumps, so a dead worker shows as a stale heartbeat; restores and drills have no
+# heartbeat and are failed past OPERATION_TIME_LIMIT.
+BACKUP_JOB = JobSpec(
+    model=Backup,
+    queued=BackupStatus.QUEUED,
+    running=BackupStatus.RUNNING,
+    dispatch=_dispatch_backup,
+    fail=_backup_fail_abandoned,
+    lost_after=UNDISPATCHED_AFTER,
+    heartbeat_field="heartbeat_at",
+    heartbeat_stale=heartbeat_stale,
+    select_related=("database", "database__docker_engine", "plan"),
+)
+RESTORE_JOB = JobSpec(
+    model=Restore,
+    queued=OperationStatus.QUEUED,
+    running=OperationStatus.RUNNING,
+    dispatch=_dispatch_restore,
+    fail=_fail_past_time_limit,
+    lost_after=UNDISPATCHED_AFTER,
+    time_limit=OPERATION_TIME_LIMIT,
+)
+DRILL_JOB = JobSpec(
+    model=RestoreDrill,
+    queued=OperationStatus.QUEUED,
+    running=OperationStatus.RUNNING,
+    dispatch=_dispatch_drill,
+    fail=_fail_past_time_limit,
+    lost_after=UNDISPATCHED_AFTER,
+    time_limit=OPERATION_TIME_LIMIT,
+)
+
+
 def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Re-dispatch work the broker lost, fail runs whose worker died, report missed
     scheduled backups (CONVENTIONS "Background operations")."""
-    from backups.tasks import run_drill, run_restore
-
     now = now or timezone.now()
     counts = {"redispatched": 0, "failed": 0, "missed": 0}
-    for backup in Backup.objects.filter(
-        status=BackupStatus.QUEUED, requested_at__lt=now - UNDISPATCHED_AFTER
-    ).select_related("plan"):
-        _dispatch_backup(backup)
-        counts["redispatched"] += 1
-    for model, task in ((Restore, run_restore), (RestoreDrill, run_drill)):
-        for pk in model.objects.filter(
-            status=OperationStatus.QUEUED, requested_at__lt=now - UNDISPATCHED_AFTER
-        ).values_list("pk", flat=True):
-            enqueue_after_commit(task, pk)
-            counts["redispatched"] += 1
-        counts["failed"] += model.objects.filter(
-            status=OperationStatus.RUNNING, started_at__lt=now - OPERATION_TIME_LIMIT
-        ).update(
-            status=OperationStatus.FAILED,
-            finished_at=now,
-            message="The worker stopped before finishing (past the time limit).",
-        )
+    counts["redispatched"] += job_redispatch_lost(BACKUP_JOB, now=now)["redispatched"]
+    for spec in (RESTORE_JOB, DRILL_JOB):
+        swept = job_sweep(spec, now=now)
+        counts["redispatched"] += swept["redispatched"]
+        counts["failed"] += swept["failed"]
     counts["failed"] += backups_fail_abandoned(now=now)
     # Configuration changes whose commit message the broker lost.
     if ConfigurationChange.objects.filter(
@@ -80,13 +127,7 @@ def backups_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
 def backups_fail_abandoned(*, now: dt.datetime | None = None) -> int:
     """Fail every running backup whose worker stopped beating (beat runs this every few
     seconds, so a killed worker is noticed within BACKUP_HEARTBEAT_STALE_SECONDS)."""
-    now = now or timezone.now()
-    failed = 0
-    for backup in Backup.objects.filter(
-        status=BackupStatus.RUNNING, heartbeat_at__lt=now - heartbeat_stale()
-    ).select_related("database", "database__docker_engine", "plan"):
-        failed += backup_fail_abandoned(backup=backup, now=now)
-    return failed
+    return job_fail_dead(BACKUP_JOB, now=now or timezone.now())
 
 
 def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
@@ -99,10 +140,14 @@ def backup_fail_abandoned(*, backup: Backup, now: dt.datetime) -> int:
         "removed."
     )
     with transaction.atomic():
-        updated = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
-            status=BackupStatus.FAILED, finished_at=now, message=message
-        )
-        if not updated:
+        if not job_finish(
+            Backup,
+            backup.pk,
+            from_status=BackupStatus.RUNNING,
+            to_status=BackupStatus.FAILED,
+            now=now,
+            message=message,
+        ):
             return 0  # finished meanwhile, or another sweeper got it first
         backup.status, backup.message = BackupStatus.FAILED, message
         audit_record(

@@ -31,6 +31,7 @@ from maintenance.services.announcements import window_announce
 from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
 from opsportal.queueing import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -128,10 +129,11 @@ def step_request(*, step: ChecklistStep, actor: object | None = None) -> Checkli
     if not step.automatic:
         raise MaintenanceError(f"“{step.title}” is done by a person: tick it when it is done.")
     with transaction.atomic():
-        claimed = ChecklistStep.objects.filter(
-            pk=step.pk, status__in=[StepStatus.PENDING, StepStatus.FAILED]
-        ).update(
-            status=StepStatus.QUEUED,
+        claimed = job_claim(
+            ChecklistStep,
+            step.pk,
+            from_status=[StepStatus.PENDING, StepStatus.FAILED],
+            to_status=StepStatus.QUEUED,
             queued_at=timezone.now(),
             requested_by=acting_user(actor),
             started_at=None,
@@ -168,8 +170,13 @@ def _steps_queue(*, window: MaintenanceWindow, phase: str, actor: object | None)
     )
     now = timezone.now()
     for step in steps:
-        if ChecklistStep.objects.filter(pk=step.pk, status=StepStatus.PENDING).update(
-            status=StepStatus.QUEUED, queued_at=now, requested_by=acting_user(actor)
+        if job_claim(
+            ChecklistStep,
+            step.pk,
+            from_status=StepStatus.PENDING,
+            to_status=StepStatus.QUEUED,
+            queued_at=now,
+            requested_by=acting_user(actor),
         ):
             _dispatch_step(step.pk)
     return len(steps)
@@ -191,10 +198,13 @@ def _step_finish(step: ChecklistStep, status: str, result: str) -> ChecklistStep
 
 def step_run(*, step_id: int) -> ChecklistStep | None:
     """The worker's part: claim the queued step and do it (None if someone else has it)."""
-    claimed = ChecklistStep.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
-        status=StepStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        ChecklistStep,
+        step_id,
+        from_status=StepStatus.QUEUED,
+        to_status=StepStatus.RUNNING,
+        started_at=timezone.now(),
+    ):
         return None
     step = ChecklistStep.objects.select_related("window").get(pk=step_id)
     runner = {
@@ -353,34 +363,58 @@ def steps_prepare_due(*, now: dt.datetime | None = None) -> int:
     return queued
 
 
+def _step_time_limit(step: ChecklistStep) -> dt.timedelta:
+    return STEP_TIME_LIMITS.get(step.action, dt.timedelta(minutes=5))
+
+
+def _step_fail_dead(step: ChecklistStep, now: dt.datetime) -> bool:
+    # A step has no finish time of its own: _step_finish records the outcome.
+    if not job_finish(
+        ChecklistStep,
+        step.pk,
+        from_status=StepStatus.RUNNING,
+        to_status=StepStatus.FAILED,
+        finished_field=None,
+    ):
+        return False
+    _step_finish(
+        step,
+        StepStatus.FAILED,
+        f"The worker did not finish within {int(_step_time_limit(step).total_seconds())} s "
+        "(it may have died); run the step again.",
+    )
+    return True
+
+
+# How the shared sweeper (opsportal.jobs) treats checklist steps; "waiting" steps (for
+# backups) are the checklist's own state and are looked at by steps_sweep itself.
+STEP_JOB = JobSpec(
+    model=ChecklistStep,
+    queued=StepStatus.QUEUED,
+    running=StepStatus.RUNNING,
+    dispatch=lambda step: _dispatch_step(step.pk),
+    fail=_step_fail_dead,
+    lost_after=UNDISPATCHED_AFTER,
+    queued_field="queued_at",
+    lost_lookup="lte",
+    time_limit=_step_time_limit,
+    select_related=("window",),
+    batch=200,
+)
+
+
 def steps_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Re-dispatch queued steps whose message was lost, fail steps whose worker died, and
     look again at steps waiting for backups."""
     now = now or timezone.now()
-    stuck = list(
-        ChecklistStep.objects.filter(
-            status=StepStatus.QUEUED, queued_at__lte=now - UNDISPATCHED_AFTER
-        ).values_list("pk", flat=True)[:200]
-    )
-    for pk in stuck:
-        _dispatch_step(pk)
-    died = 0
-    for step in ChecklistStep.objects.filter(status=StepStatus.RUNNING).select_related("window"):
-        limit = STEP_TIME_LIMITS.get(step.action, dt.timedelta(minutes=5))
-        overdue = step.started_at and now - step.started_at > limit
-        if overdue and ChecklistStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
-            status=StepStatus.FAILED
-        ):
-            _step_finish(
-                step,
-                StepStatus.FAILED,
-                f"The worker did not finish within {int(limit.total_seconds())} s "
-                "(it may have died); run the step again.",
-            )
-            died += 1
+    swept = job_sweep(STEP_JOB, now=now)
     waiting = list(
         ChecklistStep.objects.filter(status=StepStatus.WAITING).values_list("pk", flat=True)
     )
     for pk in waiting:
         step_check_backups(step_id=pk, now=now)
-    return {"redispatched": len(stuck), "failed": died, "waiting": len(waiting)}
+    return {
+        "redispatched": swept["redispatched"],
+        "failed": swept["failed"],
+        "waiting": len(waiting),
+    }

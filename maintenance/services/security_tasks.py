@@ -23,6 +23,7 @@ from maintenance.services._common import (
 from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
 from opsportal.people.models import Notification, Responsibility
 from opsportal.people.services import notify
 from opsportal.queueing import enqueue_after_commit
@@ -247,10 +248,14 @@ def security_scan_run(*, occurrence_id: int) -> TaskOccurrence | None:
 
     from maintenance import scans
 
-    claimed = TaskOccurrence.objects.filter(pk=occurrence_id, scan_status=ScanStatus.QUEUED).update(
-        scan_status=ScanStatus.RUNNING, scan_started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        TaskOccurrence,
+        occurrence_id,
+        from_status=ScanStatus.QUEUED,
+        to_status=ScanStatus.RUNNING,
+        status_field="scan_status",
+        scan_started_at=timezone.now(),
+    ):
         return None
     occurrence = TaskOccurrence.objects.select_related("task").get(pk=occurrence_id)
     try:
@@ -308,18 +313,39 @@ def security_scans_due(*, now: dt.datetime | None = None) -> int:
     return count
 
 
-def security_scans_sweep(*, now: dt.datetime | None = None) -> int:
-    now = now or timezone.now()
-    for pk in TaskOccurrence.objects.filter(
-        scan_status=ScanStatus.QUEUED, scan_queued_at__lte=now - UNDISPATCHED_AFTER
-    ).values_list("pk", flat=True):
-        _dispatch_scan(pk)
-    return TaskOccurrence.objects.filter(
-        scan_status=ScanStatus.RUNNING, scan_started_at__lte=now - SCAN_TIME_LIMIT
-    ).update(
-        scan_status=ScanStatus.FAILED,
+def _scan_fail_dead(occurrence: TaskOccurrence, now: dt.datetime) -> bool:
+    return job_finish(
+        TaskOccurrence,
+        occurrence.pk,
+        from_status=ScanStatus.RUNNING,
+        to_status=ScanStatus.FAILED,
+        status_field="scan_status",
+        finished_field=None,
         findings={"error": "The worker did not finish the scan in time (it may have died)."},
     )
+
+
+# How the shared sweeper (opsportal.jobs) treats security scans: the scan is a job living
+# in the occurrence's scan_* columns.
+SCAN_JOB = JobSpec(
+    model=TaskOccurrence,
+    queued=ScanStatus.QUEUED,
+    running=ScanStatus.RUNNING,
+    status_field="scan_status",
+    dispatch=lambda occurrence: _dispatch_scan(occurrence.pk),
+    fail=_scan_fail_dead,
+    lost_after=UNDISPATCHED_AFTER,
+    queued_field="scan_queued_at",
+    lost_lookup="lte",
+    started_field="scan_started_at",
+    time_limit=SCAN_TIME_LIMIT,
+    fail_at_limit=True,
+)
+
+
+def security_scans_sweep(*, now: dt.datetime | None = None) -> int:
+    """Re-dispatch scans the broker lost; fail (and count) scans whose worker died."""
+    return job_sweep(SCAN_JOB, now=now or timezone.now())["failed"]
 
 
 def security_tasks_load_defaults() -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from opsportal.actors import acting_name, acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.models import (
@@ -220,10 +221,13 @@ def _dispatch(operation: Operation) -> None:
 def operation_execute(*, operation_id: int) -> Operation | None:
     """Claim the queued operation, run it, store its outcome. Returns None when the row was
     not queued (another worker has it, it was cancelled, or it already ran)."""
-    claimed = Operation.objects.filter(pk=operation_id, status=OperationStatus.QUEUED).update(
-        status=OperationStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(
+        Operation,
+        operation_id,
+        from_status=OperationStatus.QUEUED,
+        to_status=OperationStatus.RUNNING,
+        started_at=timezone.now(),
+    ):
         return None
     operation = (
         Operation.objects.select_related(
@@ -270,15 +274,15 @@ def _finish(
     if len(output) > OUTPUT_LIMIT_CHARS:
         cut = len(output) - OUTPUT_LIMIT_CHARS
         output = output[:OUTPUT_LIMIT_CHARS] + f"\n… ({cut} more characters not kept)"
-    now = timezone.now()
-    updated = Operation.objects.filter(pk=operation.pk, status__in=from_statuses).update(
-        status=status,
+    if not job_finish(
+        Operation,
+        operation.pk,
+        from_status=from_statuses,
+        to_status=status,
         output=output,
         result=result or {},
         error=error,
-        finished_at=now,
-    )
-    if not updated:
+    ):
         return None  # the sweeper (or a cancel) got there first
     operation.refresh_from_db()
     audit_record(
@@ -333,42 +337,24 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
     return finished
 
 
-def operations_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """Re-dispatch queued rows whose message was lost, give up on rows queued for too long,
-    and fail running rows whose worker stopped answering."""
-    now = now or timezone.now()
-    counts = {"redispatched": 0, "given_up": 0, "orphaned": 0}
-    stale_queued = Operation.objects.filter(
-        status=OperationStatus.QUEUED, last_dispatched_at__lt=now - REDISPATCH_AFTER
-    ).order_by("requested_at")[:500]
-    for operation in stale_queued:
-        if operation.requested_at < now - GIVE_UP_QUEUED_AFTER:
-            if _finish(
-                operation,
-                status=OperationStatus.FAILED,
-                error=(
-                    f"No worker started it within {GIVE_UP_QUEUED_AFTER.total_seconds() / 60:.0f}"
-                    " minutes (broker or workers down); request it again if it is still needed."
-                ),
-                from_statuses=(OperationStatus.QUEUED,),
-            ):
-                counts["given_up"] += 1
-            continue
-        moved = Operation.objects.filter(
-            pk=operation.pk,
-            status=OperationStatus.QUEUED,
-            last_dispatched_at=operation.last_dispatched_at,
-        ).update(last_dispatched_at=now, dispatch_count=operation.dispatch_count + 1)
-        if moved:
-            operation.last_dispatched_at = now
-            _dispatch(operation)
-            counts["redispatched"] += 1
-    running = Operation.objects.filter(status=OperationStatus.RUNNING, started_at__isnull=False)
-    for operation in running.order_by("started_at")[:500]:
-        deadline = operation.started_at + dt.timedelta(seconds=operation.time_limit_seconds)
-        if now < deadline + RUNNING_GRACE:
-            continue
-        if _finish(
+def _operation_give_up(operation: Operation, now: dt.datetime) -> bool:
+    return (
+        _finish(
+            operation,
+            status=OperationStatus.FAILED,
+            error=(
+                f"No worker started it within {GIVE_UP_QUEUED_AFTER.total_seconds() / 60:.0f}"
+                " minutes (broker or workers down); request it again if it is still needed."
+            ),
+            from_statuses=(OperationStatus.QUEUED,),
+        )
+        is not None
+    )
+
+
+def _operation_fail_orphaned(operation: Operation, now: dt.datetime) -> bool:
+    return (
+        _finish(
             operation,
             status=OperationStatus.FAILED,
             error=(
@@ -377,9 +363,44 @@ def operations_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
                 f"(time limit {operation.time_limit_seconds} s). The worker probably died; "
                 "check the system's state before trying again."
             ),
-        ):
-            counts["orphaned"] += 1
-    return counts
+        )
+        is not None
+    )
+
+
+# How the shared sweeper (opsportal.jobs) treats operations: a lost row is sent again at
+# most once per REDISPATCH_AFTER (counted in dispatch_count), given up after an hour in the
+# queue, and failed once its own time limit plus grace has passed.
+OPERATION_JOB = JobSpec(
+    model=Operation,
+    queued=OperationStatus.QUEUED,
+    running=OperationStatus.RUNNING,
+    dispatch=_dispatch,
+    fail=_operation_fail_orphaned,
+    lost_after=REDISPATCH_AFTER,
+    queued_field="last_dispatched_at",
+    dispatch_count_field="dispatch_count",
+    give_up=_operation_give_up,
+    give_up_after=GIVE_UP_QUEUED_AFTER,
+    give_up_field="requested_at",
+    order_by="requested_at",
+    time_limit=lambda operation: dt.timedelta(seconds=operation.time_limit_seconds) + RUNNING_GRACE,
+    # A row is failed at its time limit plus grace, as it always was.
+    fail_at_limit=True,
+    batch=500,
+    running_batch=500,
+)
+
+
+def operations_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Re-dispatch queued rows whose message was lost, give up on rows queued for too long,
+    and fail running rows whose worker stopped answering."""
+    counts = job_sweep(OPERATION_JOB, now=now or timezone.now())
+    return {
+        "redispatched": counts["redispatched"],
+        "given_up": counts["given_up"],
+        "orphaned": counts["failed"],
+    }
 
 
 def operations_load_defaults() -> None:

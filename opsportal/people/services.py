@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim
 from opsportal.people.models import (
     Notification,
     NotificationChannelKind,
@@ -135,12 +136,16 @@ def notification_deliver(
     Returns None when the row is not due or someone else has claimed it (a redelivered
     message, or the sweeper racing the worker)."""
     now = now or timezone.now()
-    claimed = Notification.objects.filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-        pk=notification_id,
-        status=NotificationStatus.PENDING,
-    ).update(status=NotificationStatus.SENDING, next_attempt_at=now + SENDING_CLAIM_TIMEOUT)
-    if not claimed:
+    # Claimed only once its retry is due (the backoff is the notification's own rule);
+    # `next_attempt_at` doubles as the claim's expiry for the sweeper.
+    if not job_claim(
+        Notification,
+        notification_id,
+        from_status=NotificationStatus.PENDING,
+        to_status=NotificationStatus.SENDING,
+        when=Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        next_attempt_at=now + SENDING_CLAIM_TIMEOUT,
+    ):
         return None
     notification = Notification.objects.get(pk=notification_id)
     try:
