@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import socket
-import socketserver
 import subprocess
 import tempfile
 import threading
@@ -510,63 +509,34 @@ class LimitedPostgres:
         self.held.clear()
 
 
-class _SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP (RFC 5321) for smtplib: every message is kept, nothing relayed."""
-
-    def reply(self, line: str) -> None:
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self) -> None:
-        self.reply("220 opsportal-test ESMTP")
-        sender, recipients = "", []
-        while line := self.rfile.readline():
-            command = line.decode(errors="replace").strip()
-            verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
-            if verb in ("EHLO", "HELO"):
-                self.reply("250 opsportal-test")
-            elif verb == "MAIL":
-                sender, recipients = command.split(":", 1)[1].strip(" <>"), []
-                self.reply("250 OK")
-            elif verb == "RCPT":
-                recipients.append(command.split(":", 1)[1].strip(" <>"))
-                self.reply("250 OK")
-            elif verb == "DATA":
-                self.reply("354 End data with <CR><LF>.<CR><LF>")
-                lines = []
-                while (data := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
-                    lines.append(data[1:] if data.startswith(b"..") else data)
-                self.server.messages.append(
-                    {"from": sender, "to": recipients, "data": b"".join(lines).decode()}
-                )
-                self.reply("250 OK: queued")
-            elif verb == "QUIT":
-                self.reply("221 Bye")
-                return
-            else:
-                self.reply("250 OK")  # RSET, NOOP
-
-
-class SmtpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class SmtpServer:
+    """What a real SMTP server (aiosmtpd) on loopback was sent: each message as
+    {"from", "to", "data"}; nothing is relayed."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SmtpHandler)
         self.messages: list[dict] = []
+        self.port = free_port()
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "data": (envelope.original_content or envelope.content).decode(errors="replace"),
+            }
+        )
+        return "250 Message accepted for delivery"
 
 
 @contextlib.contextmanager
 def smtp_server() -> Iterator[SmtpServer]:
     """A real SMTP server on loopback that keeps what it receives (server.messages)."""
+    from aiosmtpd.controller import Controller
+
     server = SmtpServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    controller = Controller(server, hostname="127.0.0.1", port=server.port)
+    controller.start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
+        controller.stop()

@@ -20,7 +20,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -72,32 +71,18 @@ def tls_canaries(key_pem: str) -> list[str]:
     return [*lines, max(runs, key=len)]
 
 
-class SmtpSink:
-    """A real SMTP server on loopback that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope.original_content or envelope.content)
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def smtp_server(settings):
-    sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=realsystems.free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = (
-        "127.0.0.1",
-        controller.port,
-        5,
-    )
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield sink
-    controller.stop()
+    with realsystems.smtp_server() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = (
+            "127.0.0.1",
+            server.port,
+            5,
+        )
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        yield server
 
 
 @pytest.fixture
@@ -323,7 +308,7 @@ def test_no_secret_reaches_any_page_export_payload_or_log(
             "sweep-dead-chat": NotificationStatus.FAILED,
         }
         [mail] = smtp_server.messages
-        texts.append(mail.decode(errors="replace"))
+        texts.append(mail["data"])
         [(hook_path, hook_headers, hook_body)] = [r for r in http.requests if len(r) == 3]
         assert hook_path.endswith(WEBHOOK_CANARY)  # delivered to the secret URL...
         texts.append(str(hook_headers))  # ...but nothing it carries quotes it
