@@ -313,7 +313,20 @@ def test_the_portals_own_sessions_are_never_caught_by_a_threshold_or_a_clean_up(
     snapshot = psycopg.connect(target_database_dsn, application_name="opsportal")
     snapshot.execute("SELECT 1")  # a transaction left open, like a dump's snapshot
     try:
-        time.sleep(1.2)
+        # Both sleeps running for over a second, as the threshold needs (not a fixed wait).
+        pids = [portal.info.backend_pid, report.info.backend_pid]
+        with psycopg.connect(target_database_dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 15
+            while (
+                watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'active'"
+                    " AND now() - query_start > interval '1.1 seconds'",
+                    [pids],
+                ).fetchone()[0]
+                < 2
+            ):
+                assert time.monotonic() < deadline, "the sleeping queries never ran a second"
+                time.sleep(0.05)
         cancelled = run_operation("db_cancel_queries", postgres_target, {"min_seconds": 1})
         assert cancelled.status == OperationStatus.SUCCEEDED, cancelled.error
         assert [r["pid"] for r in cancelled.result["signalled"]] == [report.info.backend_pid]
