@@ -1,4 +1,5 @@
 import datetime as dt
+import re
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -41,7 +42,6 @@ from opsportal.operations.services import (
     EvidenceUnavailable,
     evidence_open,
     incident_operation_targets,
-    operation_permission,
 )
 from opsportal.systems.models import System
 
@@ -310,8 +310,8 @@ class IncidentAdmin(admin.ModelAdmin):
             allowed = request.user.has_perm
             steps = list(selectors.incident_checklist(incident=incident))
             for step in steps:
-                step.can_run = step.operation_kind in KINDS and allowed(
-                    operation_permission(step.operation_kind)
+                step.can_run = step.operation_kind in KINDS and request.user.has_perms(
+                    services.step_run_permissions(step.operation_kind)
                 )
             # One query for the choice list; the suggestion is the first of the incident's
             # category in the same (name) order selectors.runbook_suggested uses.
@@ -524,8 +524,8 @@ class IncidentAdmin(admin.ModelAdmin):
         if step.operation_kind not in KINDS:
             raise Http404("This step runs no operation.")
         spec = KINDS[step.operation_kind]
-        if not self.has_view_permission(request, incident) or not request.user.has_perm(
-            operation_permission(step.operation_kind)
+        if not self.has_view_permission(request, incident) or not request.user.has_perms(
+            services.step_run_permissions(step.operation_kind)
         ):
             raise PermissionDenied
         # The choices are the systems the service will accept: the incident's own (and the
@@ -584,7 +584,7 @@ class IncidentAdmin(admin.ModelAdmin):
         params = dict(step.operation_params or {})
         target_id = step.target_id
         system, subject = None, ""
-        if request.GET.get("target", "").isdigit():
+        if re.fullmatch(r"[0-9]{1,18}", request.GET.get("target", "")):
             system = System.objects.filter(pk=int(request.GET["target"])).first()
             subject = request.GET.get("container", "")[:160]
         elif target_id is None and incident.alert_fingerprint:

@@ -380,11 +380,14 @@ def incident_mark_mitigated(*, incident: Incident, actor, note: str = "") -> Inc
     """ "Mark mitigated" offered once a runbook fix succeeded: the responder who ran the fix
     has taken the incident, so an incident still open is acknowledged first (a timeline
     entry of its own) and then mitigated, in one click."""
-    if incident.status == Status.OPEN:
-        incident = incident_acknowledge(
-            incident=incident, actor=actor, note="acknowledged by marking it mitigated"
-        )
-    return incident_mitigate(incident=incident, actor=actor, note=note)
+    with transaction.atomic():
+        # Both steps or neither, on the status as it is now (not as the page saw it).
+        incident = Incident.objects.select_for_update().get(pk=incident.pk)
+        if incident.status == Status.OPEN:
+            incident = incident_acknowledge(
+                incident=incident, actor=actor, note="acknowledged by marking it mitigated"
+            )
+        return incident_mitigate(incident=incident, actor=actor, note=note)
 
 
 def incident_resolve(
@@ -551,6 +554,13 @@ def incident_step_done(*, step: IncidentStep, actor, note: str = "") -> Incident
     return locked
 
 
+def step_run_permissions(kind: str) -> list[str]:
+    """What running a step of this operation kind needs: the page and the service ask the same."""
+    from opsportal.operations.services import operation_permission
+
+    return ["incidents.run_incident_steps", operation_permission(kind)]
+
+
 def incident_step_run(
     *,
     step: IncidentStep,
@@ -561,15 +571,11 @@ def incident_step_run(
 ) -> Operation:
     """Request the step's operation for the incident. Refused unless the actor may run
     incident steps and this kind of operation (checked here as well as by the page)."""
-    from opsportal.operations.services import (
-        OperationRefused,
-        operation_permission,
-        operation_request,
-    )
+    from opsportal.operations.services import OperationRefused, operation_request
 
     if not step.operation_kind:
         raise IncidentRefused(f"Step {step.text!r} is manual: mark it done with a note.")
-    needed = ["incidents.run_incident_steps", operation_permission(step.operation_kind)]
+    needed = step_run_permissions(step.operation_kind)
     if not (acting_user(actor) is not None and actor.has_perms(needed)):
         raise IncidentRefused(
             f"Running {step.operation_kind} needs the permissions "

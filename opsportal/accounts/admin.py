@@ -26,6 +26,7 @@ User = get_user_model()
 
 class TwoFactorResetForm(forms.Form):
     reason = forms.CharField(
+        max_length=500,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Why (e.g. 'lost phone, confirmed by a call'); recorded in the audit history.",
     )
@@ -49,7 +50,7 @@ class PortalUserAdmin(UserAdmin):
     def get_urls(self):
         return [
             path(
-                "<id>/two-factor/reset/",
+                "<int:id>/two-factor/reset/",
                 self.admin_site.admin_view(self.two_factor_reset_view),
                 name="auth_user_two_factor_reset",
             ),

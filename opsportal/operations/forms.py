@@ -6,7 +6,13 @@ from __future__ import annotations
 from django import forms
 from django.utils.html import escape, format_html, format_html_join
 
-from opsportal.operations.kinds import KINDS, InvalidParameters, Param, clean_params
+from opsportal.operations.kinds import (
+    KINDS,
+    MAX_TEXT_LENGTH,
+    InvalidParameters,
+    Param,
+    clean_params,
+)
 
 # Form field names carry this prefix so a parameter never collides with the page's own
 # fields (the system, the reason).
@@ -67,7 +73,7 @@ def param_field(
         if isinstance(value, list):
             value = " ".join(map(str, value))
     else:
-        field = forms.CharField(**common)
+        field = forms.CharField(max_length=MAX_TEXT_LENGTH, **common)
         if suggestions:
             field.widget = SuggestingTextInput(suggestions)
             # Django's form templates render help text unescaped; these names come from

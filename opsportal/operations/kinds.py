@@ -313,6 +313,13 @@ def clean_params(kind: str, params: dict | None) -> dict:
     return cleaned
 
 
+# Bounds on free-form parameters: process ids fit PostgreSQL's int, names its identifiers
+# (63 bytes; 255 leaves room for container and service names and key patterns).
+MAX_LIST_ITEMS = 100
+MAX_LIST_NUMBER = 2**31 - 1
+MAX_TEXT_LENGTH = 255
+
+
 def _coerce(spec: KindSpec, name: str, param: Param, value: object) -> object:
     try:
         if param.type is bool:
@@ -343,6 +350,10 @@ def _coerce(spec: KindSpec, name: str, param: Param, value: object) -> object:
             f"{name} must be one of {', '.join(map(str, param.choice_values))}, got {value!r}.",
             name,
         )
-    if param.type is list and any(v <= 0 for v in value):
+    if param.type is list and any(v <= 0 or v > MAX_LIST_NUMBER for v in value):
         raise InvalidParameters(f"{name} must list positive numbers, got {value!r}.", name)
+    if param.type is list and len(value) > MAX_LIST_ITEMS:
+        raise InvalidParameters(f"{name} lists at most {MAX_LIST_ITEMS} numbers.", name)
+    if param.type is str and len(value) > MAX_TEXT_LENGTH:
+        raise InvalidParameters(f"{name} is at most {MAX_TEXT_LENGTH} characters long.", name)
     return value
