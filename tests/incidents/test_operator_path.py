@@ -162,3 +162,29 @@ def test_successful_fix_offers_mark_mitigated_on_the_spot(defaults, docker_engin
         'id="mark-mitigated"'
         not in client.get(f"/admin/incidents/incident/{incident.pk}/change/").content.decode()
     )
+
+
+def test_a_malformed_link_opens_the_run_page_without_a_choice(defaults, docker_host):
+    """?target= that is not a plain number (a superscript digit, a huge one, text) is
+    ignored, not a server error; an over-long container name is cut."""
+    engine = DockerEngine.objects.create(name="web-host", base_url=docker_host)
+    state = fire_crash_loop(engine, "worker-1")
+    incident = Incident.objects.get(pk=state.incident_id)
+    client, _ = client_in("On-call engineers")
+    restart = IncidentStep.objects.get(incident=incident, text="Restart containers")
+    link = f"/admin/incidents/incident/{incident.pk}/steps/{restart.pk}/run/"
+    for target in ("²", "9" * 40, "abc", "-1"):
+        page = client.get(link, {"target": target, "container": "x" * 5000})
+        assert page.status_code == 200, target
+
+
+def test_free_form_parameters_are_bounded():
+    from opsportal.operations.kinds import InvalidParameters, clean_params
+
+    with pytest.raises(InvalidParameters, match="at most 255 characters"):
+        clean_params("db_terminate_idle", {"application_name": "a" * 256})
+    with pytest.raises(InvalidParameters, match="positive numbers"):
+        clean_params("db_terminate_queries", {"pids": [2**31]})
+    with pytest.raises(InvalidParameters, match="at most 100 numbers"):
+        clean_params("db_terminate_queries", {"pids": list(range(1, 102))})
+    assert clean_params("db_terminate_queries", {"pids": "12 34"})["pids"] == [12, 34]
