@@ -8,10 +8,10 @@ mode and a filesystem Celery broker, both under var/. Production sets DATABASE_U
 from pathlib import Path
 
 import environ
-from kombu import Queue
 from cryptography.fernet import Fernet
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
