@@ -57,6 +57,9 @@ def incident_add_note(
     return event
 
 
+# --- opening ----------------------------------------------------------------------------
+
+
 def _opening_values(incident: Incident, systems: list[System]) -> dict[str, list]:
     """The incident's first values in the shape of the model change history ([old, new])."""
     values: dict[str, list] = {}
@@ -159,7 +162,7 @@ def incident_open(
     return incident
 
 
-# --- lifecycle --------------------------------------------------------------------------
+# --- transitions ------------------------------------------------------------------------
 
 # action -> (statuses it may start from, status it leads to, past tense for messages)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -344,6 +347,9 @@ def incident_transition(*, incident: Incident, action: str, actor, note: str = "
     if action == "reopen":
         return incident_reopen(incident=incident, actor=actor, reason=note)
     raise IncidentRefused(f"There is no incident action {action!r}.")
+
+
+# --- escalation -------------------------------------------------------------------------
 
 
 def incident_escalate(
