@@ -70,3 +70,29 @@ def newest_restorable(database) -> Backup | None:
 
 
 __all__ = ["BackupFreshness", "backup_freshness", "newest_restorable"]
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """Where one requested backup stands, for another app waiting on it (a maintenance
+    checklist's "back up before" step)."""
+
+    label: str
+    succeeded: bool
+    failed: bool
+    message: str
+    size_bytes: int | None
+
+
+def backups_progress(*, backup_ids: list[int]) -> list[BackupProgress]:
+    """The backups of `backup_ids` that still exist (a missing one is simply not listed)."""
+    return [
+        BackupProgress(
+            label=str(backup),
+            succeeded=backup.status == BackupStatus.SUCCEEDED,
+            failed=backup.status == BackupStatus.FAILED,
+            message=backup.message,
+            size_bytes=backup.size_bytes,
+        )
+        for backup in Backup.objects.filter(pk__in=backup_ids).select_related("database")
+    ]

@@ -12,11 +12,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import configuration, services
+from backups import services
 from backups.models import BackupPlan, ConfigurationChange
 from backups.tasks import commit_configuration_changes
 from incidents.models import Runbook, RunbookStep
 from incidents.services import incidents_load_defaults
+from opsportal import configuration
 from opsportal.systems.models import PostgresDatabase
 
 
