@@ -68,8 +68,11 @@ class BackupFigures:
         )
 
 
-def _mib(size: float) -> str:
-    return f"{size / 1_048_576:.2f} MiB"
+def _size(size: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} bytes"
 
 
 def backup_history_findings(
@@ -87,8 +90,8 @@ def backup_history_findings(
     median_size = statistics.median(b.size_bytes for b in window)
     if current.size_bytes < SIZE_SHARE * median_size:
         findings.append(
-            f"The dump is {_mib(current.size_bytes)}, under half the median "
-            f"{_mib(median_size)} of the last {len(window)} backups."
+            f"The dump is {_size(current.size_bytes)}, under half the median "
+            f"{_size(median_size)} of the last {len(window)} backups."
         )
     median_duration = statistics.median(b.duration_seconds for b in window)
     if (
@@ -209,7 +212,7 @@ def _previous_was_suspicious(backup: Backup, earlier: list[Backup]) -> bool:
 def _evidence(backup: Backup) -> str:
     lines = [
         f"Backup #{backup.pk} of {backup.database} ({backup.file_name}, "
-        f"{_mib(backup.size_bytes or 0)}, {backup.duration_seconds or 0:.1f} s) was verified "
+        f"{_size(backup.size_bytes or 0)}, {backup.duration_seconds or 0:.1f} s) was verified "
         "but is far off the database's recent backups:",
         *(f"- {warning}" for warning in backup.history_warnings),
         "",

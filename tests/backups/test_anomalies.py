@@ -103,7 +103,7 @@ def test_a_dropped_large_table_makes_the_backup_suspicious_alerts_the_dbas_and_s
 
     assert backup.history_check == HistoryCheck.SUSPICIOUS
     warnings = " ".join(backup.history_warnings)
-    assert "under half the median" in warnings
+    assert "KiB, under half the median" in warnings
     assert "Table public.pgbench_accounts is missing (it had 100,000 rows" in warnings
     # The alert went through incident handling's usual rules: one incident, category
     # database, the DBAs paged by its routing.
@@ -232,7 +232,7 @@ def test_size_rows_and_small_tables():
         current=figures(size=49, big=4_999, small=0), earlier=earlier, row_drop_percent=50
     )
     assert [f.split(",")[0].split(" has")[0] for f in findings] == [
-        "The dump is 0.00 MiB",
+        "The dump is 49 bytes",
         "Table big",
     ]
     with pytest.raises(ValueError, match="needs 3 earlier backups"):
