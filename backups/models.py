@@ -107,7 +107,7 @@ class BackupPlan(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="A verified backup in which a table has lost more than this share of its "
         "rows since the previous backup is marked suspicious and alerts the database admins "
-        "(100: only a table that is empty now).",
+        "(100 turns this check off; a table that disappeared is still reported).",
     )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='backupplan',
             name='suspicious_row_drop_percent',
-            field=models.PositiveSmallIntegerField(default=50, help_text='A verified backup in which a table has lost more than this share of its rows since the previous backup is marked suspicious and alerts the database admins (100: only a table that is empty now).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)], verbose_name='suspicious row drop (%)'),
+            field=models.PositiveSmallIntegerField(default=50, help_text='A verified backup in which a table has lost more than this share of its rows since the previous backup is marked suspicious and alerts the database admins (100 turns this check off; a table that disappeared is still reported).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)], verbose_name='suspicious row drop (%)'),
         ),
         migrations.AddIndex(
             model_name='backup',

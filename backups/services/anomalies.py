@@ -198,7 +198,11 @@ def backup_compare_with_history(*, backup: Backup, actor: object | None = None) 
     if verdict == HistoryCheck.SUSPICIOUS:
         _raise_suspicious(backup)
     elif verdict == HistoryCheck.NORMAL and _previous_was_suspicious(backup, earlier):
-        _hand_off(backup, status="resolved")
+        try:
+            _hand_off(backup, status="resolved")
+        except Exception:
+            # Only a note on the incident's timeline: the backup itself is done and good.
+            logger.exception("Could not hand over that backup #%s is normal again", backup.pk)
     return backup
 
 

@@ -235,5 +235,15 @@ def test_size_rows_and_small_tables():
         "The dump is 49 bytes",
         "Table big",
     ]
+    # 100 % turns the row check off; a table that disappeared is still reported.
+    assert (
+        services.backup_history_findings(
+            current=figures(size=100, big=0, small=50), earlier=earlier, row_drop_percent=100
+        )
+        == []
+    )
+    assert services.backup_history_findings(
+        current=figures(size=100, small=50), earlier=earlier, row_drop_percent=100
+    ) == ["Table big is missing (it had 10,000 rows in the previous backup)."]
     with pytest.raises(ValueError, match="needs 3 earlier backups"):
         services.backup_history_findings(current=figures(), earlier=earlier[:2])
