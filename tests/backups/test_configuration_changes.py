@@ -45,6 +45,7 @@ def plan_form(plan: BackupPlan, **changes) -> dict:
         "keep_monthly": plan.keep_monthly,
         "time_limit_seconds": plan.time_limit_seconds,
         "open_incident_on_failure": "on" if plan.open_incident_on_failure else "",
+        "suspicious_row_drop_percent": plan.suspicious_row_drop_percent,
     }
     fields.update(changes)
     return {name: value for name, value in fields.items() if value != ""}
