@@ -38,7 +38,9 @@ class ApiClient:
 
     def patch(self, path, body=None, headers=None):
         return self.client.patch(
-            path, json.dumps(body or {}), content_type="application/json",
+            path,
+            json.dumps(body or {}),
+            content_type="application/json",
             headers=self._headers(headers),
         )
 
