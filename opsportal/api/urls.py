@@ -1,5 +1,6 @@
 """/api/v1/ (whatever the domain apps registered), /api/schema/ and /api/docs/."""
 
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authentication import SessionAuthentication
@@ -34,7 +35,9 @@ urlpatterns = [
     # file of its own, as the Content-Security-Policy requires. Signed-in users only.
     path(
         "docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="api:schema"),
+        # DRF exempts its views from LoginRequiredMiddleware; this page is for signed-in
+        # users, sent to the sign-in page otherwise like every admin page.
+        login_required(SpectacularSwaggerSplitView.as_view(url_name="api:schema")),
         name="docs",
     ),
 ]
