@@ -108,7 +108,7 @@ def test_revoked_expired_and_deactivated_tokens_stop_working(api_client):
 
 
 def test_unknown_and_malformed_tokens_are_refused(api_client):
-    client, _, token = api_client("Viewers")
+    client, _, _ = api_client("Viewers")
     _refused(ApiClient(client.token[:-2] + "xx"), "not valid")
     _refused(ApiClient("ops_nothing"), "malformed")
     _refused(ApiClient("a-password"), "not an OpsPortal API token")
