@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from backups.models import Backup, BackupStatus, BackupTrigger, RestoreDrill, Verification
 from backups.selectors import latest_verified_backups
 from backups.services import backup_request
+from opsportal.api.filters import UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.serializers import StrictSerializer
@@ -25,7 +26,7 @@ VIEW = "backups.view_backup"
 class BackupSerializer(serializers.ModelSerializer):
     database = serializers.CharField(source="database.name", read_only=True)
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True
+        source="requested_by.username", default=None, read_only=True, allow_null=True
     )
 
     class Meta:
@@ -66,7 +67,7 @@ class BackupRequestSerializer(StrictSerializer):
 class DrillSerializer(serializers.ModelSerializer):
     database = serializers.CharField(source="backup.database.name", read_only=True)
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True
+        source="requested_by.username", default=None, read_only=True, allow_null=True
     )
 
     class Meta:
@@ -91,8 +92,8 @@ class BackupFilter(django_filters.FilterSet):
     database = django_filters.CharFilter(field_name="database__name", max_length=100)
     status = django_filters.MultipleChoiceFilter(choices=BackupStatus.choices)
     verification = django_filters.MultipleChoiceFilter(choices=Verification.choices)
-    requested_after = django_filters.IsoDateTimeFilter(field_name="requested_at", lookup_expr="gte")
-    requested_before = django_filters.IsoDateTimeFilter(field_name="requested_at", lookup_expr="lt")
+    requested_after = UtcDateTimeFilter(field_name="requested_at", lookup_expr="gte")
+    requested_before = UtcDateTimeFilter(field_name="requested_at", lookup_expr="lt")
 
     class Meta:
         model = Backup

@@ -39,6 +39,7 @@ from incidents.services import (
     step_run_permissions,
     timeline_add,
 )
+from opsportal.api.filters import UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.serializers import StrictSerializer
@@ -60,7 +61,9 @@ DETAIL_TIMELINE = 200
 
 
 class TimelineEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+    actor = serializers.CharField(
+        source="actor.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = TimelineEvent
@@ -68,10 +71,16 @@ class TimelineEventSerializer(serializers.ModelSerializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    team = serializers.CharField(source="team.name", default=None, read_only=True)
-    commander = serializers.CharField(source="commander.username", default=None, read_only=True)
-    reporter = serializers.CharField(source="reporter.username", default=None, read_only=True)
-    runbook = serializers.CharField(source="runbook.name", default=None, read_only=True)
+    team = serializers.CharField(source="team.name", default=None, read_only=True, allow_null=True)
+    commander = serializers.CharField(
+        source="commander.username", default=None, read_only=True, allow_null=True
+    )
+    reporter = serializers.CharField(
+        source="reporter.username", default=None, read_only=True, allow_null=True
+    )
+    runbook = serializers.CharField(
+        source="runbook.name", default=None, read_only=True, allow_null=True
+    )
     affected_systems = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
 
     class Meta:
@@ -205,8 +214,8 @@ class IncidentFilter(django_filters.FilterSet):
     affected_system = django_filters.CharFilter(
         field_name="affected_systems__name", max_length=100, distinct=False
     )
-    opened_after = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="gte")
-    opened_before = django_filters.IsoDateTimeFilter(field_name="detected_at", lookup_expr="lt")
+    opened_after = UtcDateTimeFilter(field_name="detected_at", lookup_expr="gte")
+    opened_before = UtcDateTimeFilter(field_name="detected_at", lookup_expr="lt")
 
     class Meta:
         model = Incident
@@ -216,8 +225,8 @@ class IncidentFilter(django_filters.FilterSet):
 class AlertFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=AlertStatus.choices)
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Alert

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from maintenance.models import MaintenanceWindow, WindowKind, WindowStatus
 from maintenance.selectors import suppressing_window
 from maintenance.services import window_cancel, window_schedule, window_update
+from opsportal.api.filters import UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.serializers import StrictModelSerializer, StrictSerializer
@@ -27,7 +28,9 @@ class WindowSerializer(StrictModelSerializer):
     systems = serializers.SlugRelatedField(
         many=True, slug_field="name", queryset=System.objects.all(), required=False
     )
-    owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    owner = serializers.CharField(
+        source="owner.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = MaintenanceWindow
@@ -71,8 +74,8 @@ class WindowFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=WindowStatus.choices)
     kind = django_filters.MultipleChoiceFilter(choices=WindowKind.choices)
     system = django_filters.CharFilter(field_name="systems__name", max_length=100, distinct=True)
-    starts_after = django_filters.IsoDateTimeFilter(field_name="starts_at", lookup_expr="gte")
-    starts_before = django_filters.IsoDateTimeFilter(field_name="starts_at", lookup_expr="lt")
+    starts_after = UtcDateTimeFilter(field_name="starts_at", lookup_expr="gte")
+    starts_before = UtcDateTimeFilter(field_name="starts_at", lookup_expr="lt")
 
     class Meta:
         model = MaintenanceWindow

@@ -398,6 +398,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "opsportal.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "UNAUTHENTICATED_TOKEN": None,
+    # The format comes from the Accept header only, not a ?format= parameter.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "OpsPortal API",

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
 
@@ -96,6 +97,7 @@ def api_exception_handler(exc, context):
     return response
 
 
+@csrf_exempt
 @login_not_required
 def api_not_found(request, *args, **kwargs):
     """Any other path under /api/v1/: the same error body, not an HTML page."""

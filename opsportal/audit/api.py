@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 
+from opsportal.api.filters import UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.views import ApiReadOnlyViewSet, NdjsonRenderer
@@ -52,8 +53,8 @@ class AuditRecordFilter(django_filters.FilterSet):
     object_id = django_filters.CharFilter(max_length=64)
     actor = django_filters.NumberFilter(field_name="actor_id", min_value=1, max_value=2**53)
     actor_name = django_filters.CharFilter(max_length=150)
-    at_after = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    at_before = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    at_after = UtcDateTimeFilter(field_name="at", lookup_expr="gte")
+    at_before = UtcDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditRecord

@@ -14,9 +14,11 @@ from opsportal.operations.models import Operation, OperationStatus
 
 
 class OperationSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.name", default=None, read_only=True)
+    target = serializers.CharField(
+        source="target.name", default=None, read_only=True, allow_null=True
+    )
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True
+        source="requested_by.username", default=None, read_only=True, allow_null=True
     )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
