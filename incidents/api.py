@@ -10,7 +10,6 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 
 from incidents.models import (
@@ -39,7 +38,7 @@ from incidents.services import (
     step_run_permissions,
     timeline_add,
 )
-from opsportal.api.filters import UtcDateTimeFilter
+from opsportal.api.filters import BoundedSearchFilter, UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.serializers import StrictSerializer
@@ -231,13 +230,6 @@ class AlertFilter(django_filters.FilterSet):
     class Meta:
         model = Alert
         fields = []
-
-
-class BoundedSearchFilter(SearchFilter):
-    search_description = "Words to find in the title (each must match)."
-
-    def get_search_terms(self, request):
-        return super().get_search_terms(request)[:5]
 
 
 class NewestIncidentsFirst(ApiCursorPagination):

@@ -6,6 +6,7 @@ import datetime as dt
 
 import django_filters
 from django import forms
+from rest_framework.filters import SearchFilter
 
 
 class UtcDateTimeField(forms.DateTimeField):
@@ -29,3 +30,11 @@ class UtcDateTimeField(forms.DateTimeField):
 
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
+
+
+class BoundedSearchFilter(SearchFilter):
+    """?search=: each word must match one of the view's search_fields; at most five words
+    (a pasted paragraph is not twenty ILIKE scans)."""
+
+    def get_search_terms(self, request):
+        return super().get_search_terms(request)[:5]

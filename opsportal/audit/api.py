@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 
-from opsportal.api.filters import UtcDateTimeFilter
+from opsportal.api.filters import BoundedSearchFilter, UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
 from opsportal.api.routing import api_register
 from opsportal.api.views import ApiReadOnlyViewSet, NdjsonRenderer
@@ -72,6 +72,9 @@ class AuditRecordViewSet(ApiReadOnlyViewSet):
     serializer_class = AuditRecordSerializer
     pagination_class = NewestRecordsFirst
     filterset_class = AuditRecordFilter
+    filter_backends = [*ApiReadOnlyViewSet.filter_backends, BoundedSearchFilter]
+    # The admin list's search.
+    search_fields = ["object_repr", "object_id", "message", "actor_name"]
     required_permissions = {"*": ["audit.view_auditrecord"]}
 
     @extend_schema(

@@ -28,10 +28,13 @@ from opsportal.defaults import load_defaults
 from opsportal.systems.models import HttpEndpoint
 from tests import realsystems
 from tests.api.conftest import make_user
+from tests.api.test_roles import API_ROLES
 from tests.conftest import PROJECT_ROOT, _test_database_url
 
 MAX_EXAMPLES = 10
 SECONDS_PER_RUN = 50
+# Every method x path of the schema (test_roles checks that its table lists exactly those).
+OPERATIONS = len(API_ROLES)
 CHECKS_LEFT_OUT = "negative_data_rejection,positive_data_acceptance"
 
 
@@ -89,8 +92,10 @@ def _schemathesis(
             CHECKS_LEFT_OUT,
             "--phases",
             "examples,coverage,fuzzing,stateful",
+            # One worker: with several, Hypothesis' lambda descriptions (ast.parse in threads)
+            # can crash on CPython 3.11 ("AST constructor recursion depth mismatch").
             "--workers",
-            "2",
+            "1",
             "--seed",
             str(seed),
             "--no-color",
@@ -126,9 +131,9 @@ def test_the_schema_holds_against_a_live_server(live_server_url, tmp_path):
     for seed, (role, token) in enumerate(runs.items(), start=1):
         report = tmp_path / f"{role}.xml"
         result = _schemathesis(base_url, token, seed, report)
-        # The JUnit report proves the run tested operations (not an empty or refused run).
+        # The JUnit report proves the run tested every operation (one test case each).
         text = report.read_text() if report.exists() else ""
-        if result.returncode != 0 or "<testcase" not in text:
+        if result.returncode != 0 or text.count("<testcase") < OPERATIONS:
             failures.append(f"--- as {role} (exit {result.returncode}):\n{result.stdout[-15000:]}")
     errors = [
         line for line in server_log.read_text().splitlines() if "Internal Server Error" in line
