@@ -6,10 +6,6 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backup and recovery"
 
     def ready(self) -> None:
-        from backups.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from backups.overview import overview_backups
         from opsportal.monitoring.selectors import overview_section_register
 

@@ -1,6 +1,6 @@
 """Incidents and alerts in the REST API (issue 12): thin views over incidents.services, with
 the permissions the admin's incident page checks (incidents/admin.py), so a rule and its
-message live in one place. Registered with the shared router in IncidentsConfig.ready()."""
+message live in one place. Registered with the shared router from opsportal/urls.py."""
 
 from __future__ import annotations
 

@@ -5,10 +5,6 @@ class IncidentsConfig(AppConfig):
     name = "incidents"
 
     def ready(self) -> None:
-        from incidents.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from incidents.overview import overview_incidents
         from opsportal.monitoring.selectors import overview_section_register
 

@@ -6,10 +6,6 @@ class MaintenanceConfig(AppConfig):
     verbose_name = "Maintenance"
 
     def ready(self) -> None:
-        from maintenance.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from maintenance.overview import overview_maintenance
         from opsportal.monitoring.selectors import overview_section_register
 

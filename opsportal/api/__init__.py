@@ -4,5 +4,6 @@ the one error body, pagination, the router every domain app registers its endpoi
 and the OpenAPI schema and its docs page.
 
 The shared layer imports no domain app: incidents/api.py, backups/api.py, maintenance/api.py
-register their viewsets with `opsportal.api.routing.api_register` from their AppConfig.ready().
+(and the shared apps' api.py) register their viewsets with `opsportal.api.routing.api_register`
+when opsportal/urls.py loads, so only the web process imports the REST framework.
 """

@@ -2,10 +2,9 @@ from django.apps import AppConfig
 
 
 class ApiConfig(AppConfig):
+    """Personal API tokens. The endpoints are registered when the URLs load (opsportal/urls.py),
+    not here: workers, beat and commands never import the REST framework."""
+
     name = "opsportal.api"
     label = "api"
     verbose_name = "API tokens"
-
-    def ready(self) -> None:
-        # Registers the token authentication with the OpenAPI schema generator.
-        from opsportal.api import schema  # noqa: F401

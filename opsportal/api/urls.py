@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 
+from opsportal.api import schema  # noqa: F401 (the token scheme, for the OpenAPI document)
 from opsportal.api.authentication import ApiTokenAuthentication
 from opsportal.api.errors import api_not_found
 from opsportal.api.routing import router

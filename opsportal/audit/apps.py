@@ -7,10 +7,6 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit history"
 
     def ready(self) -> None:
-        from opsportal.audit.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
         from django.contrib.auth.signals import user_logged_in, user_login_failed

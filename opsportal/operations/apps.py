@@ -6,10 +6,6 @@ class OperationsConfig(AppConfig):
     label = "operations"
 
     def ready(self) -> None:
-        from opsportal.operations.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from opsportal.health.metrics import register_gauges
         from opsportal.operations.metrics import operation_gauges
 

@@ -7,10 +7,6 @@ class SystemsConfig(AppConfig):
     verbose_name = "Systems"
 
     def ready(self) -> None:
-        from opsportal.systems.api import register as api_register
-
-        # Its REST API endpoints, on the shared router (opsportal/api/routing.py).
-        api_register()
         from django.db.models.signals import post_save
 
         from opsportal.audit.services import audit_register
