@@ -14,6 +14,8 @@ ERROR_STATUSES = {
     "405": "The endpoint does not answer this method.",
     "406": "The Accept header asks for a format the API does not produce.",
     "409": "The service refused (an illegal transition, a busy target, ...): detail says why.",
+    # Answered by gunicorn before the portal sees the request, as its own HTML page.
+    "414": "The URL (query string included) is longer than the server reads (4094 bytes).",
     "415": "The body is not JSON.",
     "429": "Too many requests with this token: wait Retry-After seconds.",
 }
@@ -55,6 +57,8 @@ def add_error_responses(result, generator, request, public):
             for code, description in ERROR_STATUSES.items():
                 if code not in responses:
                     entry = {"description": description, "content": body}
+                    if code == "414":
+                        entry["content"] = {"text/html": {"schema": {"type": "string"}}}
                     if code == "429":
                         entry["headers"] = {
                             "Retry-After": {
