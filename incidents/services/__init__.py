@@ -42,6 +42,7 @@ from incidents.services.paging import paging_responsibilities
 from incidents.services.runbooks import (
     DEFAULT_RUNBOOKS,
     incident_attach_runbook,
+    incident_operation_request,
     incident_step_can_run,
     incident_step_done,
     incident_step_run,
@@ -70,6 +71,7 @@ __all__ = [
     "incident_mark_mitigated_step",
     "incident_mitigate",
     "incident_open",
+    "incident_operation_request",
     "incident_reopen",
     "incident_resolve",
     "incident_review_missing",

@@ -36,8 +36,8 @@ from incidents.services._common import (
     timeline_add,
 )
 from incidents.services.paging import _page
-from incidents.services.runbooks import incident_attach_runbook
-from opsportal.actors import acting_name, acting_user
+from incidents.services.runbooks import runbook_attach_on_opening
+from opsportal.actors import acting_name, acting_user, actor_require
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS
@@ -47,6 +47,7 @@ from opsportal.systems.models import System
 def incident_add_note(
     *, incident: Incident, actor, text: str, source: str = Source.PERSON
 ) -> TimelineEvent:
+    actor_require(actor, "incidents.change_incident", doing="add a note to an incident")
     text = text.strip()
     if not text:
         raise IncidentRefused("A note needs some text.")
@@ -86,6 +87,7 @@ def incident_open(
     alert_fingerprint: str = "",
 ) -> Incident:
     """Open an incident, page whoever the routing names, attach the named runbook."""
+    actor_require(reporter, "incidents.add_incident", doing="open an incident")
     title = title.strip()
     if not title:
         raise IncidentRefused("An incident needs a title.")
@@ -156,7 +158,7 @@ def incident_open(
         )
         _page(incident, why="New incident", source=source, actor=reporter)
         if runbook:
-            incident_attach_runbook(
+            runbook_attach_on_opening(
                 incident=incident, runbook=runbook, actor=reporter, source=source
             )
     return incident
@@ -187,6 +189,7 @@ def _transition(
     incident: Incident, action: str, *, actor, source: str, note: str = "", **changes
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
+    actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if locked.status not in origins:
@@ -356,6 +359,7 @@ def incident_escalate(
     *, incident: Incident, severity: str, actor, reason: str = "", source: str = Source.PERSON
 ) -> Incident:
     """Raise the severity and page whoever the new severity calls for."""
+    actor_require(actor, "incidents.manage_incident", doing="escalate an incident")
     _check_choice(severity, Severity, "severity")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)

@@ -1,7 +1,9 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 from incidents.services import incidents_load_defaults
+from opsportal.access import groups_load_defaults
 from opsportal.people.models import Contact, OnCallRotation, Responsibility, RotationMember, Team
 from opsportal.people.services import people_load_defaults
 
@@ -28,8 +30,11 @@ def runbooks(db):
 
 @pytest.fixture
 def engineer(db, teams):
+    """A DevOps engineer: in the DevOps team and the seeded DevOps role group."""
+    groups_load_defaults()
     user = get_user_model().objects.create_user("erin", "erin@example.com", "pw-erin-123!")
     user.is_staff = True
     user.save()
+    user.groups.add(Group.objects.get(name="DevOps"))
     teams[Responsibility.DEVOPS].members.add(user)
     return user
