@@ -42,6 +42,16 @@ class IncidentsConfig(AppConfig):
         alert_receiver_register(alert_receive)
         register_gauges(metrics.incident_gauges)
 
+        # Escalation until acknowledged (incidents/escalation.py): the policies are
+        # configuration, audited as edited; the runbook's default policies after the teams.
+        from incidents import escalation_admin  # noqa: F401  (registers the admin pages)
+        from incidents.escalation import escalation_load_defaults
+        from incidents.models import EscalationPolicy, EscalationStep
+
+        audit_register(EscalationPolicy)
+        audit_register(EscalationStep)
+        defaults_loader_register("escalation", escalation_load_defaults, order=55)
+
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
         from backups import configuration

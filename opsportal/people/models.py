@@ -186,6 +186,9 @@ class Notification(models.Model):
     responsibility = models.CharField(max_length=16, choices=Responsibility.choices, blank=True)
     subject = models.CharField(max_length=255)
     body = models.TextField(blank=True)
+    # [{"text": "Acknowledge", "url": "https://…", "style": "primary"}]: shown as buttons in
+    # Slack-compatible chat, as a "links" list in generic JSON (email carries them in `body`).
+    links = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16,
         choices=NotificationStatus.choices,
