@@ -122,10 +122,17 @@ def paging_responsibilities(*, severity: str, category: str) -> list[str]:
 
 
 def _page(incident: Incident, *, why: str, source: str, actor=None) -> None:
+    from incidents.acknowledge import incident_url
+    from incidents.escalation import escalation_on_paged
+
+    # The escalation pages its team's on-call (again and further until someone
+    # acknowledges); the one-off page covers the other teams the routing names.
+    escalating = escalation_on_paged(incident=incident, source=source)
     subject = f"[{incident.severity_label}] {why}: {incident.title} (incident #{incident.pk})"
     body = (
         f"{incident.get_severity_display()}\nCategory: {incident.get_category_display()}\n"
         f"Status: {incident.get_status_display()}\n\nSymptoms:\n{incident.symptoms or '—'}"
+        f"\n\nOpen the incident: {incident_url(incident)}"
     )
     teams = {
         t.responsibility: t
@@ -138,9 +145,15 @@ def _page(incident: Incident, *, why: str, source: str, actor=None) -> None:
     for responsibility in paging_responsibilities(
         severity=incident.severity, category=incident.category
     ):
+        if escalating is not None and escalating.responsibility == responsibility:
+            continue
         label = Responsibility(responsibility).label
         notifications = notify(
-            responsibility=responsibility, subject=subject, body=body, about=incident
+            responsibility=responsibility,
+            subject=subject,
+            body=body,
+            about=incident,
+            links=[{"text": "Open the incident", "url": incident_url(incident)}],
         )
         if notifications:
             destinations = ", ".join(n.destination for n in notifications)
@@ -310,7 +323,14 @@ def incident_allowed_actions(*, incident: Incident) -> list[str]:
 
 
 def _transition(
-    incident: Incident, action: str, *, actor, source: str, note: str = "", **changes
+    incident: Incident,
+    action: str,
+    *,
+    actor,
+    source: str,
+    note: str = "",
+    by: str | None = None,
+    **changes,
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
     with transaction.atomic():
@@ -350,7 +370,7 @@ def _transition(
                 f"Incident #{locked.pk} cannot be reopened: another incident for the same "
                 "alert is already open; add to that one instead."
             ) from exc
-        who = acting_name(actor, otherwise=Source(source).label.lower())
+        who = by or acting_name(actor, otherwise=Source(source).label.lower())
         message = f"{Status(before).label} → {Status(target).label} ({verb} by {who})"
         timeline_add(
             incident=locked,
@@ -360,12 +380,19 @@ def _transition(
             source=source,
         )
         _audit(locked, f"Incident {verb}" + (f": {note}" if note else ""), actor)
+        if action in ("acknowledge", "resolve"):
+            from incidents.escalation import escalation_on_answered
+
+            escalation_on_answered(incident=locked, what=verb, by=who)
     incident.refresh_from_db()
     return incident
 
 
-def incident_acknowledge(*, incident: Incident, actor, note: str = "") -> Incident:
-    return _transition(incident, "acknowledge", actor=actor, source=Source.PERSON, note=note)
+def incident_acknowledge(
+    *, incident: Incident, actor, note: str = "", source: str = Source.PERSON, by: str | None = None
+) -> Incident:
+    """`by` names who acknowledged when no user is acting (a link sent to a contact)."""
+    return _transition(incident, "acknowledge", actor=actor, source=source, note=note, by=by)
 
 
 def incident_investigate(*, incident: Incident, actor, note: str = "") -> Incident:
