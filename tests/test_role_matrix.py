@@ -104,6 +104,8 @@ class World:
     window_step: object
     evidence: object
     calendar_token: str
+    # A valid acknowledge link (token) for the world's incident, as a page carries it.
+    acknowledge_token: str = ""
 
 
 def _closed_port() -> int:
@@ -131,7 +133,8 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         drill_request,
         restore_request,
     )
-    from incidents.models import Alert, IncidentStep, Runbook
+    from incidents.acknowledge import acknowledge_link_create
+    from incidents.models import Alert, Escalation, EscalationPolicy, IncidentStep, Runbook
     from incidents.services import incident_attach_runbook, incident_open
     from maintenance.models import MaintenancePlan, MaintenanceWindow, RecurringTask, WindowKind
     from maintenance.services import (
@@ -296,6 +299,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     task = RecurringTask.objects.order_by("name").first()
     task_generate_occurrences(task=task)
     subscription = calendar_subscription_get(user=root)
+    acknowledge_url = acknowledge_link_create(incident=incident, contact=contact)
 
     # Sign-in records as django-axes keeps them: a sign-in (what the login view does once
     # every factor is checked) and then a wrong password typed into the login form.
@@ -344,6 +348,8 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "incidents.incident": incident,
         "incidents.runbook": Runbook.objects.get(name="Container Issues"),
         "incidents.alert": Alert.objects.first(),
+        "incidents.escalationpolicy": EscalationPolicy.objects.order_by("name").first(),
+        "incidents.escalation": Escalation.objects.first(),
         "backups.backupplan": plan,
         "backups.backup": backup,
         "backups.restore": restore,
@@ -362,6 +368,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         window_step=window.steps.order_by("id").first(),
         evidence=evidence,
         calendar_token=subscription.token,
+        acknowledge_token=acknowledge_url.rstrip("/").rsplit("/", 1)[1],
     )
 
 
@@ -429,7 +436,11 @@ def concrete_url(pattern: Pattern, world: World, variant: str | None = None) -> 
         if name == "id":  # a user's password page
             return str(world.objects["auth.user"].pk)
         if name == "token":
+            if pattern.key == "incidents:acknowledge_link":
+                return world.acknowledge_token
             return world.calendar_token
+        if name == "incident_id":
+            return str(world.objects["incidents.incident"].pk)
         if name == "url":  # the admin's catch-all
             return "no-such-page/"
         raise AssertionError(
@@ -658,6 +669,9 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "incidents:alertmanager_webhook": Access(get=POST_ONLY, post=NOBODY, refused=401, login=False),
     # The secret link is the credential (calendar apps cannot sign in).
     "maintenance:calendar_feed": Access(get=EVERYONE, login=False),
+    # A page's signed single-use link is the credential, for acknowledging that incident
+    # only (tests/incidents/test_acknowledge_links.py has the refusals).
+    "incidents:acknowledge_link": Access(get=EVERYONE, post=EVERYONE, login=False),
     # --- the admin site's own pages --------------------------------------------------------
     "admin:index": Access(get=STAFF),
     # Signed-in users are sent on to the index.
@@ -836,6 +850,16 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "admin:incidents_incident_evidence": Access(get=roles(SEC, SU)),
     **model_pages("incidents.runbook", view=STAFF),
     **model_pages("incidents.alert", view=STAFF, add=NOBODY, change=NOBODY),
+    # Who is paged when: DevOps keep the teams and rotations, and the policies with them.
+    **model_pages(
+        "incidents.escalationpolicy",
+        view=STAFF,
+        add=roles(DEV, SU),
+        change=roles(DEV, SU),
+        delete=roles(DEV, SU),
+    ),
+    # What each escalation sent: written by the escalation service only.
+    **model_pages("incidents.escalation", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY),
     # --- backups -----------------------------------------------------------------------------
     **model_pages(
         "backups.backupplan",
