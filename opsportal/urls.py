@@ -10,6 +10,7 @@ urlpatterns = [
     # One's own second factor (set up, verify, backup codes); before admin/ so it wins.
     path("admin/two-factor/", include("opsportal.accounts.urls")),
     path("admin/", admin.site.urls),
+    path("people/", include("opsportal.people.urls")),
     path("incidents/", include("incidents.urls")),
     path("maintenance/", include("maintenance.urls")),
 ]

@@ -106,6 +106,7 @@ class World:
     calendar_token: str
     # A valid acknowledge link (token) for the world's incident, as a page carries it.
     acknowledge_token: str = ""
+    shift_calendar_token: str = ""
 
 
 def _closed_port() -> int:
@@ -159,6 +160,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         WebhookChannel,
     )
     from opsportal.people.services import notify
+    from opsportal.people.shifts import shift_calendar_get
     from opsportal.systems.models import (
         DockerEngine,
         HttpEndpoint,
@@ -300,6 +302,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     task_generate_occurrences(task=task)
     subscription = calendar_subscription_get(user=root)
     acknowledge_url = acknowledge_link_create(incident=incident, contact=contact)
+    shift_calendar = shift_calendar_get(contact=contact)
 
     # Sign-in records as django-axes keeps them: a sign-in (what the login view does once
     # every factor is checked) and then a wrong password typed into the login form.
@@ -369,6 +372,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         evidence=evidence,
         calendar_token=subscription.token,
         acknowledge_token=acknowledge_url.rstrip("/").rsplit("/", 1)[1],
+        shift_calendar_token=shift_calendar.token,
     )
 
 
@@ -438,6 +442,8 @@ def concrete_url(pattern: Pattern, world: World, variant: str | None = None) -> 
         if name == "token":
             if pattern.key == "incidents:acknowledge_link":
                 return world.acknowledge_token
+            if pattern.key == "people:shift_feed":
+                return world.shift_calendar_token
             return world.calendar_token
         if name == "incident_id":
             return str(world.objects["incidents.incident"].pk)
@@ -672,6 +678,8 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     # A page's signed single-use link is the credential, for acknowledging that incident
     # only (tests/incidents/test_acknowledge_links.py has the refusals).
     "incidents:acknowledge_link": Access(get=EVERYONE, post=EVERYONE, login=False),
+    # A person's shifts feed: its secret link is the credential, like the maintenance one.
+    "people:shift_feed": Access(get=EVERYONE, login=False),
     # --- the admin site's own pages --------------------------------------------------------
     "admin:index": Access(get=STAFF),
     # Signed-in users are sent on to the index.
@@ -791,6 +799,14 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
         "people.oncalloverride", view=STAFF, add=roles(OC, DEV, SU), change=roles(OC, DEV, SU)
     ),
     **model_pages("people.webhookchannel", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
+    # "Take this shift" records an override: those who may record overrides (the service
+    # also needs them to be in the rotation; the matrix users are not, so theirs is refused
+    # with a message after the permission check).
+    "admin:people_oncallrotation_take_shift": Access(
+        get=POST_ONLY, post=roles(OC, DEV, SU), refused=MESSAGE
+    ),
+    # One's own shifts and feed link (and resetting it): every staff user.
+    "admin:people_oncallrotation_my_shifts": Access(get=STAFF, post=STAFF),
     **model_pages(
         "people.notification",
         view=STAFF,
