@@ -45,12 +45,14 @@ class IncidentsConfig(AppConfig):
         # Escalation until acknowledged (incidents/escalation.py): the policies are
         # configuration, audited as edited; the runbook's default policies after the teams.
         from incidents import escalation_admin  # noqa: F401  (registers the admin pages)
-        from incidents.escalation import escalation_load_defaults
+        from incidents.escalation import escalation_load_defaults, on_notification_attempted
         from incidents.models import EscalationPolicy, EscalationStep
+        from opsportal.people.signals import notification_attempted
 
         audit_register(EscalationPolicy)
         audit_register(EscalationStep)
         defaults_loader_register("escalation", escalation_load_defaults, order=55)
+        notification_attempted.connect(on_notification_attempted, dispatch_uid="incident-pages")
 
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.

@@ -494,3 +494,26 @@ def escalation_on_answered(*, incident: Incident, what: str, by: str) -> None:
             source=Source.WORKER,
             at=timezone.now(),
         )
+
+
+def on_notification_attempted(sender, notification, **kwargs) -> None:
+    """A page about an incident failed: say so on its timeline, with the reason (a failing
+    channel is retried with backoff; the escalation goes on by the clock regardless)."""
+    if notification.status not in ("pending", "failed") or not notification.last_error:
+        return
+    if notification.about_type_id is None or notification.about_type.model_class() is not Incident:
+        return
+    incident = Incident.objects.filter(pk=notification.about_id).first()
+    if incident is None:
+        return
+    then = (
+        "retrying with backoff"
+        if notification.status == "pending"
+        else f"gave up after {notification.attempts} attempts"
+    )
+    _timeline(
+        incident,
+        f"Delivery to {notification.destination} failed ({notification.last_error}); {then}.",
+        source=Source.WORKER,
+        at=timezone.now(),
+    )

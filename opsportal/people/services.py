@@ -26,6 +26,7 @@ from opsportal.people.models import (
     WebhookChannel,
 )
 from opsportal.people.selectors import on_call_contacts
+from opsportal.people.signals import notification_attempted
 from opsportal.people.transports import DeliveryFailed, post_webhook, send_email, webhook_payload
 from opsportal.queueing import enqueue_after_commit
 
@@ -188,13 +189,23 @@ def notification_deliver(
             notification.status = NotificationStatus.PENDING
             notification.next_attempt_at = now + retry_delay(notification.attempts)
         notification.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+        _attempted(notification)
         return notification
     notification.attempts += 1
     notification.status = NotificationStatus.SENT
     notification.sent_at = timezone.now()
     notification.next_attempt_at = None
     notification.save(update_fields=["attempts", "status", "sent_at", "next_attempt_at"])
+    _attempted(notification)
     return notification
+
+
+def _attempted(notification: Notification) -> None:
+    try:
+        notification_attempted.send(sender=Notification, notification=notification)
+    except Exception:
+        # A subscriber's failure is not the delivery's: the outcome is recorded already.
+        logger.exception("A subscriber to notification %s's outcome failed", notification.pk)
 
 
 def _send(notification: Notification) -> None:

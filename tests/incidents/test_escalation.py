@@ -306,6 +306,11 @@ def test_a_failing_channel_does_not_hold_the_next_step_back(paging, settings):
     [first] = emails_to("alice@example.com")
     delivered = notification_deliver(notification_id=first.pk)
     assert delivered.status == "pending" and "failed" in delivered.last_error  # retried later
+    assert any(
+        m.startswith("Delivery to alice@example.com failed (Email to alice@example.com failed")
+        and m.endswith("retrying with backoff.")
+        for m in timeline(incident)
+    )
     escalations_sweep(now=escalation.started_at + 5 * MINUTE)
     assert len(emails_to("alice@example.com")) == 2
 
