@@ -11,30 +11,24 @@ from django.utils import timezone
 from maintenance.models import MaintenancePlan
 from maintenance.services.announcements import windows_announce_due
 from maintenance.services.checklists import steps_prepare_due, steps_sweep
-from maintenance.services.plans import RUNBOOK_PLANS, plan_validate, plans_generate
+from maintenance.services.plans import RUNBOOK_PLANS, plan_validate
 from maintenance.services.security_tasks import (
     occurrences_remind_overdue,
     security_scans_due,
     security_scans_sweep,
     security_tasks_load_defaults,
-    tasks_generate,
 )
 from maintenance.services.windows import windows_release_alerts_due
 from opsportal.schedules import periodic_task_ensure
 
 
 def maintenance_load_defaults() -> None:
-    """The runbook's plans and security tasks, and their coming windows and due dates at
-    once: a fresh portal shows what is ahead without waiting for the nightly generation."""
     for values in RUNBOOK_PLANS:
         if not MaintenancePlan.objects.filter(name=values["name"]).exists():
             plan = MaintenancePlan(**values)
             plan_validate(plan=plan)
             plan.save()
     security_tasks_load_defaults()
-    # Only what is missing is created, so running load_defaults again adds nothing.
-    plans_generate()
-    tasks_generate()
     periodic_task_ensure(
         name="Maintenance: announcements, checklists, sweeper",
         task="maintenance.tick",

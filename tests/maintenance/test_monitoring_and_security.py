@@ -66,9 +66,6 @@ def security_tasks(db):
     people_load_defaults()
     Team.objects.filter(responsibility=Responsibility.SECURITY).update(email="security@example.com")
     maintenance_load_defaults()
-    # load_defaults generated the due dates around today (tests/maintenance/test_first_run.py);
-    # these tests make their own at the dates they are about.
-    TaskOccurrence.objects.all().delete()
     return {t.kind: t for t in RecurringTask.objects.all()}
 
 
@@ -82,7 +79,6 @@ def test_runbook_security_tasks_generate_their_due_dates(security_tasks):
     maintenance_load_defaults()  # idempotent: nothing doubled
     assert RecurringTask.objects.count() == 4
     assert MaintenancePlan.objects.count() == 3
-    TaskOccurrence.objects.all().delete()  # the ones around today; the rule from 2027 here
     now = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
     weekly = task_generate_occurrences(task=security_tasks["security_scan"], now=now)
     assert all(o.due_at.weekday() == 0 for o in weekly)  # Mondays
