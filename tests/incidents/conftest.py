@@ -40,9 +40,13 @@ def paging(db, settings):
     """The runbook's teams and default escalation policies (as load_defaults makes them):
     Alice alone in the primary rotation (so on call now), Dave in DevOps with the team's
     address. Returns the people by name."""
+    settings.PORTAL_URL = "http://portal.test"
+    return set_up_paging()
+
+
+def set_up_paging() -> dict:
     from incidents.escalation import escalation_load_defaults
 
-    settings.PORTAL_URL = "http://portal.test"
     people_load_defaults()
     escalation_load_defaults()
     teams = {t.responsibility: t for t in Team.objects.all()}
