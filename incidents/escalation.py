@@ -35,6 +35,7 @@ from incidents.models import (
     PageStatus,
     Severity,
     Source,
+    Status,
     TimelineEvent,
     TimelineKind,
 )
@@ -124,15 +125,18 @@ def _loop_check(
 
 def escalation_policy_for(*, incident: Incident) -> EscalationPolicy | None:
     """The incident's team's policy for its severity (or for every severity); an incident
-    without a team (opened by an alert) follows the on-call team's."""
-    team = incident.team or Team.objects.filter(responsibility=Responsibility.ON_CALL).first()
-    if team is None:
-        return None
-    policies = EscalationPolicy.objects.filter(team=team, active=True).filter(
-        Q(severity=incident.severity) | Q(severity="")
-    )
-    # Ordered so the severity's own policy comes before the catch-all ("" sorts first).
-    return max(policies, key=lambda p: p.severity != "", default=None)
+    without a team (opened by an alert), or whose team has none, follows the on-call
+    team's."""
+    on_call = Team.objects.filter(responsibility=Responsibility.ON_CALL).first()
+    for team in dict.fromkeys(t for t in (incident.team, on_call) if t is not None):
+        policies = EscalationPolicy.objects.filter(team=team, active=True).filter(
+            Q(severity=incident.severity) | Q(severity="")
+        )
+        # The severity's own policy before the team's catch-all.
+        policy = max(policies, key=lambda p: p.severity != "", default=None)
+        if policy is not None:
+            return policy
+    return None
 
 
 @dataclass(frozen=True)
@@ -190,8 +194,12 @@ def escalation_start(
     incident's ordinary paging still happened). A running escalation of the same incident
     (its severity was raised) is replaced."""
     now = now or timezone.now()
+    # Only an incident nobody has acknowledged escalates (raising an acknowledged one's
+    # severity pages once, as before).
+    if incident.status != Status.OPEN:
+        return None
     policy = escalation_policy_for(incident=incident)
-    if policy is None or not incident.is_active:
+    if policy is None:
         return None
     try:
         planned = escalation_plan(policy=policy)

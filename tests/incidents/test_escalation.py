@@ -323,3 +323,12 @@ def test_the_tasks_send_a_due_page_and_sweep(paging):
     EscalationPage.objects.filter(pk=page.pk).update(due_at=escalation.started_at)
     assert send_escalation_page.apply(args=[page.pk]).get() is True
     assert sweep_escalations.apply().get()["redispatched"] == 0
+
+
+def test_raising_an_acknowledged_incident_pages_once_and_does_not_escalate(paging):
+    incident = open_sev(Severity.SEV3)
+    incident_acknowledge(incident=incident, actor=paging["erin"])
+    incident_escalate(incident=incident, severity=Severity.SEV1, actor=paging["erin"])
+    assert incident.escalations.count() == 1  # the SEV3 one, from before the acknowledgement
+    # The one-off page of the raise reaches the on-call (without an escalation).
+    assert emails_to("alice@example.com")[-1].subject.startswith("[SEV1] Escalated")
