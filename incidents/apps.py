@@ -42,11 +42,13 @@ class IncidentsConfig(AppConfig):
         alert_receiver_register(alert_receive)
         register_gauges(metrics.incident_gauges)
 
-        # Escalation until acknowledged (incidents/escalation.py): the policies are
+        # Escalation until acknowledged (incidents/services/escalation.py): the policies are
         # configuration, audited as edited; the runbook's default policies after the teams.
-        from incidents import escalation_admin  # noqa: F401  (registers the admin pages)
-        from incidents.escalation import escalation_load_defaults, on_notification_attempted
         from incidents.models import EscalationPolicy, EscalationStep
+        from incidents.services.escalation import (
+            escalation_load_defaults,
+            on_notification_attempted,
+        )
         from opsportal.people.signals import notification_attempted
 
         audit_register(EscalationPolicy)

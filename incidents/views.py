@@ -14,9 +14,13 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents.acknowledge import LinkRefused, acknowledge_link_check, incident_acknowledge_by_link
 from incidents.models import Category, Severity
 from incidents.services import IncidentRefused, alert_fingerprint, alert_receive
+from incidents.services.acknowledge import (
+    LinkRefused,
+    acknowledge_link_check,
+    incident_acknowledge_by_link,
+)
 from opsportal.bearer import bearer_matches
 
 logger = logging.getLogger(__name__)

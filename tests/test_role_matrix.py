@@ -134,9 +134,9 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         drill_request,
         restore_request,
     )
-    from incidents.acknowledge import acknowledge_link_create
     from incidents.models import Alert, Escalation, EscalationPolicy, IncidentStep, Runbook
     from incidents.services import incident_attach_runbook, incident_open
+    from incidents.services.acknowledge import acknowledge_link_create
     from maintenance.models import MaintenancePlan, MaintenanceWindow, RecurringTask, WindowKind
     from maintenance.services import (
         calendar_subscription_get,

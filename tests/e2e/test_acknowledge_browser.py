@@ -13,9 +13,9 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from incidents.escalation import escalations_sweep
 from incidents.models import Incident, Severity
 from incidents.services import incident_open
+from incidents.services.escalation import escalations_sweep
 from opsportal.access import groups_load_defaults
 from opsportal.celery import app as celery_app
 from opsportal.people.models import Notification

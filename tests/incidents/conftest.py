@@ -45,7 +45,7 @@ def paging(db, settings):
 
 
 def set_up_paging() -> dict:
-    from incidents.escalation import escalation_load_defaults
+    from incidents.services.escalation import escalation_load_defaults
 
     people_load_defaults()
     escalation_load_defaults()

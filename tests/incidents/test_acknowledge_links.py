@@ -15,10 +15,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from incidents.acknowledge import acknowledge_link_create
-from incidents.escalation import escalations_sweep
 from incidents.models import AcknowledgeLink, EscalationStatus, Incident, Severity, Status
 from incidents.services import incident_open, incident_resolve
+from incidents.services.acknowledge import acknowledge_link_create
+from incidents.services.escalation import escalations_sweep
 from opsportal.audit.models import AuditRecord
 from opsportal.celery import app as celery_app
 from opsportal.people.models import Notification, WebhookChannel, WebhookFormat

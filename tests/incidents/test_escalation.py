@@ -10,13 +10,6 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from incidents.escalation import (
-    EscalationRefused,
-    escalation_page_send,
-    escalation_plan,
-    escalation_policy_check,
-    escalations_sweep,
-)
 from incidents.models import (
     EscalationPage,
     EscalationPolicy,
@@ -32,6 +25,13 @@ from incidents.services import (
     incident_escalate,
     incident_open,
     incident_resolve,
+)
+from incidents.services.escalation import (
+    EscalationRefused,
+    escalation_page_send,
+    escalation_plan,
+    escalation_policy_check,
+    escalations_sweep,
 )
 from incidents.tasks import send_escalation_page, sweep_escalations
 from opsportal.access import groups_load_defaults

@@ -4,9 +4,9 @@ the window escalates by the runbook's policy."""
 
 import datetime as dt
 
-from incidents.escalation import escalation_load_defaults, escalations_sweep
 from incidents.models import Escalation, EscalationPage, Incident
 from incidents.services import alert_receive
+from incidents.services.escalation import escalation_load_defaults, escalations_sweep
 from maintenance.services import window_start
 from opsportal.people.models import Notification
 from opsportal.people.services import people_load_defaults

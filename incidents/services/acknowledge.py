@@ -121,7 +121,9 @@ def incident_acknowledge_by_link(
     """Acknowledge as the person the link was sent to (audited with source "link"). A link
     that may not (see acknowledge_link_check), or an incident someone acknowledged already,
     is refused and nothing changes."""
-    from incidents.services import IncidentRefused, incident_acknowledge
+    # Imported here: the lifecycle pages through this module.
+    from incidents.services._common import IncidentRefused
+    from incidents.services.lifecycle import incident_acknowledge
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -185,7 +187,7 @@ def page_notify(
     """Queue the notifications of one escalation page: each person named by its step by
     email (and pager address) with their own Acknowledge link, the team's chat webhooks
     with buttons. Returns them and a sentence for the timeline."""
-    from incidents.escalation import contacts_for_page
+    from incidents.services.escalation import contacts_for_page  # it imports this module
 
     step = page.step
     contacts, team = contacts_for_page(page, at=now)

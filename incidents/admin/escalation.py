@@ -4,8 +4,8 @@ the escalations that ran (read-only, with each page and its outcome)."""
 from django import forms
 from django.contrib import admin
 
-from incidents.escalation import EscalationRefused, escalation_policy_check
 from incidents.models import Escalation, EscalationPage, EscalationPolicy, EscalationStep
+from incidents.services.escalation import EscalationRefused, escalation_policy_check
 from opsportal.admin_mixins import ReadOnlyAdminMixin
 
 

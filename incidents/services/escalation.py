@@ -39,6 +39,7 @@ from incidents.models import (
     TimelineEvent,
     TimelineKind,
 )
+from incidents.services.acknowledge import incident_followup_notify, page_notify
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
@@ -287,8 +288,6 @@ def escalation_page_send(*, page_id: int, now: dt.datetime | None = None) -> Esc
                 outcome="Not sent: the escalation had stopped.",
             )
             return EscalationPage.objects.get(pk=page_id)
-        from incidents.acknowledge import page_notify
-
         if page.step is None:
             notifications, outcome = [], "Not sent: its step was deleted from the policy."
         else:
@@ -490,8 +489,6 @@ def escalation_on_paged(*, incident: Incident, source: str) -> Team | None:
 def escalation_on_answered(*, incident: Incident, what: str, by: str) -> None:
     """The incident was acknowledged or resolved (what: "acknowledged" / "resolved"): stop
     its escalation and tell everyone paged so far, on the channels they were paged on."""
-    from incidents.acknowledge import incident_followup_notify
-
     escalation_stop(incident=incident, why=what, by=by)
     notifications = incident_followup_notify(incident=incident, what=what.capitalize(), by=by)
     if notifications:
