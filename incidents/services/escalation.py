@@ -209,7 +209,7 @@ def escalation_start(
         logger.warning("Incident %s not escalated: %s", incident.pk, refusal.message)
         return None
     with transaction.atomic():
-        _stop(incident, EscalationStatus.REPLACED, "a new escalation", now=now, quiet=True)
+        _stop(incident, EscalationStatus.REPLACED, "the severity change", now=now, quiet=True)
         escalation = Escalation.objects.create(
             incident=incident, policy=policy, policy_name=policy.name, started_at=now
         )
@@ -359,11 +359,14 @@ def _stop(
         escalation.stopped_at = now
         escalation.stopped_by = by[:200]
         escalation.save(update_fields=["status", "stopped_at", "stopped_by"])
+        if status == EscalationStatus.REPLACED:
+            why = "replaced by a new escalation for the new severity"
+        else:
+            why = f"{EscalationStatus(status).label.split(': ')[-1]} by {by}"
         if not quiet or cancelled:
             _timeline(
                 incident,
-                f"Escalation by {escalation.policy_name!r} stopped "
-                f"({EscalationStatus(status).label.split(': ')[-1]} by {by}); "
+                f"Escalation by {escalation.policy_name!r} stopped ({why}); "
                 f"{cancelled} planned page(s) will not be sent.",
                 source=Source.WORKER,
                 at=now,
