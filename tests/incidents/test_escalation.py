@@ -230,6 +230,21 @@ def test_raising_the_severity_replaces_the_escalation(paging):
     assert len(emails_to("alice@example.com")) == 2
 
 
+def test_raising_the_severity_mid_escalation_replaces_its_remaining_pages(paging):
+    incident = open_sev(Severity.SEV2)
+    incident_escalate(incident=incident, severity=Severity.SEV1, actor=paging["erin"])
+    first, second = incident.escalations.order_by("started_at", "id")
+    assert first.status == EscalationStatus.REPLACED
+    assert set(first.pages.exclude(sequence=0).values_list("status", flat=True)) == {
+        PageStatus.CANCELLED
+    }
+    assert second.status == EscalationStatus.ACTIVE
+    assert (
+        "Escalation by 'SEV2 (urgent)' stopped (replaced by a new escalation for the new "
+        "severity); 5 planned page(s) will not be sent." in timeline(incident)
+    )
+
+
 def test_a_page_due_while_no_worker_ran_is_sent_when_the_portal_is_back_saying_it_is_late(
     paging,
 ):
