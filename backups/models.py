@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from opsportal.jobs.models import JobFields
+
 DEFAULT_SCHEDULE = "0 2 * * *"  # the runbook: daily at 2 AM UTC
 
 
@@ -37,6 +39,21 @@ class Verification(models.TextChoices):
     PENDING = "pending", "Not verified yet"
     VERIFIED = "verified", "Verified"
     FAILED = "failed", "Verification failed"
+
+
+class HistoryCheck(models.TextChoices):
+    """How a verified backup compares with the database's recent backups (size, duration,
+    row counts per table): backups/services/anomalies.py."""
+
+    PENDING = "", "Not compared yet"
+    NOT_JUDGED = "not_judged", "Not judged (too few earlier backups)"
+    NORMAL = "normal", "In line with its history"
+    SUSPICIOUS = "suspicious", "Suspicious"
+
+
+# A table whose rows fell by more than this share since the previous backup makes the
+# backup suspicious, unless the plan says otherwise.
+DEFAULT_ROW_DROP_PERCENT = 50
 
 
 class DrillResult(models.TextChoices):
@@ -86,6 +103,14 @@ class BackupPlan(models.Model):
         help_text="Besides notifying the database admins, open an incident when a scheduled "
         "backup fails or is missed.",
     )
+    suspicious_row_drop_percent = models.PositiveSmallIntegerField(
+        "suspicious row drop (%)",
+        default=DEFAULT_ROW_DROP_PERCENT,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="A verified backup in which a table has lost more than this share of its "
+        "rows since the previous backup is marked suspicious and alerts the database admins "
+        "(100 turns this check off; a table that disappeared is still reported).",
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         null=True,
@@ -105,7 +130,7 @@ class BackupPlan(models.Model):
         return f"Backups of {self.database}"
 
 
-class Backup(models.Model):
+class Backup(JobFields):
     """One backup run: a row first (queued), then the dump written by a worker."""
 
     database = models.ForeignKey(
@@ -132,13 +157,12 @@ class Backup(models.Model):
     server_version = models.CharField(max_length=64, blank=True)
     # Rows per table in the snapshot the dump was taken from; the drill compares against it.
     table_row_counts = models.JSONField(default=dict, blank=True)
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at, worker and heartbeat_at (refreshed while the dump runs; a
+    # stale one means the worker died mid-backup) are JobFields'. finished_at is indexed
+    # here; what went wrong is in `message`, and a backup is not re-dispatched by count.
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # Refreshed by the worker while it runs; a stale one means the worker died mid-backup.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # Which worker (Celery hostname and pid) claimed the run, so a lost run names it.
-    worker = models.CharField(max_length=255, blank=True)
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True, help_text="What went wrong, with pg_dump's messages.")
     verification = models.CharField(
@@ -152,6 +176,20 @@ class Backup(models.Model):
     pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When retention deleted the file."
     )
+    history_check = models.CharField(
+        "compared with history",
+        max_length=16,
+        choices=HistoryCheck.choices,
+        default=HistoryCheck.PENDING,
+        blank=True,
+    )
+    # What the comparison found ("Dump is 2.1 MiB, under half the median 13.0 MiB of the
+    # last 7"), one line each; or why no judgement was made.
+    history_warnings = models.JSONField(default=list, blank=True)
+    history_checked_at = models.DateTimeField(null=True, blank=True)
+    # The incident the "suspicious backup" alert opened or joined (incidents' primary key:
+    # backups reaches incidents only through the alert hand-off).
+    history_incident_id = models.BigIntegerField(null=True, blank=True)
     # A scheduled backup whose worker was lost is re-run once, automatically: the re-run
     # points at it (one-to-one, so never twice) and is itself never re-run.
     retry_of = models.OneToOneField(
@@ -174,6 +212,7 @@ class Backup(models.Model):
         indexes = [
             models.Index(fields=["database", "status", "-finished_at"]),
             models.Index(fields=["status", "requested_at"]),
+            models.Index(fields=["history_check", "-requested_at"], name="backup_history_check"),
         ]
         constraints = [
             # Two runs for the same database never overlap: the database enforces it.
@@ -203,7 +242,7 @@ class RestoreStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Restore(models.Model):
+class Restore(JobFields):
     """The runbook's "Restore": a backup written into a registered database."""
 
     backup = models.ForeignKey(Backup, on_delete=models.PROTECT, related_name="restores")
@@ -223,9 +262,12 @@ class Restore(models.Model):
     safety_backup = models.ForeignKey(
         Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at and finished_at are JobFields'; what went wrong is in
+    # `message`, and a restore has no worker, heartbeat or dispatch count columns.
+    worker = None
+    heartbeat_at = None
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
 
@@ -237,7 +279,7 @@ class Restore(models.Model):
         return f"Restore #{self.pk} of backup #{self.backup_id} into {self.target}"
 
 
-class RestoreDrill(models.Model):
+class RestoreDrill(JobFields):
     """A backup restored into a scratch database and its row counts compared."""
 
     backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="drills")
@@ -248,9 +290,12 @@ class RestoreDrill(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scratch_database = models.CharField(max_length=63, blank=True)
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at and finished_at are JobFields'; as for a restore, no worker,
+    # heartbeat or dispatch count, and what went wrong is in `message`.
+    worker = None
+    heartbeat_at = None
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     tables_compared = models.PositiveIntegerField(default=0)
     mismatches = models.JSONField(default=dict, blank=True)

@@ -58,7 +58,7 @@ class IncidentsConfig(AppConfig):
 
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
-        from backups import configuration
+        from opsportal import configuration
 
         # After the shared layer's configuration, in the order an import needs it.
         configuration.register_defaults()
