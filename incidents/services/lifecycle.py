@@ -35,6 +35,7 @@ from incidents.services._common import (
     _resolve_systems,
     timeline_add,
 )
+from incidents.services.escalation import escalation_on_answered
 from incidents.services.paging import _page
 from incidents.services.runbooks import runbook_attach_on_opening
 from opsportal.actors import acting_name, acting_user, actor_require
@@ -186,7 +187,14 @@ def incident_allowed_actions(*, incident: Incident) -> list[str]:
 
 
 def _transition(
-    incident: Incident, action: str, *, actor, source: str, note: str = "", **changes
+    incident: Incident,
+    action: str,
+    *,
+    actor,
+    source: str,
+    note: str = "",
+    by: str | None = None,
+    **changes,
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
     actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
@@ -227,7 +235,7 @@ def _transition(
                 f"Incident #{locked.pk} cannot be reopened: another incident for the same "
                 "alert is already open; add to that one instead."
             ) from exc
-        who = acting_name(actor, otherwise=Source(source).label.lower())
+        who = by or acting_name(actor, otherwise=Source(source).label.lower())
         message = f"{Status(before).label} → {Status(target).label} ({verb} by {who})"
         timeline_add(
             incident=locked,
@@ -237,12 +245,18 @@ def _transition(
             source=source,
         )
         _audit(locked, f"Incident {verb}" + (f": {note}" if note else ""), actor)
+        if action in ("acknowledge", "resolve"):
+            # Nobody else is paged, and those paged so far hear who answered.
+            escalation_on_answered(incident=locked, what=verb, by=who)
     incident.refresh_from_db()
     return incident
 
 
-def incident_acknowledge(*, incident: Incident, actor, note: str = "") -> Incident:
-    return _transition(incident, "acknowledge", actor=actor, source=Source.PERSON, note=note)
+def incident_acknowledge(
+    *, incident: Incident, actor, note: str = "", source: str = Source.PERSON, by: str | None = None
+) -> Incident:
+    """`by` names who acknowledged when no user may be acting (a link sent to a contact)."""
+    return _transition(incident, "acknowledge", actor=actor, source=source, note=note, by=by)
 
 
 def incident_investigate(*, incident: Incident, actor, note: str = "") -> Incident:
