@@ -1,5 +1,3 @@
-from urllib.parse import urlsplit
-
 from django import forms
 from django.contrib import admin
 from django.urls import reverse
@@ -19,6 +17,7 @@ from opsportal.people.selectors import on_call_by_rotation
 from opsportal.people.services import notifications_retry_failed
 from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.forms import SecretsWriteOnlyForm
+from opsportal.validators import http_url_problem
 
 
 class WebhookChannelForm(SecretsWriteOnlyForm):
@@ -30,10 +29,10 @@ class WebhookChannelForm(SecretsWriteOnlyForm):
             if not self.instance.pk or not self.instance.url:
                 raise forms.ValidationError("Enter the webhook URL.")
             return url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = http_url_problem(url)
+        if problem:
             # Say what is wrong without echoing the URL back into the page.
-            raise forms.ValidationError("Enter an http:// or https:// URL.")
+            raise forms.ValidationError(problem)
         return url
 
 
