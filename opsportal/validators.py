@@ -64,5 +64,36 @@ def http_url_problem(url: str) -> str | None:
         # "http://[::1" (an unclosed IPv6 address), "http://host:99999".
         return "The URL cannot be read (check the host, its [IPv6] brackets and the port)."
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Enter an http:// or https:// URL with a host."
+        return "Enter an http:// or https:// URL."
     return None
+
+
+DOCKER_URL_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
+
+
+def docker_engine_url(value: str) -> None:
+    """unix:///path, tcp://host:port, ssh://user@host: readable, with a host (or socket path)
+    and a port in range; a host or user cannot start with '-' (ssh would read an option)."""
+    from urllib.parse import urlsplit
+
+    if any(ord(c) < 33 or ord(c) == 127 for c in value):
+        raise ValidationError("The address contains spaces or control characters.")
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in DOCKER_URL_SCHEMES or not rest:
+        raise ValidationError(
+            "Enter unix:///path/to/docker.sock, tcp://host:2376 or ssh://user@host."
+        )
+    if scheme.lower() == "unix":
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it is the check: a bad port raises ValueError
+    except ValueError:
+        raise ValidationError(
+            "The address cannot be read (check the host, its [IPv6] brackets and the port)."
+        ) from None
+    if not parts.hostname or parts.hostname.startswith("-"):
+        raise ValidationError("Enter the engine's host name or address.")
+    if (parts.username or "").startswith("-"):
+        # ssh would read "-o…@host" as an option.
+        raise ValidationError("A user name cannot start with '-'.")

@@ -86,11 +86,14 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         try:
             changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters as exc:
-            # The changelist itself shows such a filter as "?e=1"; a download says why.
+        except IncorrectLookupParameters:
+            # The changelist itself shows such a filter as "?e=1"; a download says why (without
+            # echoing the value back).
             return HttpResponseBadRequest(
-                f"The export's filters cannot be applied: {exc}. Open the audit log, choose "
-                "the filters there and use its export link.",
+                "The export's filters cannot be applied: one names a field the audit log does "
+                "not have, or a value of the wrong kind (an id that is not a number, a date "
+                "that is not a date). Open the audit log, choose the filters there and use its "
+                "export link.",
                 content_type="text/plain; charset=utf-8",
             )
         queryset = changelist.get_queryset(request).order_by("id")

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.admin_mixins import BoundedAutocompleteMixin, ReadOnlyAdminMixin
 from opsportal.people.models import (
     Contact,
     Notification,
@@ -65,20 +65,20 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["name", "email", "phone"]
 
 
-class RotationMemberInline(admin.TabularInline):
+class RotationMemberInline(BoundedAutocompleteMixin, admin.TabularInline):
     model = RotationMember
     extra = 0
     autocomplete_fields = ["contact"]
 
 
-class OnCallOverrideInline(admin.TabularInline):
+class OnCallOverrideInline(BoundedAutocompleteMixin, admin.TabularInline):
     model = OnCallOverride
     extra = 0
     autocomplete_fields = ["contact"]
 
 
 @admin.register(OnCallOverride)
-class OnCallOverrideAdmin(admin.ModelAdmin):
+class OnCallOverrideAdmin(BoundedAutocompleteMixin, admin.ModelAdmin):
     """Swaps and holiday cover on pages of their own: saving a rotation's page needs
     change_oncallrotation, which the on-call engineers who record swaps do not hold (and
     should not: the rotation's order and shifts are DevOps'). Audited like every change to

@@ -115,3 +115,23 @@ def test_a_malformed_webhook_url_in_the_team_inline_is_a_form_error(staff_client
     assert response.status_code == 200
     assert "cannot be read" in response.content.decode()
     assert not WebhookChannel.objects.exists()
+
+
+@pytest.mark.parametrize("contact", ["x", "9" * 25, "-1", "\x00"])
+def test_an_override_with_a_contact_that_is_not_an_id_is_a_form_error(
+    staff_client, rotation, contact
+):
+    response = staff_client.post(
+        reverse("admin:people_oncalloverride_add"),
+        {
+            "rotation": rotation.pk,
+            "contact": contact,
+            "starts_at_0": "2026-01-05",
+            "starts_at_1": "09:00:00",
+            "ends_at_0": "2026-01-06",
+            "ends_at_1": "09:00:00",
+            "reason": "swap",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["contact"]

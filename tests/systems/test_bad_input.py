@@ -42,3 +42,42 @@ def test_a_malformed_id_in_a_choice_field_is_a_form_error(staff_client, value):
     )
     assert response.status_code == 200
     assert response.context["adminform"].form.errors
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://[::1", "tcp://host:99999", "ssh://-oProxyCommand=x@host", "ftp://x", "tcp://a b"],
+)
+def test_a_docker_engine_address_that_cannot_be_read_is_a_form_error(staff_client, base_url):
+    response = staff_client.post(
+        reverse("admin:systems_dockerengine_add"),
+        {"name": "e", "base_url": base_url, "timeout_seconds": "5", "tls_verify": "on"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["base_url"]
+
+
+def test_schedules_answer_malformed_input_with_form_errors(staff_client):
+    crontab = reverse("admin:django_celery_beat_crontabschedule_add")
+    response = staff_client.post(
+        crontab,
+        {
+            "minute": "-1",
+            "hour": "*",
+            "day_of_month": "*",
+            "month_of_year": "*",
+            "day_of_week": "*",
+            "timezone": "UTC",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["minute"]
+    task = reverse("admin:django_celery_beat_periodictask_add")
+    for changes in (
+        {"task": "x" * 300},
+        {"regtask": "no.such\x00task"},
+        {"task": "t", "args": "[" * 5000 + "]" * 5000},
+    ):
+        response = staff_client.post(task, {"name": "n", "enabled": "on", **changes})
+        assert response.status_code == 200, changes
+        assert response.context["adminform"].form.errors, changes
