@@ -11,6 +11,7 @@ import environ
 from cryptography.fernet import Fernet
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -321,6 +322,24 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # poll costs a listdir of a near-empty directory.
         "polling_interval": 0.02,
     }
+# Four queues, so a long backup never delays collection or an operation: workers can be
+# started per queue (`celery -A opsportal worker -Q collect`, see deploy/Procfile); a worker
+# started without -Q consumes all four, as `make run` and the tests do.
+WORKER_QUEUES = ("default", "collect", "operations", "backups")
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in WORKER_QUEUES)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_CREATE_MISSING_QUEUES = True
+CELERY_TASK_ROUTES = {
+    "monitoring.collect": {"queue": "collect"},
+    "systems.check_due": {"queue": "collect"},
+    "operations.execute": {"queue": "operations"},
+    "maintenance.run_step": {"queue": "operations"},
+    "backups.run": {"queue": "backups"},
+    "backups.run_scheduled": {"queue": "backups"},
+    "backups.restore": {"queue": "backups"},
+    "backups.drill": {"queue": "backups"},
+    "backups.configuration_backup": {"queue": "backups"},
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from django.conf import settings
 from django.db import connection
 
 from tests import realsystems
@@ -112,7 +113,7 @@ def kill_worker(process: subprocess.Popen) -> None:
 
 def clear_queue(broker_url: str) -> None:
     client = redis.Redis.from_url(broker_url)
-    client.delete("celery")
+    client.delete(*settings.WORKER_QUEUES)
     client.close()
 
 

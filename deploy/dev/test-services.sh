@@ -50,6 +50,17 @@ if ! redis_ping; then
 fi
 say "Redis ok"
 
+# --- RabbitMQ (the production-topology test runs on a virtual host of its own) --------------
+rabbit_ok() { rabbitmqctl -q list_vhosts >/dev/null 2>&1; }
+if ! rabbit_ok; then
+  command -v rabbitmqctl >/dev/null || apt_install rabbitmq-server || true
+  say "RabbitMQ is not answering; trying to start it"
+  (as_root service rabbitmq-server start >/dev/null 2>&1 || as_root rabbitmq-server -detached >/dev/null 2>&1) || true
+  for _ in $(seq 60); do rabbit_ok && break; sleep 0.5; done
+  rabbit_ok || fail "RabbitMQ is not running on 127.0.0.1:5672 (with rabbitmqctl usable by this user): install and start rabbitmq-server."
+fi
+say "RabbitMQ ok"
+
 # --- Docker engine -------------------------------------------------------------------------
 command -v dockerd >/dev/null || apt_install docker.io || fail "No Docker engine: install Debian's docker.io (apt-get install docker.io)."
 docker_ok() { docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; }

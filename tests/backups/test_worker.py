@@ -263,7 +263,7 @@ def test_requested_while_the_broker_is_down_runs_exactly_once_after_the_sweeper(
 
         broker.start()
         # The message was lost with the broker: nothing is queued for a worker.
-        assert redis.Redis.from_url(broker.url).llen("celery") == 0
+        assert redis.Redis.from_url(broker.url).llen("backups") == 0
         # Two sweeps (two beat ticks, or two beat processes by mistake) both find it
         # queued and dispatch it before any worker runs: the claim lets only one run it.
         sweeps = run_in_portal_process(

@@ -149,20 +149,20 @@ def test_sweeper_redispatches_lost_rows_through_the_real_broker(
     redis_target, operator, django_capture_on_commit_callbacks
 ):
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("celery")
+    broker.delete("operations")
     operation = operation_request(
         kind="cache_statistics", target=redis_target, params={}, actor=operator
     )
     # The request's own dispatch waits for a commit that this test's transaction never
     # makes: just like a broker outage, nothing reached the queue.
-    assert broker.llen("celery") == 0
+    assert broker.llen("operations") == 0
     with django_capture_on_commit_callbacks(execute=True):
         counts = operations_sweep(now=timezone.now() + dt.timedelta(seconds=31))
     assert counts["redispatched"] == 1
-    assert broker.llen("celery") == 1
+    assert broker.llen("operations") == 1
     operation.refresh_from_db()
     assert operation.dispatch_count == 2
-    broker.delete("celery")
+    broker.delete("operations")
 
 
 def test_sweeper_fails_orphaned_and_long_queued_rows(redis_target, http_endpoint, operator, teams):
