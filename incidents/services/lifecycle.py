@@ -31,6 +31,7 @@ from incidents.services._common import (
     _SEVERITY_RANK,
     IncidentRefused,
     _audit,
+    _bounded,
     _check_choice,
     _resolve_systems,
     timeline_add,
@@ -42,12 +43,13 @@ from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS
 from opsportal.systems.models import System
+from opsportal.validators import NOTE_MAX_LENGTH, REASON_MAX_LENGTH
 
 
 def incident_add_note(
     *, incident: Incident, actor, text: str, source: str = Source.PERSON
 ) -> TimelineEvent:
-    text = text.strip()
+    text = _bounded(text, max_length=NOTE_MAX_LENGTH, what="note").strip()
     if not text:
         raise IncidentRefused("A note needs some text.")
     event = timeline_add(
@@ -187,6 +189,7 @@ def _transition(
     incident: Incident, action: str, *, actor, source: str, note: str = "", **changes
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
+    note = _bounded(note, max_length=REASON_MAX_LENGTH, what="note")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if locked.status not in origins:
@@ -357,6 +360,7 @@ def incident_escalate(
 ) -> Incident:
     """Raise the severity and page whoever the new severity calls for."""
     _check_choice(severity, Severity, "severity")
+    reason = _bounded(reason, max_length=REASON_MAX_LENGTH, what="reason")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if not locked.is_active:

@@ -13,7 +13,7 @@ from django.db import models
 
 MAX_PARAMS_JSON = 4000
 HELP = (
-    'A JSON object of the operation\'s parameters, e.g. {"tail": 200}; empty for none. '
+    'A JSON object of the operation\'s parameters, e.g. {"lines": 200}; empty for none. '
     f"At most {MAX_PARAMS_JSON:,} characters."
 )
 
@@ -23,7 +23,7 @@ def _refuse_constant(name: str):
 
 
 class OperationParamsFormField(forms.JSONField):
-    default_error_messages = {"invalid": 'Enter a JSON object, e.g. {"tail": 200}.'}
+    default_error_messages = {"invalid": 'Enter a JSON object, e.g. {"lines": 200}.'}
 
     def to_python(self, value):
         if self.disabled:
@@ -53,10 +53,25 @@ class OperationParamsFormField(forms.JSONField):
         return value
 
     def bound_data(self, data, initial):
+        # Redisplayed as typed unless it is JSON that can be shown again: a lone surrogate
+        # ("\ud800") decodes but cannot be written into the page as UTF-8.
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
         try:
-            return super().bound_data(data, initial)
-        except RecursionError:
+            value = json.loads(data, cls=self.decoder)
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
             return forms.fields.InvalidJSONInput(data)
+        return value
+
+    def has_changed(self, initial, data):
+        # The hidden initial value comes from the request too, and may be just as hostile.
+        try:
+            return super().has_changed(initial, data)
+        except (RecursionError, ValueError):
+            return True
 
 
 class OperationParamsField(models.JSONField):
