@@ -81,3 +81,19 @@ def test_schedules_answer_malformed_input_with_form_errors(staff_client):
         response = staff_client.post(task, {"name": "n", "enabled": "on", **changes})
         assert response.status_code == 200, changes
         assert response.context["adminform"].form.errors, changes
+
+
+def test_a_hostile_hidden_initial_time_zone_is_ignored(staff_client):
+    response = staff_client.post(
+        reverse("admin:django_celery_beat_crontabschedule_add"),
+        {
+            "minute": "0",
+            "hour": "4",
+            "day_of_month": "*",
+            "month_of_year": "*",
+            "day_of_week": "*",
+            "timezone": "UTC",
+            "initial-timezone": "[" * 5000,
+        },
+    )
+    assert response.status_code == 302
