@@ -99,3 +99,18 @@ def test_a_hostile_hidden_initial_time_zone_is_ignored(staff_client):
     assert response.status_code in (200, 302)
     if response.status_code == 200:
         assert "timezone" not in response.context["adminform"].form.errors
+
+
+@pytest.mark.parametrize("value", ["9" * 25, "99999999999999999999", "-" + "9" * 20])
+def test_a_many_to_many_choice_beyond_64_bits_is_refused_before_any_query(
+    value, django_assert_num_queries
+):
+    """On SQLite (the try-out) the `pk__in` check overflowed: the id is refused unqueried."""
+    from django import forms as django_forms
+
+    from opsportal.systems.models import System
+
+    field = django_forms.ModelMultipleChoiceField(queryset=System.objects.all())
+    with django_assert_num_queries(0), pytest.raises(django_forms.ValidationError) as refused:
+        field.clean([value])
+    assert "is not a valid value" in refused.value.messages[0]
