@@ -96,7 +96,8 @@ class CrontabScheduleForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # The time zone's hidden "initial" copy came back from the browser and was looked up
         # as a file name (OSError: File name too long); the form's own initial is enough.
-        self.fields["timezone"].show_hidden_initial = False
+        if "timezone" in self.fields:  # absent on a read-only (view permission) page
+            self.fields["timezone"].show_hidden_initial = False
 
     def _clean_crontab(self, name: str) -> str:
         value = self.cleaned_data.get(name)
