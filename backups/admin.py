@@ -291,11 +291,9 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("<path:object_id>/verify/", wrap(self.verify_view), name="backups_backup_verify"),
-            path("<path:object_id>/drill/", wrap(self.drill_view), name="backups_backup_drill"),
-            path(
-                "<path:object_id>/restore/", wrap(self.restore_view), name="backups_backup_restore"
-            ),
+            path("<id:object_id>/verify/", wrap(self.verify_view), name="backups_backup_verify"),
+            path("<id:object_id>/drill/", wrap(self.drill_view), name="backups_backup_drill"),
+            path("<id:object_id>/restore/", wrap(self.restore_view), name="backups_backup_restore"),
             *super().get_urls(),
         ]
 

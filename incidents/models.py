@@ -2,7 +2,12 @@
 runbooks they follow, and the alerts that open them."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from opsportal.operations.fields import HELP as PARAMS_HELP
+from opsportal.operations.fields import OperationParamsField
+from opsportal.operations.kinds import KINDS, InvalidParameters, check_stored_params
 
 
 class Severity(models.TextChoices):
@@ -217,7 +222,7 @@ class RunbookStep(models.Model):
     operation_kind = models.CharField(
         max_length=40, blank=True, help_text="Empty: a manual step (mark done with a note)."
     )
-    operation_params = models.JSONField(default=dict, blank=True)
+    operation_params = OperationParamsField(default=dict, blank=True, help_text=PARAMS_HELP)
 
     class Meta:
         ordering = ["runbook", "position"]
@@ -227,6 +232,25 @@ class RunbookStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_phase_display()} {self.position}. {self.text}"
+
+    def clean(self) -> None:
+        # Checked against the operation kind's parameter spec when the runbook is saved, not
+        # when someone runs the step during an incident.
+        super().clean()
+        if not self.operation_kind:
+            if self.operation_params:
+                raise ValidationError(
+                    {
+                        "operation_params": "A manual step takes no parameters: choose an "
+                        "operation kind or leave the parameters empty."
+                    }
+                )
+            return
+        try:
+            check_stored_params(self.operation_kind, self.operation_params)
+        except InvalidParameters as exc:
+            field = "operation_kind" if self.operation_kind not in KINDS else "operation_params"
+            raise ValidationError({field: str(exc)}) from None
 
 
 class IncidentStep(models.Model):

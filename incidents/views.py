@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from incidents.alertmanager import PayloadInvalid, parse_payload
 from incidents.models import Category, Severity
 from incidents.services import IncidentRefused, alert_fingerprint, alert_receive
 from incidents.services.acknowledge import (
@@ -80,23 +81,26 @@ def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
     # Header only: a ?token= in the URL would be written to every access log on the way.
     if not bearer_matches(request, settings.ALERTMANAGER_WEBHOOK_TOKEN):
         return JsonResponse({"error": "Missing or wrong bearer token."}, status=401)
-    try:
-        payload = json.loads(request.body)
-        alerts = payload["alerts"]
-        if not isinstance(alerts, list):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > settings.ALERTMANAGER_WEBHOOK_MAX_BYTES:
         return JsonResponse(
-            {"error": "Expected Alertmanager's webhook JSON (version 4) with an alerts list."},
-            status=400,
+            {
+                "error": "The body is over the webhook's limit of "
+                f"{settings.ALERTMANAGER_WEBHOOK_MAX_BYTES} bytes "
+                "(ALERTMANAGER_WEBHOOK_MAX_BYTES)."
+            },
+            status=413,
+        )
+    try:
+        common_labels, common_annotations, alerts = parse_payload(request.body)
+    except PayloadInvalid as exc:
+        return JsonResponse(
+            {"error": f"Not Alertmanager's webhook JSON (version 4): {exc}"}, status=400
         )
     results = []
     for alert in alerts:
-        labels = {**(payload.get("commonLabels") or {}), **(alert.get("labels") or {})}
-        annotations = {
-            **(payload.get("commonAnnotations") or {}),
-            **(alert.get("annotations") or {}),
-        }
+        labels = {**common_labels, **alert.labels}
+        annotations = {**common_annotations, **alert.annotations}
         systems = [
             labels[key]
             for key in ("system", "instance_name", "container", "service")
@@ -109,14 +113,14 @@ def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
                 [
                     annotations.get("description", ""),
                     f"labels: {json.dumps(labels, sort_keys=True)}",
-                    f"generator: {alert.get('generatorURL')}" if alert.get("generatorURL") else "",
+                    f"generator: {alert.generator_url}" if alert.generator_url else "",
                 ],
             )
         )
         try:
             received = alert_receive(
-                fingerprint=alert.get("fingerprint") or alert_fingerprint(labels),
-                status=alert.get("status") or payload.get("status", "firing"),
+                fingerprint=alert.fingerprint or alert_fingerprint(labels),
+                status=alert.status,
                 title=title,
                 severity=map_severity(labels),
                 category=map_category(labels),

@@ -14,8 +14,25 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+from opsportal.validators import (
+    DATETIME_RANGE_HELP,
+    NOTE_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    plausible_datetime,
+)
+
+# Bounds of what one plan or task may ask for (issue #17): each is stated in its field's
+# help text. A plan generates at most MAX_WINDOWS_AT_ONCE windows (with their checklists) in
+# one go and a task at most MAX_OCCURRENCES_AT_ONCE due dates; the rest come with later ticks.
+MAX_GENERATE_AHEAD_DAYS = 400
+MAX_WINDOWS_AT_ONCE = 100
+MAX_OCCURRENCES_AT_ONCE = 400
+MAX_DURATION_MINUTES = 7 * 24 * 60
+TEXT_MAX_LENGTH = NOTE_MAX_LENGTH
 
 
 class WindowKind(models.TextChoices):
@@ -87,22 +104,41 @@ class MaintenancePlan(Audience):
         help_text="RFC 5545 RRULE, e.g. FREQ=MONTHLY;BYDAY=SA;BYSETPOS=3 (the third Saturday).",
     )
     first_start = models.DateTimeField(
-        help_text="The first occurrence's start; its time of day is every occurrence's."
+        help_text="The first occurrence's start; its time of day is every occurrence's. "
+        + DATETIME_RANGE_HELP,
+        validators=[plausible_datetime],
     )
     time_zone = models.CharField(
         max_length=64,
         default="UTC",
         help_text="The zone the rule is read in (IANA name, e.g. UTC or Europe/Paris).",
     )
-    duration_minutes = models.PositiveIntegerField(default=120)
+    duration_minutes = models.PositiveIntegerField(
+        default=120,
+        # At least one minute is checked with the rule, which says so in its own words.
+        validators=[MaxValueValidator(MAX_DURATION_MINUTES)],
+        help_text=f"How long each window lasts: 1 to {MAX_DURATION_MINUTES} minutes (7 days).",
+    )
     systems = models.ManyToManyField("systems.System", blank=True, related_name="+")
-    expected_impact = models.TextField(blank=True)
-    rollback_plan = models.TextField(blank=True)
+    expected_impact = models.TextField(
+        blank=True,
+        max_length=TEXT_MAX_LENGTH,
+        help_text=f"At most {TEXT_MAX_LENGTH:,} characters.",
+    )
+    rollback_plan = models.TextField(
+        blank=True,
+        max_length=TEXT_MAX_LENGTH,
+        help_text=f"At most {TEXT_MAX_LENGTH:,} characters.",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     generate_ahead_days = models.PositiveIntegerField(
-        default=183, help_text="How far ahead upcoming windows are generated (about 6 months)."
+        default=183,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_GENERATE_AHEAD_DAYS)],
+        help_text="How far ahead upcoming windows are generated (183 = about 6 months): "
+        f"1 to {MAX_GENERATE_AHEAD_DAYS} days, and at most {MAX_WINDOWS_AT_ONCE} windows in "
+        "that time (a rule that gives more is refused: shorten the look-ahead).",
     )
     active = models.BooleanField(default=True)
 
@@ -126,22 +162,36 @@ class MaintenanceWindow(Audience):
         help_text="The start the plan's rule gave; kept when the window is moved or skipped, "
         "so regenerating never recreates it.",
     )
-    starts_at = models.DateTimeField(help_text="Stored in UTC.")
-    ends_at = models.DateTimeField(help_text="Stored in UTC.")
+    starts_at = models.DateTimeField(
+        help_text="Stored in UTC. " + DATETIME_RANGE_HELP, validators=[plausible_datetime]
+    )
+    ends_at = models.DateTimeField(
+        help_text="Stored in UTC. " + DATETIME_RANGE_HELP, validators=[plausible_datetime]
+    )
     systems = models.ManyToManyField(
         "systems.System", blank=True, related_name="maintenance_windows"
     )
-    expected_impact = models.TextField(blank=True)
+    expected_impact = models.TextField(
+        blank=True,
+        max_length=TEXT_MAX_LENGTH,
+        help_text=f"At most {TEXT_MAX_LENGTH:,} characters.",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    rollback_plan = models.TextField(blank=True)
+    rollback_plan = models.TextField(
+        blank=True,
+        max_length=TEXT_MAX_LENGTH,
+        help_text=f"At most {TEXT_MAX_LENGTH:,} characters.",
+    )
     status = models.CharField(
         max_length=16, choices=WindowStatus.choices, default=WindowStatus.PLANNED, db_index=True
     )
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
-    start_override_reason = models.TextField(blank=True, editable=False)
+    start_override_reason = models.TextField(
+        blank=True, editable=False, max_length=REASON_MAX_LENGTH
+    )
     # The iCalendar SEQUENCE (RFC 5545 3.8.7.4): bumped when the window is moved or
     # cancelled, so subscribed calendar apps take the new version instead of the old one.
     sequence = models.PositiveIntegerField(default=0, editable=False)
@@ -257,7 +307,7 @@ class ChangeLogEntry(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    text = models.TextField()
+    text = models.TextField(max_length=NOTE_MAX_LENGTH)
 
     class Meta:
         ordering = ["at", "id"]
@@ -329,10 +379,21 @@ class RecurringTask(models.Model):
     kind = models.CharField(max_length=24, choices=TaskKind.choices, default=TaskKind.OTHER)
     team = models.ForeignKey("people.Team", on_delete=models.PROTECT, related_name="+")
     rrule = models.CharField("recurrence rule", max_length=500)
-    first_due = models.DateTimeField()
-    time_zone = models.CharField(max_length=64, default="UTC")
-    description = models.TextField(blank=True)
-    generate_ahead_days = models.PositiveIntegerField(default=90)
+    first_due = models.DateTimeField(validators=[plausible_datetime], help_text=DATETIME_RANGE_HELP)
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="An IANA name, e.g. UTC or Europe/Paris."
+    )
+    description = models.TextField(
+        blank=True,
+        max_length=TEXT_MAX_LENGTH,
+        help_text=f"At most {TEXT_MAX_LENGTH:,} characters.",
+    )
+    generate_ahead_days = models.PositiveIntegerField(
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_GENERATE_AHEAD_DAYS)],
+        help_text=f"How far ahead due dates are generated: 1 to {MAX_GENERATE_AHEAD_DAYS} days, "
+        f"and at most {MAX_OCCURRENCES_AT_ONCE} due dates in that time.",
+    )
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -366,7 +427,9 @@ class TaskOccurrence(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    notes = models.TextField(blank=True)
+    notes = models.TextField(
+        blank=True, max_length=NOTE_MAX_LENGTH, help_text=f"At most {NOTE_MAX_LENGTH:,} characters."
+    )
     evidence = models.FileField(upload_to="maintenance/evidence/%Y/%m/", blank=True)
     reminded_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The automatic part of the weekly scan (deployment checks, known-vulnerabilities audit).

@@ -28,17 +28,25 @@ ALLOWED_FREQUENCIES = (
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA time zone called `name`, or a ValidationError saying what to fix."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    """The IANA time zone called `name`, or a ValidationError saying what to fix.
+
+    Only names in the time zone database are looked up: anything else (a 10,000-character
+    string, a path) never reaches the filesystem."""
+    if not isinstance(name, str) or name not in _zone_names():
+        shown = name[:60] + "…" if isinstance(name, str) and len(name) > 60 else name
         raise ValidationError(
             {
-                "time_zone": f"The time zone {name!r} does not exist. Use an IANA name such "
+                "time_zone": f"The time zone {shown!r} does not exist. Use an IANA name such "
                 "as UTC, Europe/Paris or America/New_York."
             }
-        ) from None
+        )
+    return zoneinfo.ZoneInfo(name)
 
 
 def _rule_text(text: str) -> str:

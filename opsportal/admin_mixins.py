@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 
 from opsportal.refusals import ServiceRefused
@@ -39,3 +42,26 @@ def message_refusal(
     the admin's usual message, at `level` (an error unless the caller says otherwise)."""
     text = refusal.message if isinstance(refusal, ServiceRefused) else str(refusal)
     model_admin.message_user(request, text, level)
+
+
+class _BoundedAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete widget looks the submitted value up again to show it when the
+    form is redisplayed with errors, without checking it first: "abc" or a 25-digit id for an
+    integer key raised ValueError there (a 500) instead of the field's "Select a valid
+    choice" (issue #17). Values that cannot be a key are simply not shown."""
+
+    def optgroups(self, name, value, attr=None):
+        pk = self.field.remote_field.model._meta.pk
+        if pk.get_internal_type() in ("AutoField", "BigAutoField", "IntegerField"):
+            value = [v for v in value if re.fullmatch(r"[0-9]{1,18}", str(v))]
+        return super().optgroups(name, value, attr)
+
+
+class BoundedAutocompleteMixin:
+    """For a ModelAdmin or inline with autocomplete_fields: see _BoundedAutocompleteSelect."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if formfield is not None and type(formfield.widget) is AutocompleteSelect:
+            formfield.widget.__class__ = _BoundedAutocompleteSelect
+        return formfield

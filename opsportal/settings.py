@@ -368,6 +368,8 @@ HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # METRICS_TOKEN and METRICS_PUBLIC are read with the production refusals near the top.
 # Alertmanager sends it as "Authorization: Bearer <token>"; empty turns the webhook off.
 ALERTMANAGER_WEBHOOK_TOKEN = env.str("ALERTMANAGER_WEBHOOK_TOKEN", default="")
+# A group of a thousand alerts is a few hundred kilobytes; a bigger body is refused (413).
+ALERTMANAGER_WEBHOOK_MAX_BYTES = env.int("ALERTMANAGER_WEBHOOK_MAX_BYTES", default=1_048_576)
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)
 HEALTH_CRITICAL_CHECKS = env.list(
     "HEALTH_CRITICAL_CHECKS", default=["database", "broker", "workers", "disk", "systems"]
@@ -453,6 +455,15 @@ SPECTACULAR_SETTINGS = {
         "AuditSourceEnum": "opsportal.audit.models.AuditSource",
     },
 }
+
+# Request bodies, set on purpose (issue #17): the biggest admin form (a runbook with its
+# steps, a plan with its systems) is a few hundred fields and well under a megabyte; more is
+# refused with a 400 before any form sees it. The Alertmanager webhook has its own limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=2000)
+# A maintenance window may be started at most this long before its planned start; earlier
+# is refused with the reason (start it closer to its time, or move the window).
+MAINTENANCE_EARLY_START_MINUTES = env.int("MAINTENANCE_EARLY_START_MINUTES", default=240)
 
 LOGGING = {
     "version": 1,

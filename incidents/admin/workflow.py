@@ -34,36 +34,34 @@ class IncidentWorkflowViews:
         view = self.admin_site.admin_view
         return [
             path(
-                "<int:pk>/transition/<str:action>/",
+                "<id:pk>/transition/<str:action>/",
                 view(self.transition_view),
                 name="incidents_incident_transition",
             ),
+            path("<id:pk>/escalate/", view(self.escalate_view), name="incidents_incident_escalate"),
             path(
-                "<int:pk>/escalate/", view(self.escalate_view), name="incidents_incident_escalate"
-            ),
-            path(
-                "<int:pk>/mark-mitigated/",
+                "<id:pk>/mark-mitigated/",
                 view(self.mark_mitigated_view),
                 name="incidents_incident_mark_mitigated",
             ),
             path(
-                "<int:pk>/attach-runbook/",
+                "<id:pk>/attach-runbook/",
                 view(self.attach_runbook_view),
                 name="incidents_incident_attach_runbook",
             ),
-            path("<int:pk>/note/", view(self.note_view), name="incidents_incident_note"),
+            path("<id:pk>/note/", view(self.note_view), name="incidents_incident_note"),
             path(
-                "<int:pk>/steps/<int:step_id>/done/",
+                "<id:pk>/steps/<id:step_id>/done/",
                 view(self.step_done_view),
                 name="incidents_incident_step_done",
             ),
             path(
-                "<int:pk>/steps/<int:step_id>/run/",
+                "<id:pk>/steps/<id:step_id>/run/",
                 view(self.step_run_view),
                 name="incidents_incident_step_run",
             ),
             path(
-                "<int:pk>/evidence/<int:evidence_id>/",
+                "<id:pk>/evidence/<id:evidence_id>/",
                 view(self.evidence_download_view),
                 name="incidents_incident_evidence",
             ),
@@ -138,7 +136,16 @@ class IncidentWorkflowViews:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         incident = self._incident(request, pk, "incidents.change_incident")
-        runbook = get_object_or_404(Runbook, pk=request.POST.get("runbook") or 0)
+        chosen = request.POST.get("runbook", "")
+        runbook = (
+            Runbook.objects.filter(pk=int(chosen)).first()
+            if re.fullmatch(r"[0-9]{1,18}", chosen)
+            else None
+        )
+        if runbook is None:
+            # "x", a 25-digit id or one deleted meanwhile: a message, not an error page.
+            self.message_user(request, "Choose a runbook from the list.", messages.ERROR)
+            return self._back(incident.pk)
         return self._refusable(
             request,
             incident,

@@ -22,6 +22,19 @@ from opsportal.systems.models import System
 logger = logging.getLogger("incidents.services")
 
 
+def _bounded(text: str, *, max_length: int, what: str) -> str:
+    """A note or reason people typed, refused (with its bound) when too long or holding a NUL
+    character (PostgreSQL text cannot store one): issue #17."""
+    text = text or ""
+    if len(text) > max_length:
+        raise IncidentRefused(
+            f"The {what} is {len(text):,} characters long; at most {max_length:,} are accepted."
+        )
+    if "\x00" in text:
+        raise IncidentRefused(f"The {what} contains a NUL character; remove it.")
+    return text
+
+
 class IncidentRefused(ServiceRefused):
     """The request cannot be carried out; `message` says why, for the operator."""
 

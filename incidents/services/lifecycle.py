@@ -31,6 +31,7 @@ from incidents.services._common import (
     _SEVERITY_RANK,
     IncidentRefused,
     _audit,
+    _bounded,
     _check_choice,
     _resolve_systems,
     timeline_add,
@@ -43,13 +44,14 @@ from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS
 from opsportal.systems.models import System
+from opsportal.validators import NOTE_MAX_LENGTH, REASON_MAX_LENGTH
 
 
 def incident_add_note(
     *, incident: Incident, actor, text: str, source: str = Source.PERSON
 ) -> TimelineEvent:
     actor_require(actor, "incidents.change_incident", doing="add a note to an incident")
-    text = text.strip()
+    text = _bounded(text, max_length=NOTE_MAX_LENGTH, what="note").strip()
     if not text:
         raise IncidentRefused("A note needs some text.")
     event = timeline_add(
@@ -198,6 +200,7 @@ def _transition(
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
     actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
+    note = _bounded(note, max_length=REASON_MAX_LENGTH, what="note")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if locked.status not in origins:
@@ -375,6 +378,7 @@ def incident_escalate(
     """Raise the severity and page whoever the new severity calls for."""
     actor_require(actor, "incidents.manage_incident", doing="escalate an incident")
     _check_choice(severity, Severity, "severity")
+    reason = _bounded(reason, max_length=REASON_MAX_LENGTH, what="reason")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if not locked.is_active:

@@ -17,11 +17,12 @@ from incidents.models import (
     Source,
     TimelineKind,
 )
-from incidents.services._common import IncidentRefused, _audit, timeline_add
+from incidents.services._common import IncidentRefused, _audit, _bounded, timeline_add
 from opsportal.actors import acting_user, actor_require
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Operation, OperationStatus
 from opsportal.systems.models import System
+from opsportal.validators import NOTE_MAX_LENGTH
 
 
 def _default_target(incident: Incident, kind: str, params: dict) -> System | None:
@@ -99,6 +100,7 @@ def runbook_attach_on_opening(
 
 
 def incident_step_done(*, step: IncidentStep, actor, note: str = "") -> IncidentStep:
+    note = _bounded(note, max_length=NOTE_MAX_LENGTH, what="note")
     with transaction.atomic():
         locked = IncidentStep.objects.select_for_update().select_related("incident").get(pk=step.pk)
         if locked.done:

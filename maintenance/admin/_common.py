@@ -27,6 +27,20 @@ def _check_lead_hours(form: forms.ModelForm, cleaned: dict) -> None:
             )
 
 
+def _check_field_bounds(form: forms.ModelForm, cleaned: dict, names: list[str]) -> None:
+    """Run the model fields' own validators (date range, look-ahead, duration) before the
+    form's rule check computes with the values: Django runs them only after clean(), and a
+    date near year 9999 or a huge look-ahead would overflow the computation first."""
+    for name in names:
+        value = cleaned.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            form._meta.model._meta.get_field(name).run_validators(value)
+        except ValidationError as exc:
+            form.add_error(name, exc)
+
+
 def _add_errors(form: forms.ModelForm, exc: ValidationError) -> None:
     """A service's ValidationError as form errors next to the fields it names (a field the
     form does not show goes to the top of the form)."""

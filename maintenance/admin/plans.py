@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from maintenance import services
-from maintenance.admin._common import _add_errors, _check_lead_hours
+from maintenance.admin._common import _add_errors, _check_field_bounds, _check_lead_hours
 from maintenance.models import MaintenancePlan
 
 
@@ -40,12 +40,16 @@ class MaintenancePlanForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         _check_lead_hours(self, cleaned)
+        _check_field_bounds(
+            self, cleaned, ["first_start", "duration_minutes", "generate_ahead_days"]
+        )
         if not self.errors:
             probe = MaintenancePlan(
                 rrule=cleaned.get("rrule", ""),
                 first_start=cleaned.get("first_start"),
                 time_zone=cleaned.get("time_zone", ""),
                 duration_minutes=cleaned.get("duration_minutes") or 0,
+                generate_ahead_days=cleaned.get("generate_ahead_days") or 0,
             )
             try:
                 services.plan_validate(plan=probe)

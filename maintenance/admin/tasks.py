@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from maintenance import services
-from maintenance.admin._common import _add_errors
+from maintenance.admin._common import _add_errors, _check_field_bounds
 from maintenance.models import RecurringTask, TaskOccurrence
 from opsportal.admin_mixins import message_refusal
 from opsportal.refusals import ServiceRefused
@@ -38,11 +38,13 @@ class RecurringTaskForm(forms.ModelForm):
         # An impossible rule or an unknown zone is a form error next to its field, so the
         # person fixes it on the same page (saving it would fail on every generation).
         cleaned = super().clean()
+        _check_field_bounds(self, cleaned, ["first_due", "generate_ahead_days"])
         if not self.errors:
             probe = RecurringTask(
                 rrule=cleaned.get("rrule", ""),
                 first_due=cleaned.get("first_due"),
                 time_zone=cleaned.get("time_zone", ""),
+                generate_ahead_days=cleaned.get("generate_ahead_days") or 0,
             )
             try:
                 services.task_validate(task=probe)
@@ -76,6 +78,7 @@ class OccurrenceCompleteForm(forms.ModelForm):
         # "Add notes or evidence" and "already done" are said on the form, before anything is
         # saved; the service checks again under its lock.
         cleaned = super().clean()
+        _check_field_bounds(self, cleaned, ["first_due", "generate_ahead_days"])
         if not self.errors:
             try:
                 services.occurrence_complete_check(
@@ -157,7 +160,7 @@ class TaskOccurrenceAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "<path:object_id>/scan/",
+                "<id:object_id>/scan/",
                 self.admin_site.admin_view(self.scan_view),
                 name="maintenance_taskoccurrence_scan",
             ),

@@ -21,7 +21,7 @@ from django.utils.html import format_html
 
 from incidents.selectors import alerts_suppressed
 from maintenance import recurrence, services
-from maintenance.admin._common import _add_errors, _check_lead_hours
+from maintenance.admin._common import _add_errors, _check_field_bounds, _check_lead_hours
 from maintenance.models import (
     Announcement,
     CalendarSubscription,
@@ -38,6 +38,22 @@ from opsportal.refusals import ServiceRefused
 # The request being rendered, for display columns (which are not given it); a context
 # variable is per thread, so concurrent requests never see each other's.
 _current_request: contextvars.ContextVar = contextvars.ContextVar("maintenance_admin_request")
+
+
+# The month view pages one month back and forward: both neighbours must be real dates.
+MONTH_VIEW_YEARS = (1900, 9998)
+
+
+def month_from_query(value: str) -> dt.date | None:
+    """The first day of `?month=YYYY-MM`, or None when it is not such a month in range."""
+    year, dash, month = value.partition("-")
+    if not (dash and len(year) == 4 and len(month) == 2):
+        return None
+    if not (year.isascii() and year.isdigit() and month.isascii() and month.isdigit()):
+        return None
+    if not (MONTH_VIEW_YEARS[0] <= int(year) <= MONTH_VIEW_YEARS[1] and 1 <= int(month) <= 12):
+        return None
+    return dt.date(int(year), int(month), 1)
 
 
 def _viewer_zone(request):
@@ -82,6 +98,7 @@ class MaintenanceWindowForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         window = self.instance
+        _check_field_bounds(self, cleaned, ["starts_at", "ends_at"])
         if cleaned.get("starts_at") and cleaned.get("ends_at"):
             try:
                 if window.pk is None:
@@ -243,12 +260,12 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
             path("month/", view(self.month_view), name="{}_{}_month".format(*info)),
             path("subscribe/", view(self.subscription_view), name="{}_{}_subscribe".format(*info)),
             path(
-                "<path:object_id>/do/<str:action>/",
+                "<id:object_id>/do/<str:action>/",
                 view(self.window_action_view),
                 name="{}_{}_action".format(*info),
             ),
             path(
-                "<path:object_id>/steps/<int:step_id>/<str:action>/",
+                "<id:object_id>/steps/<id:step_id>/<str:action>/",
                 view(self.step_action_view),
                 name="{}_{}_step".format(*info),
             ),
@@ -346,10 +363,15 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         today = timezone.now().date()
-        try:
-            year, month = (int(p) for p in request.GET.get("month", "").split("-"))
-            first = dt.date(year, month, 1)
-        except ValueError:
+        first = month_from_query(request.GET.get("month", ""))
+        if first is None:
+            if "month" in request.GET:
+                self.message_user(
+                    request,
+                    f"“month” must be YYYY-MM between {MONTH_VIEW_YEARS[0]}-01 and "
+                    f"{MONTH_VIEW_YEARS[1]}-12; showing this month.",
+                    messages.WARNING,
+                )
             first = today.replace(day=1)
         following = (first + dt.timedelta(days=32)).replace(day=1)
         previous = (first - dt.timedelta(days=1)).replace(day=1)

@@ -28,6 +28,18 @@ class MaintenanceError(ServiceRefused):
     """A workflow step refused, with a message that says what to do."""
 
 
+def _bounded(text: str, *, max_length: int, what: str) -> str:
+    """A reason or note people typed, refused (with its bound) when too long or holding NUL."""
+    text = text or ""
+    if len(text) > max_length:
+        raise MaintenanceError(
+            f"The {what} is {len(text):,} characters long; at most {max_length:,} are accepted."
+        )
+    if "\x00" in text:
+        raise MaintenanceError(f"The {what} contains a NUL character; remove it.")
+    return text
+
+
 def _require(actor: object | None, permission: str, doing: str) -> None:
     actor_require(actor, permission, doing=doing)
 

@@ -24,6 +24,7 @@ from maintenance.services._common import (
     CONDUCT,
     UNDISPATCHED_AFTER,
     MaintenanceError,
+    _bounded,
     _require,
     _utc,
 )
@@ -33,6 +34,7 @@ from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
 from opsportal.queueing import enqueue_after_commit
+from opsportal.validators import NOTE_MAX_LENGTH, REASON_MAX_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ def step_mark_done(
 ) -> ChecklistStep:
     """A person ticks a manual step (or confirms an automatic one by hand, with a note)."""
     _require(actor, CONDUCT, "complete a checklist step")
+    note = _bounded(note, max_length=NOTE_MAX_LENGTH, what="note")
     step = ChecklistStep.objects.select_related("window").get(pk=step.pk)
     if step.finished:
         raise MaintenanceError(f"“{step.title}” is already {step.get_status_display().lower()}.")
@@ -104,6 +107,7 @@ def step_mark_done(
 
 def step_skip(*, step: ChecklistStep, actor: object | None = None, reason: str) -> ChecklistStep:
     _require(actor, CONDUCT, "skip a checklist step")
+    reason = _bounded(reason, max_length=REASON_MAX_LENGTH, what="reason")
     if not reason.strip():
         raise MaintenanceError("Give a reason for skipping the step.")
     step = ChecklistStep.objects.select_related("window").get(pk=step.pk)

@@ -6,11 +6,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from maintenance import recurrence
-from maintenance.models import MaintenancePlan, MaintenanceWindow, WindowKind
+from maintenance.models import (
+    MAX_GENERATE_AHEAD_DAYS,
+    MAX_WINDOWS_AT_ONCE,
+    MaintenancePlan,
+    MaintenanceWindow,
+    WindowKind,
+)
 from maintenance.services._common import _require
 from maintenance.services.checklists import _checklist_create
 from maintenance.services.windows import lead_hours_validate
@@ -19,14 +26,32 @@ from opsportal.audit.services import audit_record
 from opsportal.systems.models import System
 
 
-def plan_validate(*, plan: MaintenancePlan):
+def plan_validate(*, plan: MaintenancePlan, now: dt.datetime | None = None):
     lead_hours_validate(value=plan.announce_lead_hours)
-    return recurrence.validate_plan(
+    rule = recurrence.validate_plan(
         rrule=plan.rrule,
         first_start=plan.first_start,
         time_zone=plan.time_zone,
         duration=dt.timedelta(minutes=plan.duration_minutes or 0),
     )
+    # One save generates every window of the look-ahead, each with its checklist: a daily
+    # rule over 400 days would be 400 windows and thousands of steps in one request.
+    now = now or timezone.now()
+    ahead = min(plan.generate_ahead_days or 0, MAX_GENERATE_AHEAD_DAYS)
+    count = len(
+        recurrence.occurrences(
+            rule, time_zone=plan.time_zone, start=now, end=now + dt.timedelta(days=ahead)
+        )
+    )
+    if count > MAX_WINDOWS_AT_ONCE:
+        raise ValidationError(
+            {
+                "generate_ahead_days": f"This rule gives {count} windows in the next {ahead} "
+                f"days; a plan generates at most {MAX_WINDOWS_AT_ONCE} at once. Shorten the "
+                "look-ahead or make the rule less frequent."
+            }
+        )
+    return rule
 
 
 def plan_occurrences(
@@ -65,8 +90,9 @@ def plan_generate_windows(
     if not plan.active:
         return []
     now = now or timezone.now()
-    horizon = now + dt.timedelta(days=plan.generate_ahead_days)
-    wanted = plan_occurrences(plan=plan, start=now, end=horizon)
+    horizon = now + dt.timedelta(days=min(plan.generate_ahead_days, MAX_GENERATE_AHEAD_DAYS))
+    # The cap holds for rows saved before the bound existed too; later ticks add the rest.
+    wanted = plan_occurrences(plan=plan, start=now, end=horizon)[:MAX_WINDOWS_AT_ONCE]
     existing = set(
         MaintenanceWindow.objects.filter(
             plan=plan, occurrence_start__gte=now, occurrence_start__lt=horizon

@@ -12,7 +12,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from maintenance import recurrence
-from maintenance.models import OccurrenceStatus, RecurringTask, ScanStatus, TaskKind, TaskOccurrence
+from maintenance.models import (
+    MAX_GENERATE_AHEAD_DAYS,
+    MAX_OCCURRENCES_AT_ONCE,
+    OccurrenceStatus,
+    RecurringTask,
+    ScanStatus,
+    TaskKind,
+    TaskOccurrence,
+)
 from maintenance.services._common import (
     UNDISPATCHED_AFTER,
     MaintenanceError,
@@ -81,6 +89,21 @@ def task_validate(*, task: RecurringTask):
                 f"BYMONTH/BYMONTHDAY/BYSETPOS and UNTIL; example: {recurrence.EXAMPLE}."
             }
         )
+    now = timezone.now()
+    ahead = min(task.generate_ahead_days or 0, MAX_GENERATE_AHEAD_DAYS)
+    count = len(
+        recurrence.occurrences(
+            rule, time_zone=task.time_zone, start=now, end=now + dt.timedelta(days=ahead)
+        )
+    )
+    if count > MAX_OCCURRENCES_AT_ONCE:
+        raise ValidationError(
+            {
+                "generate_ahead_days": f"This rule gives {count} due dates in the next {ahead} "
+                f"days; a task generates at most {MAX_OCCURRENCES_AT_ONCE} at once. Shorten "
+                "the look-ahead or make the rule less frequent."
+            }
+        )
     return rule
 
 
@@ -100,12 +123,10 @@ def task_generate_occurrences(
     rule = recurrence.parse_rule(task.rrule, first_start=task.first_due, time_zone=task.time_zone)
     first_tracked = task.occurrences.order_by("due_at").values_list("due_at", flat=True).first()
     start = max(task.first_due, now - dt.timedelta(days=7), first_tracked or now)
+    ahead = min(task.generate_ahead_days, MAX_GENERATE_AHEAD_DAYS)
     due_dates = recurrence.occurrences(
-        rule,
-        time_zone=task.time_zone,
-        start=start,
-        end=now + dt.timedelta(days=task.generate_ahead_days),
-    )
+        rule, time_zone=task.time_zone, start=start, end=now + dt.timedelta(days=ahead)
+    )[:MAX_OCCURRENCES_AT_ONCE]
     existing = set(task.occurrences.filter(due_at__in=due_dates).values_list("due_at", flat=True))
     created = TaskOccurrence.objects.bulk_create(
         TaskOccurrence(task=task, due_at=due) for due in due_dates if due not in existing

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,7 @@ from maintenance.services._common import (
     CONDUCT,
     MAX_LEAD_HOURS,
     MaintenanceError,
+    _bounded,
     _require,
     _utc,
 )
@@ -32,6 +34,7 @@ from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
 from opsportal.systems.models import System
+from opsportal.validators import NOTE_MAX_LENGTH, REASON_MAX_LENGTH
 
 # Forms are filled in for a minute or two: a start this little in the past is "now".
 PAST_GRACE = dt.timedelta(minutes=5)
@@ -185,13 +188,24 @@ def window_start(
     """Start the window: from now until its end, alerts about its systems are suppressed."""
     window_action_require(action="start", actor=actor)
     now = now or timezone.now()
-    override_reason = override_reason.strip()
+    override_reason = _bounded(
+        override_reason, max_length=REASON_MAX_LENGTH, what="reason for starting anyway"
+    ).strip()
     with transaction.atomic():
         window = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
         if window.status not in UPCOMING_STATUSES:
             raise MaintenanceError(
                 f"The window is {window.get_status_display().lower()}; only a planned or "
                 "announced window can start."
+            )
+        early = dt.timedelta(minutes=settings.MAINTENANCE_EARLY_START_MINUTES)
+        if window.starts_at - now > early:
+            # Announcements and calendars told people the planned time; starting far earlier
+            # would suppress alerts and take systems down while nobody expects it.
+            raise MaintenanceError(
+                f"The window is planned to start at {_utc(window.starts_at)}; it can be "
+                f"started at most {settings.MAINTENANCE_EARLY_START_MINUTES} minutes before "
+                "that (MAINTENANCE_EARLY_START_MINUTES). Move its start first."
             )
         if window.ends_at <= now:
             raise MaintenanceError(
@@ -267,6 +281,7 @@ def window_finish(
 ) -> MaintenanceWindow:
     """End the window (completed, or rolled back): alerts are handled normally again."""
     window_action_require(action="rollback" if rolled_back else "complete", actor=actor)
+    note = _bounded(note, max_length=NOTE_MAX_LENGTH, what="note")
     now = now or timezone.now()
     with transaction.atomic():
         window = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
@@ -359,6 +374,7 @@ def window_cancel(
     """Cancel a planned window; for a generated one this skips the occurrence, and the
     plan's rule is untouched (regenerating does not bring it back)."""
     window_action_require(action="cancel", actor=actor)
+    reason = _bounded(reason, max_length=REASON_MAX_LENGTH, what="reason")
     if not reason.strip():
         raise MaintenanceError("Give a reason for cancelling the window.")
     with transaction.atomic():
@@ -391,6 +407,7 @@ def window_log_change(
 ) -> ChangeLogEntry:
     """The runbook's "Document changes": one entry in the window's change log."""
     window_action_require(action="log", actor=actor)
+    text = _bounded(text, max_length=NOTE_MAX_LENGTH, what="change description")
     if not text.strip():
         raise MaintenanceError("Describe the change.")
     entry = ChangeLogEntry.objects.create(

@@ -50,7 +50,7 @@ class PortalUserAdmin(UserAdmin):
     def get_urls(self):
         return [
             path(
-                "<int:id>/two-factor/reset/",
+                "<id:id>/two-factor/reset/",
                 self.admin_site.admin_view(self.two_factor_reset_view),
                 name="auth_user_two_factor_reset",
             ),

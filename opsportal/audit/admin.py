@@ -2,8 +2,9 @@ import csv
 import json
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html
 
@@ -83,7 +84,18 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         """The records the changelist shows with its current filters, as CSV."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            # The changelist itself shows such a filter as "?e=1"; a download says why (without
+            # echoing the value back).
+            return HttpResponseBadRequest(
+                "The export's filters cannot be applied: one names a field the audit log does "
+                "not have, or a value of the wrong kind (an id that is not a number, a date "
+                "that is not a date). Open the audit log, choose the filters there and use its "
+                "export link.",
+                content_type="text/plain; charset=utf-8",
+            )
         queryset = changelist.get_queryset(request).order_by("id")
         writer = csv.writer(_Echo())
 

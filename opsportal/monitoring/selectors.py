@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from opsportal.monitoring.models import (
     Sample,
 )
 from opsportal.systems.models import System
+
+logger = logging.getLogger(__name__)
 
 CHART_WINDOW = dt.timedelta(hours=1)
 CHART_POINTS = 60
@@ -227,23 +230,47 @@ def overview_section_register(name: str, section: OverviewSection) -> None:
 
 
 def operations_overview(*, now: dt.datetime | None = None, user=None) -> dict:
-    """Everything the admin's home page shows, in a bounded number of queries."""
+    """Everything the admin's home page shows, in a bounded number of queries.
+
+    Each panel is computed on its own: one that fails (a bad row, a bug) is named in
+    `failed_panels` and shown empty, and the page still renders for everyone."""
     from opsportal.people.selectors import on_call_overview
 
     now = now or timezone.now()
-    systems = systems_status(now=now)
-    firing = alerts_firing()
+    failed: list[str] = []
+    systems = _panel("Systems", failed, lambda: systems_status(now=now), [])
+    firing = _panel("Alerts firing", failed, alerts_firing, [])
     context = {
         "now": now,
         "alerts_firing": firing,
         "systems": systems,
-        "on_call": on_call_overview(at=now),
+        "on_call": _panel("On call now", failed, lambda: on_call_overview(at=now), []),
+        "failed_panels": failed,
     }
-    for section in _overview_sections.values():
-        context.update(section(now=now, user=user, systems=systems, firing=firing))
-    if not systems:
-        context["getting_started"] = getting_started(user=user)
+    for name, section in _overview_sections.items():
+        context.update(
+            _panel(
+                name,
+                failed,
+                lambda section=section: section(now=now, user=user, systems=systems, firing=firing),
+                {},
+            )
+        )
+    if not systems and "Systems" not in failed:
+        context["getting_started"] = _panel(
+            "Getting started", failed, lambda: getting_started(user=user), []
+        )
     return context
+
+
+def _panel(name: str, failed: list[str], compute: Callable, empty):
+    try:
+        return compute()
+    except Exception:
+        # Logged with its traceback for the developers; the page says which panel is missing.
+        logger.exception("The overview's %s panel failed", name)
+        failed.append(name)
+        return empty
 
 
 @dataclass(frozen=True)

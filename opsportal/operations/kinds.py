@@ -313,6 +313,31 @@ def clean_params(kind: str, params: dict | None) -> dict:
     return cleaned
 
 
+def check_stored_params(kind: str, params: object) -> None:
+    """A runbook step's stored parameters, before the run fills in what is left: the kind
+    exists, they are an object of its parameter names, and every value given fits its spec
+    (required ones may still be missing). InvalidParameters says what is wrong."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise InvalidParameters(
+            f"Unknown operation kind {kind[:60]!r}; one of: {', '.join(sorted(KINDS))}."
+        )
+    if not isinstance(params, dict):
+        raise InvalidParameters("The parameters must be a JSON object.")
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        raise InvalidParameters(
+            f"{spec.label} does not take {', '.join(n[:40] for n in unknown[:5])} "
+            f"(it takes: {', '.join(spec.params) or 'no parameters'})."
+        )
+    for name, value in params.items():
+        param = spec.params[name]
+        if isinstance(value, dict) or (isinstance(value, list) and param.type is not list):
+            raise InvalidParameters(f"{name} must be a single value, not a list or object.", name)
+        if value is not None and value != "":
+            _coerce(spec, name, param, value)
+
+
 # Bounds on free-form parameters: process ids fit PostgreSQL's int, names its identifiers
 # (63 bytes; 255 leaves room for container and service names and key patterns).
 MAX_LIST_ITEMS = 100

@@ -1,5 +1,4 @@
 import datetime as dt
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,7 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
+from opsportal.admin_mixins import BoundedAutocompleteMixin, ReadOnlyAdminMixin, message_refusal
 from opsportal.people.models import (
     Contact,
     Notification,
@@ -31,6 +30,7 @@ from opsportal.people.shifts import (
 )
 from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.forms import SecretsWriteOnlyForm
+from opsportal.validators import http_url_problem
 
 
 class WebhookChannelForm(SecretsWriteOnlyForm):
@@ -42,10 +42,10 @@ class WebhookChannelForm(SecretsWriteOnlyForm):
             if not self.instance.pk or not self.instance.url:
                 raise forms.ValidationError("Enter the webhook URL.")
             return url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = http_url_problem(url)
+        if problem:
             # Say what is wrong without echoing the URL back into the page.
-            raise forms.ValidationError("Enter an http:// or https:// URL.")
+            raise forms.ValidationError(problem)
         return url
 
 
@@ -78,20 +78,20 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["name", "email", "phone"]
 
 
-class RotationMemberInline(admin.TabularInline):
+class RotationMemberInline(BoundedAutocompleteMixin, admin.TabularInline):
     model = RotationMember
     extra = 0
     autocomplete_fields = ["contact"]
 
 
-class OnCallOverrideInline(admin.TabularInline):
+class OnCallOverrideInline(BoundedAutocompleteMixin, admin.TabularInline):
     model = OnCallOverride
     extra = 0
     autocomplete_fields = ["contact"]
 
 
 @admin.register(OnCallOverride)
-class OnCallOverrideAdmin(admin.ModelAdmin):
+class OnCallOverrideAdmin(BoundedAutocompleteMixin, admin.ModelAdmin):
     """Swaps and holiday cover on pages of their own: saving a rotation's page needs
     change_oncallrotation, which the on-call engineers who record swaps do not hold (and
     should not: the rotation's order and shifts are DevOps'). Audited like every change to

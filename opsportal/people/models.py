@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from opsportal.systems.fields import EncryptedTextField
@@ -66,12 +66,20 @@ class Contact(models.Model):
         return f"{self.name} ({self.team})"
 
 
+# A shift longer than a year is not a rotation (issue #17: a huge value broke the overview).
+MAX_SHIFT_HOURS = 24 * 366
+
+
 class OnCallRotation(models.Model):
     """Members take turns in order, each for one shift, starting at `handoff_at`."""
 
     name = models.CharField(max_length=100, unique=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="rotations")
-    shift_hours = models.PositiveIntegerField(default=168, validators=[MinValueValidator(1)])
+    shift_hours = models.PositiveIntegerField(
+        default=168,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SHIFT_HOURS)],
+        help_text=f"Length of one member's shift: 1 to {MAX_SHIFT_HOURS} hours (a year).",
+    )
     handoff_at = models.DateTimeField(help_text="When the first member's first shift starts.")
     members = models.ManyToManyField(Contact, through="RotationMember", related_name="+")
 

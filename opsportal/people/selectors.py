@@ -34,7 +34,11 @@ def on_call_by_rotation(
 def _turn(rotation: OnCallRotation, members: list[Contact], at: dt.datetime) -> Contact | None:
     if not members or at < rotation.handoff_at:
         return None
-    return members[int((at - rotation.handoff_at) // rotation.shift) % len(members)]
+    # Whole seconds over whole-hour shifts, in integers: no timedelta is built from
+    # shift_hours, so even a row saved before its bound cannot overflow (issue #17).
+    elapsed = (at - rotation.handoff_at) // dt.timedelta(seconds=1)
+    shift_seconds = max(1, rotation.shift_hours) * 3600
+    return members[elapsed // shift_seconds % len(members)]
 
 
 def on_call_now(*, rotation: OnCallRotation, at: dt.datetime | None = None) -> Contact | None:

@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.text import get_text_list
 
 from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.converters import id_or_404
 from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.fields import secret_field_names
 from opsportal.systems.forms import secrets_form_for
@@ -69,7 +70,7 @@ class SystemAdminBase(SecretFieldsAdminMixin, admin.ModelAdmin):
         info = self.opts.app_label, self.opts.model_name
         return [
             path(
-                "<path:object_id>/test-connection/",
+                "<id:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
                 name="{}_{}_test_connection".format(*info),
             ),
@@ -144,5 +145,5 @@ class SystemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     status = SystemAdminBase.status
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        system = get_object_or_404(System, pk=object_id)
+        system = get_object_or_404(System, pk=id_or_404(object_id))
         return HttpResponseRedirect(system.get_admin_url())

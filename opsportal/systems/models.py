@@ -15,6 +15,7 @@ from opsportal.systems.fields import (
     secrets_entered,
     secrets_forget_entered,
 )
+from opsportal.validators import docker_engine_url
 
 # Fields the periodic connection check writes; not configuration, so not audited as changes.
 CHECK_STATE_FIELDS = [
@@ -216,6 +217,7 @@ class System(models.Model):
 class DockerEngine(System):
     base_url = models.CharField(
         max_length=255,
+        validators=[docker_engine_url],
         help_text="unix:///var/run/docker.sock, tcp://host:2376 (with TLS) or ssh://user@host",
     )
     tls_verify = models.BooleanField(
@@ -226,7 +228,11 @@ class DockerEngine(System):
     tls_client_key = EncryptedTextField(
         blank=True, multiline=True, help_text="PEM client key (write-only)."
     )
-    timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.5)])
+    timeout_seconds = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(300)],
+        help_text="0.5 to 300 seconds.",
+    )
     engine_id = models.CharField(
         "engine ID",
         max_length=128,
@@ -315,7 +321,11 @@ def engine_address(base_url: str) -> str:
         return url.lower()
     if scheme in ("http", "https"):
         scheme = "tcp"
-    parsed = urlsplit(f"{scheme}://{rest}")
+    try:
+        parsed = urlsplit(f"{scheme}://{rest}")
+    except ValueError:
+        # Unreadable (refused by the field's validator); compared as typed.
+        return url.lower()
     host = (parsed.hostname or "").lower()
     host = "127.0.0.1" if host in ("localhost", "::1") else host
     try:
@@ -386,7 +396,11 @@ class RedisCache(System):
     username = models.CharField(max_length=128, blank=True)
     password = EncryptedTextField(blank=True)
     use_tls = models.BooleanField(default=False)
-    timeout_seconds = models.FloatField(default=3.0, validators=[MinValueValidator(0.1)])
+    timeout_seconds = models.FloatField(
+        default=3.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(300)],
+        help_text="0.1 to 300 seconds.",
+    )
 
     SECRET_FIELDS = ("password",)
     # AUTH is sent before SELECT, so the database number does not decide who gets it.
@@ -414,7 +428,11 @@ class HttpEndpoint(System):
         max_length=8, default="GET", choices=[("GET", "GET"), ("HEAD", "HEAD")]
     )
     expected_status = models.PositiveSmallIntegerField(default=200)
-    timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
+    timeout_seconds = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(300)],
+        help_text="0.1 to 300 seconds.",
+    )
     verify_tls = models.BooleanField(default=True)
     authorization_header = EncryptedTextField(
         blank=True, help_text="Sent as the Authorization header (write-only), e.g. 'Bearer …'."

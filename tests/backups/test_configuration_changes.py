@@ -175,7 +175,7 @@ def test_runbooks_and_their_steps_round_trip(db, tmp_path):
         position=2,
         text="Restart the service",
         operation_kind="container_restart",
-        operation_params={"timeout": 30},
+        operation_params={"timeout_seconds": 30},
     )
     repo = tmp_path / "config-repo"
     call_command("config_export", repo=str(repo))
@@ -194,7 +194,7 @@ def test_runbooks_and_their_steps_round_trip(db, tmp_path):
     assert RunbookStep.objects.count() == steps_before
     step = RunbookStep.objects.get(runbook__name="Disk space", position=2)
     assert step.operation_kind == "container_restart"
-    assert step.operation_params == {"timeout": 30}
+    assert step.operation_params == {"timeout_seconds": 30}
 
 
 def test_inline_task_mode_leaves_the_burst_to_the_sweeper(
