@@ -199,7 +199,10 @@ def _transition(
     **changes,
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
-    actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
+    if source != "link":
+        # An acknowledge link is its own authority: the portal sent it to that person for
+        # this incident, signed and single-use (incidents.services.acknowledge).
+        actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
     note = _bounded(note, max_length=REASON_MAX_LENGTH, what="note")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)

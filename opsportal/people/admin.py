@@ -142,7 +142,7 @@ class OnCallRotationAdmin(admin.ModelAdmin):
         return [
             path("my-shifts/", view(self.my_shifts_view), name="{}_{}_my_shifts".format(*info)),
             path(
-                "<path:object_id>/take-shift/",
+                "<id:object_id>/take-shift/",
                 view(self.take_shift_view),
                 name="{}_{}_take_shift".format(*info),
             ),

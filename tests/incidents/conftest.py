@@ -70,5 +70,7 @@ def set_up_paging() -> dict:
     RotationMember.objects.create(rotation=OnCallRotation.objects.get(), contact=alice)
     dave = Contact.objects.create(name="Dave", team=devops, email="dave@example.com")
     erin = User.objects.create_user("erin", "erin@example.com", "pw-erin-123!", is_staff=True)
+    groups_load_defaults()
+    erin.groups.add(Group.objects.get(name="On-call engineers"))
     teams[Responsibility.ON_CALL].members.add(erin)
     return {"alice": alice, "dave": dave, "erin": erin, "teams": teams}
