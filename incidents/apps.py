@@ -41,10 +41,15 @@ class IncidentsConfig(AppConfig):
         # Monitoring hands its firing and cleared alerts to incident handling.
         alert_receiver_register(alert_receive)
         register_gauges(metrics.incident_gauges)
+        # Public incidents and their public updates feed the status page.
+        from incidents.public import IncidentsPublicSource
+        from opsportal.statuspage.sources import public_source_register
 
+        public_source_register("incidents", IncidentsPublicSource())
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
         from backups import configuration
+        from incidents import admin_public  # noqa: F401  (registers the public incident pages)
 
         # After the shared layer's configuration, in the order an import needs it.
         configuration.register_defaults()

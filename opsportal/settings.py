@@ -8,10 +8,10 @@ mode and a filesystem Celery broker, both under var/. Production sets DATABASE_U
 from pathlib import Path
 
 import environ
-from kombu import Queue
 from cryptography.fernet import Fernet
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "opsportal.health",
     "opsportal.operations",
     "opsportal.monitoring",
+    "opsportal.statuspage",
     "incidents",
     "backups",
     "maintenance",
@@ -298,6 +299,32 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="opsportal@localhost")
 NOTIFICATION_WEBHOOK_TIMEOUT = env.float("NOTIFICATION_WEBHOOK_TIMEOUT", default=5.0)
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
+
+# The public status page (/status/, opsportal/statuspage/).
+STATUS_PAGE_LOGIN_REQUIRED = env.bool("STATUS_PAGE_LOGIN_REQUIRED", default=False)
+# Where the links in subscribers' emails point (the portal as its users reach it).
+STATUS_PAGE_BASE_URL = env.str("STATUS_PAGE_BASE_URL", default="http://127.0.0.1:8000")
+STATUS_PAGE_MAX_AGE_SECONDS = env.int("STATUS_PAGE_MAX_AGE_SECONDS", default=15)
+# Subscribe requests allowed per address and per client address within the window.
+STATUS_PAGE_SUBSCRIBE_PER_ADDRESS = env.int("STATUS_PAGE_SUBSCRIBE_PER_ADDRESS", default=3)
+STATUS_PAGE_SUBSCRIBE_PER_CLIENT = env.int("STATUS_PAGE_SUBSCRIBE_PER_CLIENT", default=10)
+STATUS_PAGE_SUBSCRIBE_WINDOW_SECONDS = env.int("STATUS_PAGE_SUBSCRIBE_WINDOW_SECONDS", default=3600)
+# Throwaway mail services (and their subdomains) that may not subscribe.
+STATUS_PAGE_BLOCKED_EMAIL_DOMAINS = env.list(
+    "STATUS_PAGE_BLOCKED_EMAIL_DOMAINS",
+    default=[
+        "mailinator.com",
+        "guerrillamail.com",
+        "10minutemail.com",
+        "temp-mail.org",
+        "yopmail.com",
+        "trashmail.com",
+        "sharklasers.com",
+        "dispostable.com",
+        "getnada.com",
+        "maildrop.cc",
+    ],
+)
 
 # Celery: the broker needs no server by default: files under var/, through kombu's
 # filesystem transport with atomic writes and claims (opsportal/embedded_broker.py; kombu's

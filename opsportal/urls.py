@@ -12,4 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("incidents/", include("incidents.urls")),
     path("maintenance/", include("maintenance.urls")),
+    path("status/", include("opsportal.statuspage.urls")),
 ]

@@ -32,6 +32,7 @@ from opsportal.monitoring.models import (
     Sample,
     SampleRollup,
 )
+from opsportal.monitoring.signals import collection_finished
 from opsportal.schedules import periodic_task_ensure
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
@@ -185,9 +186,11 @@ def collection_run_due(*, now: dt.datetime | None = None, max_workers: int = 16)
         systems={item.system.pk: item.system for item in collected},
         failed={item.system.pk for item in collected if not item.ok},
     )
-    return CollectionRound(
+    result = CollectionRound(
         collected, len(values), transitions, (time.perf_counter() - started) * 1000
     )
+    collection_finished.send(sender=CollectionRound, round=result)
+    return result
 
 
 def _backup_locations_due(now: dt.datetime) -> bool:
