@@ -61,7 +61,7 @@ def incident_publish(
     public.save()
     public.components.set(list(components))
     audit_record(
-        action=AuditAction.CREATE if created else AuditAction.UPDATE,
+        action=AuditAction.CREATE if created else AuditAction.CHANGE,
         obj=public,
         actor=actor,
         message=f"Incident #{incident.pk} {'published' if created else 'public details changed'}"

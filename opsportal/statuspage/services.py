@@ -241,7 +241,7 @@ def subscriber_request(
             about=subscriber,
         )
         audit_record(
-            action=AuditAction.CREATE if created else AuditAction.UPDATE,
+            action=AuditAction.CREATE if created else AuditAction.CHANGE,
             object_type=Subscriber._meta.label_lower,
             object_id=str(subscriber.pk),
             object_repr=f"Subscriber #{subscriber.pk}",
@@ -283,7 +283,7 @@ def subscriber_confirm(*, signed: str) -> tuple[Subscriber, bool]:
         subscriber.refresh_from_db()
         if updated:
             audit_record(
-                action=AuditAction.UPDATE,
+                action=AuditAction.CHANGE,
                 object_type=Subscriber._meta.label_lower,
                 object_id=str(subscriber.pk),
                 object_repr=f"Subscriber #{subscriber.pk}",

@@ -98,9 +98,11 @@ def history(request):
     months: dict[dt.date, dict[str, list]] = defaultdict(lambda: {"incidents": [], "windows": []})
     for item in sources.public_incidents(since=since):
         months[item.started_at.date().replace(day=1)]["incidents"].append(item)
-    for window in sources.public_windows(start=since, end=now):
+    # A window may be cancelled, or finish early, before its planned start.
+    for window in sources.public_windows(start=since, end=now + dt.timedelta(days=366)):
         if window.status in ("completed", "cancelled") or window.ends_at <= now:
-            months[window.starts_at.date().replace(day=1)]["windows"].append(
+            happened = min(window.starts_at, window.updated_at)
+            months[happened.date().replace(day=1)]["windows"].append(
                 (window, [names[c] for c in window.component_ids if c in names])
             )
     listed = []

@@ -77,3 +77,36 @@ def deliver_pending() -> list[Notification]:
 
 def mails_to(smtp, address: str) -> list[str]:
     return [m["data"] for m in smtp.messages if address in m["to"]]
+
+
+@pytest.fixture
+def devops(db):
+    groups_load_defaults()
+    user = get_user_model().objects.create_user("dora", password="pw-dora-123!", is_staff=True)
+    user.groups.add(Group.objects.get(name="DevOps"))
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def public_window(devops, components):
+    """Schedule a public window through the maintenance service, as the admin does."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from maintenance.models import MaintenanceWindow, WindowKind
+    from maintenance.services import window_schedule
+
+    def make(*, starts_in=dt.timedelta(days=2), length=dt.timedelta(hours=2), affects=(), **fields):
+        starts_at = timezone.now() + starts_in
+        fields.setdefault("title", "Internal: pg 15.4 -> 15.6 on db-primary")
+        fields.setdefault("kind", WindowKind.AD_HOC)
+        fields.setdefault("public", True)
+        fields.setdefault("public_title", "Database upgrade")
+        fields.setdefault("public_impact", "Writes pause for up to five minutes.")
+        window = MaintenanceWindow(starts_at=starts_at, ends_at=starts_at + length, **fields)
+        window = window_schedule(window=window, actor=devops)
+        window.public_components.set([components[name] for name in affects])
+        return window
+
+    return make
