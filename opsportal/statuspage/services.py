@@ -140,8 +140,8 @@ def _normalise(email: str) -> str:
         raise SubscriptionRefused(
             "That does not look like an email address. Check it and try again."
         ) from None
-    local, _, domain = email.rpartition("@")
-    domain = domain.lower()
+    # One subscription per mailbox whatever the capitals (providers ignore them).
+    local, _, domain = email.lower().rpartition("@")
     blocked = {d.lower() for d in settings.STATUS_PAGE_BLOCKED_EMAIL_DOMAINS}
     if domain in blocked or any(domain.endswith("." + d) for d in blocked):
         raise SubscriptionRefused(

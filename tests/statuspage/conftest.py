@@ -68,7 +68,9 @@ def deliver_pending() -> list[Notification]:
     """Run the real delivery task for every queued notification (what the worker does once
     the transaction that queued them commits)."""
     pending = list(
-        Notification.objects.filter(status=NotificationStatus.PENDING).values_list("pk", flat=True)
+        Notification.objects.filter(status=NotificationStatus.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     for pk in pending:
         deliver_notification.apply(args=[pk])
