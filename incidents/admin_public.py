@@ -101,6 +101,8 @@ class PublicIncidentAdmin(admin.ModelAdmin):
             from django.http import HttpResponseNotAllowed
 
             return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(PERMISSION):
+            raise PermissionDenied
         public = get_object_or_404(PublicIncident, pk=object_id)
         back = reverse("admin:incidents_publicincident_change", args=[public.pk])
         form = PublicUpdateForm(request.POST)
