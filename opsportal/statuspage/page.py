@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.template.loader import render_to_string
+from django.utils.html import format_html_join
 
 from opsportal.statuspage.models import Component, ComponentDay, ComponentState
 from opsportal.statuspage.rules import worst
@@ -44,6 +45,11 @@ class Bar:
     percent: float | None
     css: str
     incidents: list[str]
+
+    @property
+    def short(self) -> str:
+        figure = "no data" if self.percent is None else f"{self.percent:.2f} %"
+        return f"{self.day:%d %b}: {figure}" + "".join(f"; {t}" for t in self.incidents)
 
     @property
     def text(self) -> str:
@@ -83,10 +89,16 @@ def component_rows(
         rows.append(
             {
                 "component": component,
-                "bars": bars,
+                # 90 bars x 50 components: joined here, not looped in the template (the
+                # refresh runs after every collection round).
+                "bars_html": format_html_join(
+                    "",
+                    '<li class="{}" title="{}"></li>',
+                    ((b.css + (" inc" if b.incidents else ""), b.short) for b in bars),
+                ),
                 "uptime": round(total / counted, 2) if counted else None,
                 "notable": [
-                    b for b in bars if b.incidents or (b.percent is not None and b.percent < 99.95)
+                    b for b in bars if b.incidents or (b.percent is not None and b.percent < 99)
                 ],
             }
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gzip
 from collections import defaultdict
 
 import icalendar
@@ -55,18 +56,42 @@ def refused(request, error: services.SubscriptionRefused, title: str):
     )
 
 
+# The last page this process served, as (key, body, gzipped body): a visit reads only the
+# page's key unless the page changed since, and is compressed once per version.
+_served: tuple[str, bytes, bytes] = ("", b"", b"")
+
+
+def _key(version: int, computed_at: dt.datetime) -> str:
+    # With the time too: a database restored or reset starts its versions again.
+    return f"{version}-{int(computed_at.timestamp() * 1000)}"
+
+
 @public
 @require_http_methods(["GET", "HEAD"])
 def index(request):
-    snapshot = StatusSnapshot.objects.filter(pk=1).only("version", "html").first()
-    if snapshot is None:
+    global _served
+    current = StatusSnapshot.objects.filter(pk=1).values_list("version", "computed_at").first()
+    if current is None:
         snapshot = services.status_refresh()
-    etag = f'"status-{snapshot.version}"'
+        current = (snapshot.version, snapshot.computed_at)
+    key = _key(*current)
+    etag = f'"status-{key}"'
     if request.headers.get("If-None-Match") == etag:
         response = HttpResponse(status=304)
     else:
-        response = HttpResponse(snapshot.html)
+        if _served[0] != key:
+            snapshot = StatusSnapshot.objects.filter(pk=1).first()
+            body = snapshot.html.encode()
+            key = _key(snapshot.version, snapshot.computed_at)
+            _served = (key, body, gzip.compress(body, compresslevel=6, mtime=0))
+            etag = f'"status-{key}"'
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            response = HttpResponse(_served[2])
+            response["Content-Encoding"] = "gzip"
+        else:
+            response = HttpResponse(_served[1])
     response["ETag"] = etag
+    response["Vary"] = "Accept-Encoding"
     response["Cache-Control"] = _cache_control()
     return response
 

@@ -5,6 +5,7 @@ and the canary: nothing internal ever appears on a public page, feed or email.""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 
 import feedparser
 import icalendar
@@ -210,6 +211,10 @@ def test_the_page_is_served_precomputed_with_an_etag(components):
     assert client.get("/status/", HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 200
     # No JavaScript at all: the page works without it.
     assert "<script" not in first.content.decode()
+    # Compressed for browsers that ask (once per version), the same page.
+    packed = client.get("/status/", HTTP_ACCEPT_ENCODING="gzip, br")
+    assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+    assert gzip.decompress(packed.content) == client.get("/status/").content
 
 
 def test_the_page_can_be_kept_to_signed_in_users(settings, components, client, viewer):
