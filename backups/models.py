@@ -203,11 +203,6 @@ class RestoreStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# Its former name, kept so existing imports work; it said nothing next to
-# opsportal.operations' OperationStatus (the status of an operation on a system).
-OperationStatus = RestoreStatus
-
-
 class Restore(models.Model):
     """The runbook's "Restore": a backup written into a registered database."""
 

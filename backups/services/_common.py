@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from backups.models import Backup, BackupFormat, BackupMethod, BackupPlan, OperationStatus
+from backups.models import Backup, BackupFormat, BackupMethod, BackupPlan, RestoreStatus
 from backups.storage import storage_for
 from opsportal.actors import acting_user
 from opsportal.jobs import job_claim
@@ -39,8 +39,8 @@ def _claim(model, pk: int) -> bool:
     return job_claim(
         model,
         pk,
-        from_status=OperationStatus.QUEUED,
-        to_status=OperationStatus.RUNNING,
+        from_status=RestoreStatus.QUEUED,
+        to_status=RestoreStatus.RUNNING,
         started_at=timezone.now(),
     )
 

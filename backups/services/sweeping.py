@@ -15,9 +15,9 @@ from backups.models import (
     BackupStatus,
     BackupTrigger,
     ConfigurationChange,
-    OperationStatus,
     Restore,
     RestoreDrill,
+    RestoreStatus,
 )
 from backups.services._common import (
     OPERATION_TIME_LIMIT,
@@ -57,8 +57,8 @@ def _fail_past_time_limit(row: Restore | RestoreDrill, now: dt.datetime) -> bool
     return job_finish(
         type(row),
         row.pk,
-        from_status=OperationStatus.RUNNING,
-        to_status=OperationStatus.FAILED,
+        from_status=RestoreStatus.RUNNING,
+        to_status=RestoreStatus.FAILED,
         now=now,
         message="The worker stopped before finishing (past the time limit).",
     )
@@ -84,8 +84,8 @@ BACKUP_JOB = JobSpec(
 )
 RESTORE_JOB = JobSpec(
     model=Restore,
-    queued=OperationStatus.QUEUED,
-    running=OperationStatus.RUNNING,
+    queued=RestoreStatus.QUEUED,
+    running=RestoreStatus.RUNNING,
     dispatch=_dispatch_restore,
     fail=_fail_past_time_limit,
     lost_after=UNDISPATCHED_AFTER,
@@ -93,8 +93,8 @@ RESTORE_JOB = JobSpec(
 )
 DRILL_JOB = JobSpec(
     model=RestoreDrill,
-    queued=OperationStatus.QUEUED,
-    running=OperationStatus.RUNNING,
+    queued=RestoreStatus.QUEUED,
+    running=RestoreStatus.RUNNING,
     dispatch=_dispatch_drill,
     fail=_fail_past_time_limit,
     lost_after=UNDISPATCHED_AFTER,

@@ -11,12 +11,13 @@ from django.utils import timezone
 from maintenance.models import MaintenancePlan
 from maintenance.services.announcements import windows_announce_due
 from maintenance.services.checklists import steps_prepare_due, steps_sweep
-from maintenance.services.plans import RUNBOOK_PLANS, plan_validate
+from maintenance.services.plans import RUNBOOK_PLANS, plan_validate, plans_generate
 from maintenance.services.security_tasks import (
     occurrences_remind_overdue,
     security_scans_due,
     security_scans_sweep,
     security_tasks_load_defaults,
+    tasks_generate,
 )
 from maintenance.services.windows import windows_release_alerts_due
 from opsportal.schedules import periodic_task_ensure
@@ -29,6 +30,10 @@ def maintenance_load_defaults() -> None:
             plan_validate(plan=plan)
             plan.save()
     security_tasks_load_defaults()
+    # A fresh install shows its coming windows and due dates at once, not after the
+    # nightly generation; generating is idempotent, so a second load creates nothing.
+    plans_generate()
+    tasks_generate()
     periodic_task_ensure(
         name="Maintenance: announcements, checklists, sweeper",
         task="maintenance.tick",

@@ -88,12 +88,18 @@ def task_validate(*, task: RecurringTask):
 def task_generate_occurrences(
     *, task: RecurringTask, now: dt.datetime | None = None
 ) -> list[TaskOccurrence]:
-    """Due dates from the task's rule, from the last week up to `generate_ahead_days`."""
+    """Due dates from the task's rule, from the last week up to `generate_ahead_days`.
+
+    The look-back (so a date just missed can still be recorded late) never reaches before
+    the task's first generated due date: a task generated for the first time (a fresh
+    install, a new task) starts from now, so it is not overdue for dates from before the
+    portal tracked it."""
     if not task.active:
         return []
     now = now or timezone.now()
     rule = recurrence.parse_rule(task.rrule, first_start=task.first_due, time_zone=task.time_zone)
-    start = max(task.first_due, now - dt.timedelta(days=7))
+    first_tracked = task.occurrences.order_by("due_at").values_list("due_at", flat=True).first()
+    start = max(task.first_due, now - dt.timedelta(days=7), first_tracked or now)
     due_dates = recurrence.occurrences(
         rule,
         time_zone=task.time_zone,

@@ -241,4 +241,59 @@ def operations_overview(*, now: dt.datetime | None = None, user=None) -> dict:
     }
     for section in _overview_sections.values():
         context.update(section(now=now, user=user, systems=systems, firing=firing))
+    if not systems:
+        context["getting_started"] = getting_started(user=user)
     return context
+
+
+@dataclass(frozen=True)
+class FirstStep:
+    """One step of setting up a fresh portal, for the home page's "Getting started"."""
+
+    text: str
+    why: str
+    done: bool
+    url: str | None  # None when this user may not do it (ask an administrator)
+
+
+def getting_started(*, user=None) -> list[FirstStep]:
+    """What a fresh portal needs before its home page has anything to show: the systems to
+    watch and someone on call, each with a link for a user allowed to add it."""
+    from django.urls import reverse
+
+    from opsportal.people.models import OnCallRotation
+    from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase
+
+    def link(model, permission: str) -> str | None:
+        if user is None or not user.has_perm(permission):
+            return None
+        return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_add")
+
+    return [
+        FirstStep(
+            "Register a Docker engine",
+            "the engine that runs the platform's containers (unix socket, tcp+TLS or ssh); "
+            "its containers are then watched and can be restarted from a runbook",
+            DockerEngine.objects.exists(),
+            link(DockerEngine, "systems.add_dockerengine"),
+        ),
+        FirstStep(
+            "Register a PostgreSQL database",
+            "connections, slow queries and replication lag are watched, and it can be "
+            "backed up and restored",
+            PostgresDatabase.objects.exists(),
+            link(PostgresDatabase, "systems.add_postgresdatabase"),
+        ),
+        FirstStep(
+            "Register an HTTP endpoint",
+            "the API's health URL: availability and p95 latency against its target",
+            HttpEndpoint.objects.exists(),
+            link(HttpEndpoint, "systems.add_httpendpoint"),
+        ),
+        FirstStep(
+            "Say who is on call",
+            "a rotation with its members, so an incident pages a person",
+            OnCallRotation.objects.filter(members__isnull=False).exists(),
+            link(OnCallRotation, "people.add_oncallrotation"),
+        ),
+    ]

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from backups import services
-from backups.models import Backup, BackupStatus, OperationStatus, Verification
+from backups.models import Backup, BackupStatus, RestoreStatus, Verification
 from backups.storage import storage_for
 from backups.tasks import run_backup, run_restore
 from opsportal.audit.models import AuditRecord
@@ -65,7 +65,7 @@ def test_backup_then_restore_into_another_database_gives_identical_contents(
     run_restore.apply(args=[restore.pk])
     restore.refresh_from_db()
 
-    assert restore.status == OperationStatus.SUCCEEDED, restore.message
+    assert restore.status == RestoreStatus.SUCCEEDED, restore.message
     assert table_contents_digest(second_database.dbname) == table_contents_digest(
         source_database.dbname
     )
@@ -94,7 +94,7 @@ def test_plain_sql_backup_round_trips(source_database, second_database, superuse
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
-    assert restore.status == OperationStatus.SUCCEEDED, restore.message
+    assert restore.status == RestoreStatus.SUCCEEDED, restore.message
     assert table_contents_digest(second_database.dbname) == table_contents_digest(
         source_database.dbname
     )
@@ -107,7 +107,7 @@ def test_drill_restores_into_scratch_database_and_compares_counts(source_databas
     drill.refresh_from_db()
     backup.refresh_from_db()
 
-    assert drill.status == OperationStatus.SUCCEEDED, drill.message
+    assert drill.status == RestoreStatus.SUCCEEDED, drill.message
     assert drill.tables_compared == len(backup.table_row_counts) >= 5
     assert drill.mismatches == {}
     assert backup.drill_result == "passed"
@@ -159,7 +159,7 @@ def test_a_drill_whose_row_counts_differ_fails_flags_the_backup_and_pages_the_db
     drill.refresh_from_db()
     backup.refresh_from_db()
 
-    assert drill.status == OperationStatus.FAILED
+    assert drill.status == RestoreStatus.FAILED
     assert drill.mismatches == {table: {"recorded": counts[table], "restored": counts[table] - 1}}
     assert "1 of" in drill.message and "differ in row count" in drill.message
     assert backup.drill_result == "failed"
@@ -177,6 +177,6 @@ def test_a_drill_of_a_tampered_file_fails_before_restoring(source_database, dba_
     drill = services.drill_request(backup=backup)
     services.drill_run(drill_id=drill.pk)
     drill.refresh_from_db()
-    assert drill.status == OperationStatus.FAILED
+    assert drill.status == RestoreStatus.FAILED
     assert "checksum" in drill.message.lower()
     assert Backup.objects.get(pk=backup.pk).drill_result == "failed"

@@ -8,7 +8,7 @@ import docker
 import pytest
 
 from backups import services
-from backups.models import BackupStatus, OperationStatus, Verification
+from backups.models import BackupStatus, RestoreStatus, Verification
 from backups.tasks import run_backup
 from tests.backups.conftest import table_contents_digest
 
@@ -68,7 +68,7 @@ def test_container_method_round_trips(
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
-    assert restore.status == OperationStatus.SUCCEEDED, restore.message
+    assert restore.status == RestoreStatus.SUCCEEDED, restore.message
     assert table_contents_digest(second_database.dbname) == table_contents_digest(
         source_database.dbname
     )

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from backups import services
-from backups.models import Backup, BackupStatus, OperationStatus, Verification
+from backups.models import Backup, BackupStatus, RestoreStatus, Verification
 from backups.tasks import run_backup
 from tests.backups.conftest import admin_dsn, query, table_contents_digest
 from tests.realsystems import free_port
@@ -144,7 +144,7 @@ def test_tampered_file_is_detected_and_not_restored(
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
-    assert restore.status == OperationStatus.FAILED
+    assert restore.status == RestoreStatus.FAILED
     assert "Checksum mismatch" in restore.message and "nothing was restored" in restore.message
     assert restore.safety_backup is None
 
@@ -188,7 +188,7 @@ def test_corrupt_dump_restore_rolls_back_and_target_stays_intact(
     services.restore_run(restore_id=bad.pk)
     bad.refresh_from_db()
 
-    assert bad.status == OperationStatus.FAILED
+    assert bad.status == RestoreStatus.FAILED
     assert "pg_restore failed" in bad.message
     assert table_contents_digest(second_database.dbname) == before
     assert query(second_database.dbname, "SELECT count(*) FROM precious") == [(7,)]
@@ -209,7 +209,7 @@ def test_restore_refuses_while_sessions_are_connected_unless_asked_to_disconnect
         )
         services.restore_run(restore_id=refused.pk)
         refused.refresh_from_db()
-        assert refused.status == OperationStatus.FAILED
+        assert refused.status == RestoreStatus.FAILED
         assert "1 other session(s) are connected" in refused.message
         assert "reporting-app" in refused.message
         assert refused.safety_backup is None
@@ -224,7 +224,7 @@ def test_restore_refuses_while_sessions_are_connected_unless_asked_to_disconnect
         )
         services.restore_run(restore_id=forced.pk)
         forced.refresh_from_db()
-        assert forced.status == OperationStatus.SUCCEEDED, forced.message
+        assert forced.status == RestoreStatus.SUCCEEDED, forced.message
         assert "1 session(s) disconnected" in forced.message
         with pytest.raises(psycopg.OperationalError):
             other.execute("SELECT 1")
@@ -251,7 +251,7 @@ def test_failed_safety_backup_means_the_restore_does_not_start(
         services.restore_run(restore_id=restore.pk)
         restore.refresh_from_db()
 
-    assert restore.status == OperationStatus.FAILED
+    assert restore.status == RestoreStatus.FAILED
     assert "safety backup" in restore.message and "did not start" in restore.message
     assert restore.safety_backup.status == BackupStatus.FAILED
     assert query(second_database.dbname, "SELECT count(*) FROM precious") == [(50000,)]

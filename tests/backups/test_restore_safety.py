@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from backups import services
-from backups.models import Backup, BackupStatus, BackupTrigger, OperationStatus, Verification
+from backups.models import Backup, BackupStatus, BackupTrigger, RestoreStatus, Verification
 from opsportal.audit.models import AuditRecord
 from opsportal.defaults import load_defaults
 from tests.backups.conftest import query, table_contents_digest
@@ -75,7 +75,7 @@ def test_the_safety_backup_is_verified_before_the_target_is_overwritten(
     )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
-    assert restore.status == OperationStatus.SUCCEEDED, restore.message
+    assert restore.status == RestoreStatus.SUCCEEDED, restore.message
     assert table_contents_digest(second_database.dbname) == table_contents_digest(
         source_database.dbname
     )

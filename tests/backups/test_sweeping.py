@@ -7,7 +7,7 @@ import datetime as dt
 from django.utils import timezone
 
 from backups import services
-from backups.models import BackupStatus, OperationStatus, Restore, RestoreDrill
+from backups.models import BackupStatus, Restore, RestoreDrill, RestoreStatus
 from backups.services._common import OPERATION_TIME_LIMIT, _claim
 
 PAST_LIMIT = "The worker stopped before finishing (past the time limit)."
@@ -40,7 +40,7 @@ def test_restores_and_drills_lost_or_left_running_are_swept(source_database, sec
     for row in (drill, restore):
         row.refresh_from_db()
         assert (row.status, row.message, row.finished_at) == (
-            OperationStatus.FAILED,
+            RestoreStatus.FAILED,
             PAST_LIMIT,
             after,
         )
