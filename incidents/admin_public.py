@@ -73,7 +73,8 @@ class PublicIncidentAdmin(admin.ModelAdmin):
         obj.published_at = saved.published_at
 
     def save_related(self, request, form, formsets, change):
-        # The components go through the service too, so the page follows at once.
+        super().save_related(request, form, formsets, change)
+        # The components go through the service too (audited; the page follows at once).
         incident_publish(
             incident=form.instance.incident,
             title=form.instance.title,
