@@ -21,6 +21,7 @@ from django.utils import timezone
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.people.services import notification_email_queue
+from opsportal.queueing import enqueue_after_commit
 from opsportal.refusals import ServiceRefused
 from opsportal.statuspage import page, rules, sources, uptime
 from opsportal.statuspage.models import (
@@ -122,11 +123,24 @@ def status_refresh_soon() -> None:
     transaction.on_commit(run)
 
 
+REFRESH_QUEUED_KEY = "statuspage:refresh-queued"
+
+
+def status_refresh_request() -> None:
+    """Have a worker refresh the page (on the default queue, so rendering never delays the
+    collection queue); at most one refresh waits at a time."""
+    from opsportal.statuspage.tasks import refresh
+
+    if cache.add(REFRESH_QUEUED_KEY, 1, timeout=120):
+        enqueue_after_commit(refresh)
+
+
 def on_collection_finished(sender, round, **kwargs) -> None:
+    # Checks and alert states just changed: the page follows within seconds.
     try:
-        status_refresh()
+        status_refresh_request()
     except Exception:
-        logger.exception("Refreshing the status page after a collection round failed")
+        logger.exception("Requesting a status page refresh after a collection round failed")
 
 
 # --- subscriptions -------------------------------------------------------------------------
