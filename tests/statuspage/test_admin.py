@@ -33,6 +33,11 @@ def test_a_responder_publishes_and_posts_updates_from_the_admin(client, responde
         title="internal detail", severity="sev2", category="api", reporter=responder
     )
     client.force_login(responder)
+    incident_page = f"/admin/incidents/incident/{incident.pk}/change/"
+    assert (
+        f"/admin/incidents/publicincident/add/?incident={incident.pk}"
+        in client.get(incident_page).content.decode()
+    )
     response = client.post(
         "/admin/incidents/publicincident/add/",
         {
@@ -47,6 +52,10 @@ def test_a_responder_publishes_and_posts_updates_from_the_admin(client, responde
     assert response.status_code == 302, response.content[:3000]
     public = PublicIncident.objects.get(incident=incident)
     assert list(public.components.all()) == [components["API"]]
+    assert (
+        f"/admin/incidents/publicincident/{public.pk}/change/"
+        in client.get(incident_page).content.decode()
+    )
     page = client.get(f"/admin/incidents/publicincident/{public.pk}/change/").content.decode()
     assert "Post a public update" in page
     response = client.post(
