@@ -8,7 +8,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from backups import services
 from backups.models import Backup, BackupPlan, Restore, RestoreDrill
@@ -32,6 +32,7 @@ class BackupPlanForm(forms.ModelForm):
             "keep_monthly",
             "time_limit_seconds",
             "open_incident_on_failure",
+            "suspicious_row_drop_percent",
         ]
 
     def clean_schedule(self):
@@ -180,12 +181,13 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status_badge",
         "verification",
         "drill_result",
+        "history_badge",
         "size",
         "requested_at",
         "duration_seconds",
     ]
     list_display_links = ["id", "database"]
-    list_filter = ["status", "verification", "drill_result", "trigger", "database"]
+    list_filter = ["status", "verification", "drill_result", "history_check", "trigger", "database"]
     list_select_related = ["database"]
     show_full_result_count = False
     date_hierarchy = "requested_at"
@@ -233,10 +235,45 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Compared with recent backups",
+            {
+                "fields": [
+                    "history_check",
+                    "history_findings",
+                    "history_checked_at",
+                    "history_incident",
+                ]
+            },
+        ),
     ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Backup._meta.fields]
+        return [f.name for f in Backup._meta.fields] + ["history_findings", "history_incident"]
+
+    @admin.display(description="History", ordering="history_check")
+    def history_badge(self, backup):
+        if backup.history_check != "suspicious":
+            return backup.get_history_check_display() if backup.history_check else "—"
+        return format_html(
+            '<strong class="status-failing" title="{}">Suspicious</strong>',
+            " ".join(backup.history_warnings),
+        )
+
+    @admin.display(description="Findings")
+    def history_findings(self, backup):
+        if not backup.history_warnings:
+            return "—"
+        return format_html_join(
+            "", "<p>{}</p>", ((warning,) for warning in backup.history_warnings)
+        )
+
+    @admin.display(description="Incident")
+    def history_incident(self, backup):
+        if backup.history_incident_id is None:
+            return "—"
+        url = reverse("admin:incidents_incident_change", args=[backup.history_incident_id])
+        return format_html('<a href="{}">incident #{}</a>', url, backup.history_incident_id)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, backup):

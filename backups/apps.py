@@ -14,7 +14,8 @@ class BackupsConfig(AppConfig):
         from opsportal.defaults import defaults_loader_register
 
         defaults_loader_register("backups", backups_load_defaults, order=120)
-        from backups import audit_checkpoints, configuration, models, monitoring, services
+        from backups import audit_checkpoints, models, monitoring, services
+        from opsportal import configuration
         from opsportal.audit.checkpoints import checkpoint_store_register
         from opsportal.audit.services import audit_register
         from opsportal.systems.signals import system_registered
@@ -22,6 +23,21 @@ class BackupsConfig(AppConfig):
         audit_register(models.BackupPlan, exclude_fields=["missed_reported_for", "periodic_task"])
         monitoring.register()
         configuration.register_defaults()
+        configuration.register(
+            models.BackupPlan,
+            key=("database",),
+            exclude=["periodic_task", "missed_reported_for"],
+            # Re-saved through the service so its schedule entry is re-created with it.
+            after_import=lambda plan: services.backup_plan_save(plan=plan),
+        )
+        # Every change to exported configuration becomes a commit of the repository.
+        configuration.configuration_changed.connect(
+            lambda sender, description, **kwargs: services.configuration_change_record(
+                description=description
+            ),
+            dispatch_uid="backups-configuration-change",
+            weak=False,
+        )
         checkpoint_store_register(audit_checkpoints.ConfigurationRepositoryStore())
         # Every registered database gets a backup plan (the runbook: daily at 02:00 UTC).
         system_registered.connect(

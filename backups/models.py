@@ -39,6 +39,21 @@ class Verification(models.TextChoices):
     FAILED = "failed", "Verification failed"
 
 
+class HistoryCheck(models.TextChoices):
+    """How a verified backup compares with the database's recent backups (size, duration,
+    row counts per table): backups/services/anomalies.py."""
+
+    PENDING = "", "Not compared yet"
+    NOT_JUDGED = "not_judged", "Not judged (too few earlier backups)"
+    NORMAL = "normal", "In line with its history"
+    SUSPICIOUS = "suspicious", "Suspicious"
+
+
+# A table whose rows fell by more than this share since the previous backup makes the
+# backup suspicious, unless the plan says otherwise.
+DEFAULT_ROW_DROP_PERCENT = 50
+
+
 class DrillResult(models.TextChoices):
     NONE = "", "No drill yet"
     PASSED = "passed", "Drill passed"
@@ -85,6 +100,14 @@ class BackupPlan(models.Model):
         default=False,
         help_text="Besides notifying the database admins, open an incident when a scheduled "
         "backup fails or is missed.",
+    )
+    suspicious_row_drop_percent = models.PositiveSmallIntegerField(
+        "suspicious row drop (%)",
+        default=DEFAULT_ROW_DROP_PERCENT,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="A verified backup in which a table has lost more than this share of its "
+        "rows since the previous backup is marked suspicious and alerts the database admins "
+        "(100 turns this check off; a table that disappeared is still reported).",
     )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
@@ -152,6 +175,20 @@ class Backup(models.Model):
     pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When retention deleted the file."
     )
+    history_check = models.CharField(
+        "compared with history",
+        max_length=16,
+        choices=HistoryCheck.choices,
+        default=HistoryCheck.PENDING,
+        blank=True,
+    )
+    # What the comparison found ("Dump is 2.1 MiB, under half the median 13.0 MiB of the
+    # last 7"), one line each; or why no judgement was made.
+    history_warnings = models.JSONField(default=list, blank=True)
+    history_checked_at = models.DateTimeField(null=True, blank=True)
+    # The incident the "suspicious backup" alert opened or joined (incidents' primary key:
+    # backups reaches incidents only through the alert hand-off).
+    history_incident_id = models.BigIntegerField(null=True, blank=True)
     # A scheduled backup whose worker was lost is re-run once, automatically: the re-run
     # points at it (one-to-one, so never twice) and is itself never re-run.
     retry_of = models.OneToOneField(
@@ -174,6 +211,7 @@ class Backup(models.Model):
         indexes = [
             models.Index(fields=["database", "status", "-finished_at"]),
             models.Index(fields=["status", "requested_at"]),
+            models.Index(fields=["history_check", "-requested_at"], name="backup_history_check"),
         ]
         constraints = [
             # Two runs for the same database never overlap: the database enforces it.

@@ -76,7 +76,15 @@ def backup_gauges() -> Iterable[Metric]:
         "When the newest restore drill of the database finished (Unix time).",
         labels=["database"],
     )
+    suspicious = GaugeMetricFamily(
+        "opsportal_backup_last_suspicious",
+        "1 if the database's newest judged backup is far off its recent backups (size, "
+        "duration or row counts), 0 if it is in line with them.",
+        labels=["database"],
+    )
     for row in rows:
+        if row.last_suspicious is not None:
+            suspicious.add_metric([row.database], 1 if row.last_suspicious else 0)
         if row.last_success_at is not None:
             last.add_metric([row.database], row.last_success_at.timestamp())
             size.add_metric([row.database], row.last_success_size_bytes or 0)
@@ -84,7 +92,7 @@ def backup_gauges() -> Iterable[Metric]:
         if row.last_drill_passed is not None:
             drill.add_metric([row.database], 1 if row.last_drill_passed else 0)
             drill_at.add_metric([row.database], row.last_drill_at.timestamp())
-    yield from (last, size, duration, drill, drill_at)
+    yield from (last, size, duration, drill, drill_at, suspicious)
 
 
 def register() -> None:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Subquery
 
-from backups.models import Backup, BackupPlan, BackupStatus, RestoreDrill, Verification
+from backups.models import (
+    Backup,
+    BackupPlan,
+    BackupStatus,
+    HistoryCheck,
+    RestoreDrill,
+    Verification,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,9 @@ class BackupFreshness:
     last_verified_at: dt.datetime | None
     last_drill_passed: bool | None
     last_drill_at: dt.datetime | None
+    # The newest judged backup's comparison with its history: True when it looked wrong,
+    # None while no backup of the database has been judged.
+    last_suspicious: bool | None = None
 
 
 def backup_freshness() -> list[BackupFreshness]:
@@ -29,6 +39,7 @@ def backup_freshness() -> list[BackupFreshness]:
         database=OuterRef("database"), status=BackupStatus.SUCCEEDED
     ).order_by("-finished_at")
     verified = succeeded.filter(verification=Verification.VERIFIED)
+    judged = verified.filter(history_check__in=[HistoryCheck.NORMAL, HistoryCheck.SUSPICIOUS])
     drills = RestoreDrill.objects.filter(
         backup__database=OuterRef("database"), finished_at__isnull=False
     ).order_by("-finished_at")
@@ -42,6 +53,7 @@ def backup_freshness() -> list[BackupFreshness]:
             last_verified_at=Subquery(verified.values("finished_at")[:1]),
             last_drill_status=Subquery(drills.values("status")[:1]),
             last_drill_at=Subquery(drills.values("finished_at")[:1]),
+            last_history_check=Subquery(judged.values("history_check")[:1]),
         )
     )
     return [
@@ -56,6 +68,9 @@ def backup_freshness() -> list[BackupFreshness]:
             if plan.last_drill_status is None
             else plan.last_drill_status == "succeeded",
             last_drill_at=plan.last_drill_at,
+            last_suspicious=None
+            if plan.last_history_check is None
+            else plan.last_history_check == HistoryCheck.SUSPICIOUS,
         )
         for plan in plans
     ]
@@ -70,3 +85,29 @@ def newest_restorable(database) -> Backup | None:
 
 
 __all__ = ["BackupFreshness", "backup_freshness", "newest_restorable"]
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """Where one requested backup stands, for another app waiting on it (a maintenance
+    checklist's "back up before" step)."""
+
+    label: str
+    succeeded: bool
+    failed: bool
+    message: str
+    size_bytes: int | None
+
+
+def backups_progress(*, backup_ids: list[int]) -> list[BackupProgress]:
+    """The backups of `backup_ids` that still exist (a missing one is simply not listed)."""
+    return [
+        BackupProgress(
+            label=str(backup),
+            succeeded=backup.status == BackupStatus.SUCCEEDED,
+            failed=backup.status == BackupStatus.FAILED,
+            message=backup.message,
+            size_bytes=backup.size_bytes,
+        )
+        for backup in Backup.objects.filter(pk__in=backup_ids).select_related("database")
+    ]

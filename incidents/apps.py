@@ -48,8 +48,8 @@ class IncidentsConfig(AppConfig):
         public_source_register("incidents", IncidentsPublicSource())
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
-        from backups import configuration
         from incidents import admin_public  # noqa: F401  (registers the public incident pages)
+        from opsportal import configuration
 
         # After the shared layer's configuration, in the order an import needs it.
         configuration.register_defaults()

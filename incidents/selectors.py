@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from incidents.models import ACTIVE_STATUSES, Incident, IncidentStep, Runbook, TimelineEvent
+from incidents.models import ACTIVE_STATUSES, Alert, Incident, IncidentStep, Runbook, TimelineEvent
+from opsportal.operations.models import Evidence
+from opsportal.systems.models import System
 
 
 def open_incident_for_fingerprint(*, fingerprint: str) -> Incident | None:
@@ -20,12 +22,42 @@ def runbook_suggested(*, incident: Incident) -> Runbook | None:
     return Runbook.objects.filter(category=incident.category).order_by("name").first()
 
 
+def runbooks_with_suggestion(*, incident: Incident) -> tuple[list[Runbook], Runbook | None]:
+    """Every runbook (by name, for the page's choice list) and the one suggested for the
+    incident, as runbook_suggested chooses it, from the same single query."""
+    runbooks = list(Runbook.objects.order_by("name"))
+    suggested = next((r for r in runbooks if r.category == incident.category), None)
+    return runbooks, suggested
+
+
+def incidents_open_for_member(*, user, limit: int = 20) -> list[Incident]:
+    """The newest active incidents of the user's teams (the changelist shows them first)."""
+    return list(
+        Incident.objects.filter(team__members=user, status__in=ACTIVE_STATUSES)
+        .select_related("team", "commander")
+        .order_by("-detected_at", "-id")[:limit]
+    )
+
+
+def alerts_suppressed() -> QuerySet[Alert]:
+    """Alerts a maintenance window suppressed. Maintenance's window page lists a window's
+    own (its read-only inline filters these by window) without reaching into
+    incidents.models."""
+    return Alert.objects.filter(suppressed_by__isnull=False)
+
+
 def incident_timeline(*, incident: Incident) -> QuerySet[TimelineEvent]:
     return (
         # Not the operation: its row carries the full output again, which the event
         # already holds (bounded) in its own output.
         TimelineEvent.objects.filter(incident=incident).select_related("actor").order_by("at", "id")
     )
+
+
+def incident_evidence(*, incident: Incident) -> list[Evidence]:
+    """The artefacts preserved for the incident, with who captured each (the page lists
+    them)."""
+    return list(Evidence.objects.filter(incident=incident).select_related("captured_by"))
 
 
 def incident_checklist(*, incident: Incident) -> QuerySet[IncidentStep]:
@@ -59,3 +91,44 @@ def next_operation_steps(*, incident_ids: list[int]) -> dict[int, IncidentStep]:
         if spec.changing:
             chosen.setdefault(step.incident_id, step)
     return {pk: chosen.get(pk) or fallback[pk] for pk in fallback}
+
+
+def step_run_prefill(
+    *,
+    incident: Incident,
+    step: IncidentStep,
+    targets: QuerySet[System],
+    linked_system_id: int | None = None,
+    linked_container: str = "",
+) -> tuple[int | None, dict]:
+    """The system (and container) a step's run page starts with, and its parameters: the
+    system the link names (the overview's firing alerts link with one), else the step's
+    own, else the one the incident's alert fired on. Only a system among `targets` (those
+    the operation may act on) is chosen; the runbook's parameters are kept."""
+    from opsportal.monitoring.models import AlertState
+    from opsportal.operations.kinds import KINDS
+    from opsportal.operations.selectors import operation_target_for_alert
+
+    params = dict(step.operation_params or {})
+    target_id = step.target_id
+    system, subject = None, ""
+    if linked_system_id is not None:
+        system = System.objects.filter(pk=linked_system_id).first()
+        subject = linked_container
+    elif target_id is None and incident.alert_fingerprint:
+        state = (
+            AlertState.objects.filter(fingerprint=incident.alert_fingerprint)
+            .select_related("system")
+            .first()
+        )
+        if state is not None:
+            system, subject = state.system, state.subject
+    if system is not None:
+        chosen = operation_target_for_alert(
+            kind=step.operation_kind, system=system, subject=subject
+        )
+        if chosen.system is not None and targets.filter(pk=chosen.system.pk).exists():
+            target_id = chosen.system.pk
+            if chosen.container and "container" in KINDS[step.operation_kind].params:
+                params["container"] = chosen.container
+    return target_id, params

@@ -48,9 +48,9 @@ def _register_configuration() -> None:
     """Plans and recurring security tasks are configuration (the runbook's "Configuration
     Backups"): exported by name, re-created on import with their windows and due dates.
     Windows and occurrences are not: they are history, or derived again from the rules."""
-    from backups import configuration
     from maintenance import services
     from maintenance.models import MaintenancePlan, RecurringTask
+    from opsportal import configuration
 
     # What ours point to (teams) must be registered, and so imported, before them.
     configuration.register_defaults()

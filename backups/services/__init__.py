@@ -12,11 +12,18 @@ One module per concept, re-exported here so callers keep `from backups import se
 - sweeping: re-dispatching lost work, failing abandoned runs, reporting missed schedules
 - configuration: configuration backups to Git and the audit checkpoint commit
 - alerts: telling the database admins about a failure
+- anomalies: a verified backup compared with the database's recent backups (suspicious ones
+  raise an alert)
 """
 
 from backups.services._common import (
     DEFAULT_TIME_LIMIT_SECONDS,
     OPERATION_TIME_LIMIT,
+)
+from backups.services.anomalies import (
+    BackupFigures,
+    backup_compare_with_history,
+    backup_history_findings,
 )
 from backups.services.configuration import (
     CONFIG_DEBOUNCE,
@@ -74,11 +81,14 @@ __all__ = [
     "OPERATION_TIME_LIMIT",
     "UNDISPATCHED_AFTER",
     "BackupBusy",
+    "BackupFigures",
     # Private, but tests/backups/test_worker.py checks that a re-run is never re-run with it.
     "_backup_retry",
     "audit_checkpoint_commit",
     "backup_claim",
+    "backup_compare_with_history",
     "backup_fail_abandoned",
+    "backup_history_findings",
     "backup_plan_apply_retention",
     "backup_plan_ensure",
     "backup_plan_on_registration",

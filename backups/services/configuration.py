@@ -32,7 +32,8 @@ def configuration_backup(
     """Export the configuration into the Git repository and commit it with an audit
     checkpoint (and push when a remote is configured). Unchanged configuration makes no
     commit."""
-    from backups import audit_checkpoints, configuration, git_repository
+    from backups import audit_checkpoints, git_repository
+    from opsportal import configuration
 
     repo = Path(directory or settings.CONFIG_BACKUP_REPO)
     remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
@@ -98,7 +99,7 @@ def audit_checkpoint_commit(*, checkpoint: Checkpoint):
 
 def configuration_restore(*, directory: Path, actor: object | None = None):
     """Apply an exported configuration (e.g. a checkout of the repository) to this portal."""
-    from backups import configuration
+    from opsportal import configuration
 
     result = configuration.configuration_apply(directory=Path(directory))
     audit_record(

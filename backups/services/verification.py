@@ -8,9 +8,10 @@ from collections.abc import Iterable
 
 from django.utils import timezone
 
-from backups.models import Backup, BackupFormat, Verification
+from backups.models import Backup, BackupFormat, HistoryCheck, Verification
 from backups.services._common import _archive_chunks, _Hashing
 from backups.services.alerts import _alert_database_admins
+from backups.services.anomalies import backup_compare_with_history
 from backups.storage import StorageError, storage_for
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
@@ -33,7 +34,9 @@ def _check_plain(chunks: Iterable[bytes]) -> str:
 
 def backup_verify(*, backup: Backup, actor: object | None = None) -> Backup:
     """Re-read the file: its SHA-256 must match what was recorded, and the archive must be
-    readable end to end (pg_restore reads every block; a plain script must be complete)."""
+    readable end to end (pg_restore reads every block; a plain script must be complete).
+    A backup verified for the first time is then compared with the database's recent backups
+    (backups/services/anomalies.py)."""
     storage = storage_for(backup.storage_location)
     problems: list[str] = []
     detail = ""
@@ -84,4 +87,6 @@ def backup_verify(*, backup: Backup, actor: object | None = None) -> Backup:
             body=backup.verification_message,
             open_incident=False,
         )
+    elif backup.history_check == HistoryCheck.PENDING:
+        backup_compare_with_history(backup=backup, actor=actor)
     return backup

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from incidents.models import Alert
+from incidents.selectors import alerts_suppressed
 from maintenance import recurrence, services
 from maintenance.admin._common import _add_errors, _check_lead_hours
 from maintenance.models import (
@@ -126,7 +126,8 @@ class ChangeLogInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 class SuppressedAlertInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = Alert
+    # Incidents' alerts, read through its selector (maintenance never imports its models).
+    model = alerts_suppressed().model
     fk_name = "suppressed_by"
     extra = 0
     can_delete = False
@@ -134,6 +135,9 @@ class SuppressedAlertInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Alerts suppressed by this window"
     show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request) & alerts_suppressed()
 
 
 @admin.register(MaintenanceWindow)

@@ -287,22 +287,24 @@ def _poll_backups_later(step_id: int) -> None:
 
 def step_check_backups(*, step_id: int, now: dt.datetime | None = None) -> ChecklistStep:
     """Has every backup the step asked for succeeded? Done, failed, or keep waiting."""
-    from backups.models import Backup, BackupStatus
+    from backups.selectors import backups_progress
 
     now = now or timezone.now()
     step = ChecklistStep.objects.select_related("window").get(pk=step_id)
     if step.status != StepStatus.WAITING:
         return step
-    backups = list(Backup.objects.filter(pk__in=step.backup_ids).select_related("database"))
-    failed = [b for b in backups if b.status == BackupStatus.FAILED]
+    backups = backups_progress(backup_ids=step.backup_ids)
+    failed = [b for b in backups if b.failed]
     if failed or len(backups) < len(step.backup_ids):
-        reasons = "; ".join(f"{b}: {b.message or 'failed'}" for b in failed) or "a backup vanished"
-        return _step_finish(step, StepStatus.FAILED, f"Backup failed — {reasons}")
-    if all(b.status == BackupStatus.SUCCEEDED for b in backups):
+        reasons = "; ".join(f"{b.label}: {b.message or 'failed'}" for b in failed)
+        return _step_finish(
+            step, StepStatus.FAILED, f"Backup failed — {reasons or 'a backup vanished'}"
+        )
+    if all(b.succeeded for b in backups):
         return _step_finish(
             step,
             StepStatus.DONE,
-            "Backed up: " + ", ".join(f"{b} ({b.size_bytes or 0} bytes)" for b in backups),
+            "Backed up: " + ", ".join(f"{b.label} ({b.size_bytes or 0} bytes)" for b in backups),
         )
     if step.started_at and now - step.started_at > BACKUP_WAIT_LIMIT:
         return _step_finish(

@@ -316,8 +316,7 @@ def window_release_alerts(
     without this an alert that kept firing through the window would page nobody until then.
     Runs once per window (alerts_released_at); returns the ids of the alerts received anew.
     """
-    from incidents.models import Alert, AlertStatus
-    from incidents.services import alert_receive
+    from incidents.services import alerts_release_held
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -328,32 +327,7 @@ def window_release_alerts(
             return []  # still suppressing
         window.alerts_released_at = now
         window.save(update_fields=["alerts_released_at"])
-        released = []
-        fingerprints = set(
-            window.suppressed_alerts.filter(status=AlertStatus.FIRING).values_list(
-                "fingerprint", flat=True
-            )
-        )
-        for fingerprint in sorted(fingerprints):
-            latest = (
-                Alert.objects.filter(fingerprint=fingerprint)
-                .order_by("-received_at", "-id")
-                .first()
-            )
-            # Resolved since, or already handled (an incident, or another window): leave it.
-            if latest.status != AlertStatus.FIRING or latest.suppressed_by_id != window.pk:
-                continue
-            again = alert_receive(
-                fingerprint=latest.fingerprint,
-                status=AlertStatus.FIRING,
-                title=latest.title,
-                severity=latest.severity,
-                category=latest.category,
-                systems=list(latest.systems.all()),
-                evidence=latest.evidence,
-                source=latest.source,
-            )
-            released.append(again.pk)
+        released = alerts_release_held(window=window)
         audit_record(
             action=AuditAction.OPERATION,
             obj=window,

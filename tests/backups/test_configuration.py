@@ -5,8 +5,9 @@ import subprocess
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from backups import configuration, services
+from backups import services
 from backups.models import BackupPlan
+from opsportal import configuration
 from opsportal.people.models import Contact, OnCallRotation, RotationMember, Team
 from opsportal.schedules import periodic_task_ensure
 from opsportal.systems.models import DockerEngine, PostgresDatabase, System

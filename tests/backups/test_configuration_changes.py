@@ -12,11 +12,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import configuration, services
+from backups import services
 from backups.models import BackupPlan, ConfigurationChange
 from backups.tasks import commit_configuration_changes
 from incidents.models import Runbook, RunbookStep
 from incidents.services import incidents_load_defaults
+from opsportal import configuration
 from opsportal.systems.models import PostgresDatabase
 
 
@@ -44,6 +45,7 @@ def plan_form(plan: BackupPlan, **changes) -> dict:
         "keep_monthly": plan.keep_monthly,
         "time_limit_seconds": plan.time_limit_seconds,
         "open_incident_on_failure": "on" if plan.open_incident_on_failure else "",
+        "suspicious_row_drop_percent": plan.suspicious_row_drop_percent,
     }
     fields.update(changes)
     return {name: value for name, value in fields.items() if value != ""}

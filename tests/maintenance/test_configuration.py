@@ -10,7 +10,6 @@ import pytest
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from backups import configuration
 from maintenance.models import (
     MaintenancePlan,
     MaintenanceWindow,
@@ -20,6 +19,7 @@ from maintenance.models import (
     WindowKind,
 )
 from maintenance.services import maintenance_load_defaults, plan_save
+from opsportal import configuration
 from opsportal.people.models import (
     Contact,
     OnCallRotation,

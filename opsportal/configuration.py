@@ -1,6 +1,10 @@
 """The runbook's "Configuration Backups": the portal's own configuration as readable,
 deterministic JSON files (same configuration, same bytes), one file per model.
 
+The registry belongs to the shared layer, beside the audit registry, so every app can
+register what it exports without depending on the app that writes the files: backups
+keeps the files in a Git repository and subscribes to `configuration_changed`.
+
 Each app registers the models it exports with `register(model, key=..., exclude=...)`, in
 dependency order (a model after the ones its foreign keys point to). Rows are identified
 by their natural key, never by primary key, so an export applies to another portal.
@@ -18,6 +22,11 @@ from pathlib import Path
 
 from django.db import models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.dispatch import Signal
+
+# Sent with `description` ("changed team 'DBA'") after a registered row changes in a way
+# the export shows; the configuration repository (backups) commits it.
+configuration_changed = Signal()
 
 
 @dataclass
@@ -130,9 +139,7 @@ def _describe(instance: models.Model) -> str:
 
 
 def _record_change(description: str) -> None:
-    from backups.services import configuration_change_record
-
-    configuration_change_record(description=description)
+    configuration_changed.send(sender=None, description=description)
 
 
 def registered() -> list[ExportedModel]:
@@ -284,8 +291,9 @@ def configuration_apply(*, directory: Path) -> ImportResult:
 
 
 def register_defaults() -> None:
-    """The configuration that exists today: systems (without secrets), people, Celery beat
-    schedules and backup plans. Other apps register theirs from their AppConfig.ready()."""
+    """The shared layer's configuration: systems (without secrets), people, Celery beat
+    schedules and alert rules. Domain apps call this first from their AppConfig.ready()
+    (it registers once), then register theirs, so a model comes after what it points to."""
     from django_celery_beat.models import (
         ClockedSchedule,
         CrontabSchedule,
@@ -294,7 +302,6 @@ def register_defaults() -> None:
         SolarSchedule,
     )
 
-    from backups.models import BackupPlan
     from opsportal.monitoring.models import AlertRule
     from opsportal.people import models as people
     from opsportal.systems import models as systems
@@ -325,16 +332,5 @@ def register_defaults() -> None:
         rows=lambda: PeriodicTask.objects.exclude(task="backups.run_scheduled"),
     )
 
-    def relink_plan(plan: BackupPlan) -> None:
-        from backups.services import backup_plan_save
-
-        backup_plan_save(plan=plan)
-
-    register(
-        BackupPlan,
-        key=("database",),
-        exclude=["periodic_task", "missed_reported_for"],
-        after_import=relink_plan,
-    )
     # Alert rules (monitoring): the systems they name are referred to by name.
     register(AlertRule)

@@ -1,0 +1,42 @@
+"""Incidents, runbooks and alerts in the admin: the workflow UI responders use.
+
+The incident page's buttons (status transitions, "Mark mitigated", escalate, attach a
+runbook, note, tick or run a checklist step, evidence download) are get_urls() views that
+call incidents.services; the rules behind them live there, not here.
+
+One module per concept. Admin autodiscovery imports this package only, so it imports each
+module here: that import is what registers their ModelAdmins.
+
+- incidents: the changelist, the opening form and the incident page
+- workflow: the incident page's button views (mixed into IncidentAdmin)
+- display: the changelist's row estimate and per-row shortcuts, the timeline rows, elapsed
+  times
+- runbooks: runbooks and their steps
+- alerts: alerts received (read-only)
+"""
+
+from incidents.admin.alerts import AlertAdmin
+from incidents.admin.display import (
+    ESTIMATED_COUNT_ABOVE,
+    IncidentChangeList,
+    IncidentPaginator,
+    elapsed_text,
+    timeline_rows,
+)
+from incidents.admin.incidents import ActionItemInline, IncidentAdmin
+from incidents.admin.runbooks import RunbookAdmin, RunbookStepInline
+from incidents.admin.workflow import IncidentWorkflowViews
+
+__all__ = [
+    "ESTIMATED_COUNT_ABOVE",
+    "ActionItemInline",
+    "AlertAdmin",
+    "IncidentAdmin",
+    "IncidentChangeList",
+    "IncidentPaginator",
+    "IncidentWorkflowViews",
+    "RunbookAdmin",
+    "RunbookStepInline",
+    "elapsed_text",
+    "timeline_rows",
+]

@@ -1,0 +1,94 @@
+"""How the incident changelist and page render fast: the row estimate instead of a count,
+one reverse() per row, the timeline's rows built in Python, and elapsed times as a review
+reads them."""
+
+import datetime as dt
+
+from django.contrib.admin.views.main import ChangeList
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
+
+from incidents.models import Incident, Source, TimelineEvent, TimelineKind
+
+# The incident changelist and page are what responders open during an incident, so they are
+# held to the runbook's API target (p95 < 200 ms, bench/incidents_admin.py) with 100,000
+# incidents. The pieces below replace per-row work that dominated the profile.
+
+# Above this many rows (PostgreSQL's own estimate) the unfiltered changelist shows the
+# planner's row estimate instead of counting every incident on each page view.
+ESTIMATED_COUNT_ABOVE = 10_000
+
+
+class IncidentPaginator(Paginator):
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if query is not None and not query.where and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [Incident._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > ESTIMATED_COUNT_ABOVE:
+                return int(row[0])
+        return super().count
+
+
+class IncidentChangeList(ChangeList):
+    def url_for_result(self, result) -> str:
+        # The number and the title both link to the incident: reverse() once per row.
+        cached = getattr(result, "_admin_change_url", None)
+        if cached is None:
+            cached = result._admin_change_url = super().url_for_result(result)
+        return cached
+
+
+def timeline_rows(events: list[TimelineEvent]) -> SafeString:
+    """The timeline's table rows, built in Python: rendered through the template language,
+    200 events took longer than the rest of the incident page together."""
+    kinds = dict(TimelineKind.choices)
+    sources = dict(Source.choices)
+
+    def row(event: TimelineEvent) -> tuple:
+        output = (
+            format_html("<details><summary>output</summary><pre>{}</pre></details>", event.output)
+            if event.output
+            else ""
+        )
+        return (
+            event.kind,
+            f"{localtime(event.at):%Y-%m-%d %H:%M:%S}",
+            kinds.get(event.kind, event.kind),
+            event.actor if event.actor_id else sources.get(event.source, event.source),
+            event.message,
+            output,
+        )
+
+    return format_html_join(
+        "\n",
+        '<tr class="timeline-event timeline-{}"><td>{}</td><td>{}</td><td>{}</td>'
+        "<td>{}{}</td></tr>",
+        (row(event) for event in events),
+    )
+
+
+def elapsed_text(delta: dt.timedelta | None) -> str:
+    """5 s, 12 min 5 s, 3 h 4 min, 2 d 3 h: what an incident review reads."""
+    if delta is None:
+        return "—"
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"

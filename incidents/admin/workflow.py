@@ -1,0 +1,261 @@
+"""The incident page's buttons: get_urls() views that call the services (status
+transitions, "Mark mitigated", escalate, attach a runbook, add a note, tick or run a
+checklist step) and download preserved evidence. Mixed into IncidentAdmin."""
+
+import re
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from incidents import selectors, services
+from incidents.forms import StepRunForm
+from incidents.models import Incident, IncidentStep, Runbook
+from opsportal.operations.kinds import KINDS
+from opsportal.operations.models import Evidence
+from opsportal.operations.selectors import systems_for_kind
+from opsportal.operations.services import (
+    OPERATE_ANY_SYSTEM_PERMISSION,
+    EvidenceUnavailable,
+    evidence_open,
+    incident_operation_targets,
+)
+from opsportal.systems.models import System
+
+
+class IncidentWorkflowViews:
+    """The incident page's per-incident views (mixed into IncidentAdmin, before ModelAdmin):
+    each checks who may use it, calls one service and reports its refusal or success."""
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/transition/<str:action>/",
+                view(self.transition_view),
+                name="incidents_incident_transition",
+            ),
+            path(
+                "<int:pk>/escalate/", view(self.escalate_view), name="incidents_incident_escalate"
+            ),
+            path(
+                "<int:pk>/mark-mitigated/",
+                view(self.mark_mitigated_view),
+                name="incidents_incident_mark_mitigated",
+            ),
+            path(
+                "<int:pk>/attach-runbook/",
+                view(self.attach_runbook_view),
+                name="incidents_incident_attach_runbook",
+            ),
+            path("<int:pk>/note/", view(self.note_view), name="incidents_incident_note"),
+            path(
+                "<int:pk>/steps/<int:step_id>/done/",
+                view(self.step_done_view),
+                name="incidents_incident_step_done",
+            ),
+            path(
+                "<int:pk>/steps/<int:step_id>/run/",
+                view(self.step_run_view),
+                name="incidents_incident_step_run",
+            ),
+            path(
+                "<int:pk>/evidence/<int:evidence_id>/",
+                view(self.evidence_download_view),
+                name="incidents_incident_evidence",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _back(self, incident_id):
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident_id]))
+
+    def _incident(self, request, pk, permission):
+        incident = get_object_or_404(Incident, pk=pk)
+        if not self.has_view_permission(request, incident) or not request.user.has_perm(permission):
+            raise PermissionDenied
+        return incident
+
+    def _refusable(self, request, incident, action, success):
+        try:
+            action()
+        except services.IncidentRefused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, success, messages.SUCCESS)
+        return self._back(incident.pk)
+
+    def transition_view(self, request, pk, action):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        note = request.POST.get("note", "").strip()
+        if action not in services.TRANSITIONS:
+            raise Http404("No such action.")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_transition(
+                incident=incident, action=action, actor=request.user, note=note
+            ),
+            f"Incident #{incident.pk}: {action} done.",
+        )
+
+    def mark_mitigated_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_mark_mitigated(
+                incident=incident, actor=request.user, note=request.POST.get("note", "")
+            ),
+            f"Incident #{incident.pk} marked mitigated.",
+        )
+
+    def escalate_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.manage_incident")
+        severity = request.POST.get("severity", "")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_escalate(
+                incident=incident,
+                severity=severity,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+            ),
+            f"Incident #{incident.pk} escalated; the people for its new severity were paged.",
+        )
+
+    def attach_runbook_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.change_incident")
+        runbook = get_object_or_404(Runbook, pk=request.POST.get("runbook") or 0)
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_attach_runbook(
+                incident=incident, runbook=runbook, actor=request.user
+            ),
+            f"Runbook {runbook.name!r} attached as a checklist.",
+        )
+
+    def note_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.change_incident")
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_add_note(
+                incident=incident, actor=request.user, text=request.POST.get("text", "")
+            ),
+            "Note added to the timeline.",
+        )
+
+    def step_done_view(self, request, pk, step_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident(request, pk, "incidents.run_incident_steps")
+        step = get_object_or_404(IncidentStep, pk=step_id, incident=incident)
+        return self._refusable(
+            request,
+            incident,
+            lambda: services.incident_step_done(
+                step=step, actor=request.user, note=request.POST.get("note", "")
+            ),
+            f"Step {step.text!r} marked done.",
+        )
+
+    def step_run_view(self, request, pk, step_id):
+        """The run page: choose the system, adjust parameters, and (for an operation that
+        changes the system) confirm with a reason."""
+        incident = get_object_or_404(Incident, pk=pk)
+        step = get_object_or_404(
+            IncidentStep.objects.select_related("target"), pk=step_id, incident=incident
+        )
+        if step.operation_kind not in KINDS:
+            raise Http404("This step runs no operation.")
+        spec = KINDS[step.operation_kind]
+        if not self.has_view_permission(request, incident) or not request.user.has_perms(
+            services.step_run_permissions(step.operation_kind)
+        ):
+            raise PermissionDenied
+        # The choices are the systems the service will accept: the incident's own (and the
+        # containers on its affected engines), unless the user may operate any system.
+        targets = systems_for_kind(
+            System.objects.all()
+            if request.user.has_perm(OPERATE_ANY_SYSTEM_PERMISSION)
+            else incident_operation_targets(incident=incident),
+            kind=step.operation_kind,
+        ).order_by("name")
+        # ?target=<system id>&container=<name>: the overview's firing alerts link here so.
+        linked = request.GET.get("target", "")
+        target_id, params = selectors.step_run_prefill(
+            incident=incident,
+            step=step,
+            targets=targets,
+            linked_system_id=int(linked) if re.fullmatch(r"[0-9]{1,18}", linked) else None,
+            linked_container=request.GET.get("container", "")[:160],
+        )
+        form = StepRunForm(
+            request.POST or None,
+            initial={"target": target_id},
+            kind=step.operation_kind,
+            params=params,
+            targets=targets,
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                operation = services.incident_step_run(
+                    step=step,
+                    actor=request.user,
+                    target=form.cleaned_data["target"],
+                    params=form.cleaned_data["params"],
+                    reason=form.cleaned_data["reason"],
+                )
+            except services.IncidentRefused as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"{spec.label} requested (operation #{operation.pk}); its result will "
+                    "appear on the step and the timeline.",
+                    messages.SUCCESS,
+                )
+                return self._back(incident.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{'Confirm: ' if spec.changing else 'Run: '}{spec.label}",
+            "incident": incident,
+            "step": step,
+            "spec": spec,
+            "form": form,
+            # Said before the user fills the form in; the service refuses it anyway.
+            "refused_on_finished_incident": spec.changing and not incident.is_active,
+        }
+        return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
+
+    def evidence_download_view(self, request, pk, evidence_id):
+        """Download a preserved artefact; each download, and each refused attempt, is
+        recorded (chain of custody). Anyone who may see the incident gets this far; the
+        service checks the download permission, so a refusal is recorded too."""
+        incident = get_object_or_404(Incident, pk=pk)
+        if not self.has_view_permission(request, incident):
+            raise PermissionDenied
+        item = get_object_or_404(Evidence, pk=evidence_id, incident=incident)
+        try:
+            handle = evidence_open(evidence=item, actor=request.user)
+        except EvidenceUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return self._back(incident.pk)
+        return FileResponse(handle, as_attachment=True, filename=item.name)

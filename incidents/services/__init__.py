@@ -1,0 +1,85 @@
+"""Every state change of an incident: opening (by a person or an alert), paging, the
+lifecycle, the timeline, runbook checklists and the operations run from them.
+
+Each writes a timeline event and an audit record; an illegal request raises
+IncidentRefused with a message for the operator.
+
+One module per concept, re-exported here so callers keep `from incidents import services`
+and `from incidents.services import X`:
+
+- lifecycle: opening an incident, notes, the status transitions (acknowledge, investigate,
+  mitigate, "Mark mitigated", resolve, close, reopen), the post-incident review, escalation
+- paging: who the routing pages for an incident, and the notifications sent
+- runbooks: attaching a runbook as a checklist, ticking and running its steps, the result of
+  a step's operation, the default playbooks
+- alerts: receiving an alert (open, join, suppress, resolve) and handing over the alerts a
+  maintenance window held once it ends
+- _common: the refusal, the timeline entry and audit record every service writes
+"""
+
+from incidents.services._common import IncidentRefused, timeline_add
+from incidents.services.alerts import alert_fingerprint, alert_receive, alerts_release_held
+from incidents.services.lifecycle import (
+    MARK_MITIGATED_FROM,
+    TRANSITIONS,
+    incident_acknowledge,
+    incident_add_note,
+    incident_allowed_actions,
+    incident_close,
+    incident_durations,
+    incident_escalate,
+    incident_investigate,
+    incident_mark_mitigated,
+    incident_mark_mitigated_step,
+    incident_mitigate,
+    incident_open,
+    incident_reopen,
+    incident_resolve,
+    incident_review_missing,
+    incident_transition,
+)
+from incidents.services.paging import paging_responsibilities
+from incidents.services.runbooks import (
+    DEFAULT_RUNBOOKS,
+    incident_attach_runbook,
+    incident_step_can_run,
+    incident_step_done,
+    incident_step_run,
+    incidents_load_defaults,
+    on_operation_finished,
+    step_run_permissions,
+)
+
+__all__ = [
+    "DEFAULT_RUNBOOKS",
+    "MARK_MITIGATED_FROM",
+    "TRANSITIONS",
+    "IncidentRefused",
+    "alert_fingerprint",
+    "alert_receive",
+    "alerts_release_held",
+    "incident_acknowledge",
+    "incident_add_note",
+    "incident_allowed_actions",
+    "incident_attach_runbook",
+    "incident_close",
+    "incident_durations",
+    "incident_escalate",
+    "incident_investigate",
+    "incident_mark_mitigated",
+    "incident_mark_mitigated_step",
+    "incident_mitigate",
+    "incident_open",
+    "incident_reopen",
+    "incident_resolve",
+    "incident_review_missing",
+    "incident_step_can_run",
+    "incident_step_done",
+    "incident_step_run",
+    "incident_transition",
+    "incidents_load_defaults",
+    "on_operation_finished",
+    "paging_responsibilities",
+    "step_run_permissions",
+    "timeline_add",
+]
