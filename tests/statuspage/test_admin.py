@@ -81,3 +81,16 @@ def test_a_viewer_can_neither_publish_nor_post(client, viewer, responder, compon
     )
     assert response.status_code == 403
     assert not public.updates.exists()
+
+
+def test_components_are_exported_with_the_configuration(components):
+    from opsportal.configuration import configuration_dump
+
+    endpoint = HttpEndpoint.objects.create(
+        name="edge", url="http://127.0.0.1:9/", timeout_seconds=1
+    )
+    components["API"].systems.set([endpoint])
+    files = configuration_dump()
+    (name,) = [n for n in files if "statuspage" in n and "component" in n]
+    assert '"API"' in files[name] and '"edge"' in files[name]
+    assert "operational" not in files[name]  # derived state is not configuration
