@@ -59,8 +59,10 @@ format: $(VENV)/.dev
 
 # Migrations must match the models: a model change without its migration fails here, before
 # the services start or the suite runs (it needs no database; without one Django only warns).
+# The API's OpenAPI schema must generate with no warning and validate (issue 12).
 test: $(VENV)/.dev lint
 	set -a && . deploy/dev/test.env && set +a && $(BIN)/python manage.py makemigrations --check --dry-run
+	set -a && . deploy/dev/test.env && set +a && $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	deploy/dev/test-services.sh
 	set -a && . deploy/dev/test.env && set +a && $(BIN)/pytest $(PYTEST_ARGS)
 

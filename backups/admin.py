@@ -386,6 +386,23 @@ class RestoreAdmin(_ReadOnlyAdmin):
     list_display = ["id", "backup", "target", "status", "requested_by", "requested_at"]
     list_filter = ["status", "target"]
     list_select_related = ["backup", "backup__database", "target", "requested_by"]
+    # The page's order, named: the columns shared with every job (opsportal.jobs.JobFields)
+    # would otherwise come first.
+    fields = [
+        "id",
+        "backup",
+        "target",
+        "status",
+        "reason",
+        "requested_by",
+        "disconnect_sessions",
+        "safety_backup",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "message",
+    ]
 
 
 @admin.register(RestoreDrill)
@@ -393,3 +410,18 @@ class RestoreDrillAdmin(_ReadOnlyAdmin):
     list_display = ["id", "backup", "status", "tables_compared", "duration_seconds", "requested_at"]
     list_filter = ["status"]
     list_select_related = ["backup", "backup__database"]
+    # The page's order, named (see RestoreAdmin).
+    fields = [
+        "id",
+        "backup",
+        "status",
+        "requested_by",
+        "scratch_database",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "tables_compared",
+        "mismatches",
+        "message",
+    ]

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from opsportal.jobs.models import JobFields
+
 DEFAULT_SCHEDULE = "0 2 * * *"  # the runbook: daily at 2 AM UTC
 
 
@@ -128,7 +130,7 @@ class BackupPlan(models.Model):
         return f"Backups of {self.database}"
 
 
-class Backup(models.Model):
+class Backup(JobFields):
     """One backup run: a row first (queued), then the dump written by a worker."""
 
     database = models.ForeignKey(
@@ -155,13 +157,12 @@ class Backup(models.Model):
     server_version = models.CharField(max_length=64, blank=True)
     # Rows per table in the snapshot the dump was taken from; the drill compares against it.
     table_row_counts = models.JSONField(default=dict, blank=True)
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at, worker and heartbeat_at (refreshed while the dump runs; a
+    # stale one means the worker died mid-backup) are JobFields'. finished_at is indexed
+    # here; what went wrong is in `message`, and a backup is not re-dispatched by count.
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # Refreshed by the worker while it runs; a stale one means the worker died mid-backup.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # Which worker (Celery hostname and pid) claimed the run, so a lost run names it.
-    worker = models.CharField(max_length=255, blank=True)
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True, help_text="What went wrong, with pg_dump's messages.")
     verification = models.CharField(
@@ -241,7 +242,7 @@ class RestoreStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Restore(models.Model):
+class Restore(JobFields):
     """The runbook's "Restore": a backup written into a registered database."""
 
     backup = models.ForeignKey(Backup, on_delete=models.PROTECT, related_name="restores")
@@ -261,9 +262,12 @@ class Restore(models.Model):
     safety_backup = models.ForeignKey(
         Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at and finished_at are JobFields'; what went wrong is in
+    # `message`, and a restore has no worker, heartbeat or dispatch count columns.
+    worker = None
+    heartbeat_at = None
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
 
@@ -275,7 +279,7 @@ class Restore(models.Model):
         return f"Restore #{self.pk} of backup #{self.backup_id} into {self.target}"
 
 
-class RestoreDrill(models.Model):
+class RestoreDrill(JobFields):
     """A backup restored into a scratch database and its row counts compared."""
 
     backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="drills")
@@ -286,9 +290,12 @@ class RestoreDrill(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scratch_database = models.CharField(max_length=63, blank=True)
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    # requested_at, started_at and finished_at are JobFields'; as for a restore, no worker,
+    # heartbeat or dispatch count, and what went wrong is in `message`.
+    worker = None
+    heartbeat_at = None
+    dispatch_count = None
+    error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     tables_compared = models.PositiveIntegerField(default=0)
     mismatches = models.JSONField(default=dict, blank=True)

@@ -84,7 +84,26 @@ def newest_restorable(database) -> Backup | None:
     )
 
 
-__all__ = ["BackupFreshness", "backup_freshness", "newest_restorable"]
+def latest_verified_backups() -> list[Backup]:
+    """The newest verified backup (not pruned) of each database that has one: one query for
+    the ids (a subquery per database, on the (database, status, -finished_at) index), one
+    for the rows."""
+    from opsportal.systems.models import PostgresDatabase
+
+    newest = Backup.objects.filter(
+        database=OuterRef("pk"),
+        status=BackupStatus.SUCCEEDED,
+        verification=Verification.VERIFIED,
+        pruned_at=None,
+    ).order_by("-finished_at", "-id")
+    ids = PostgresDatabase.objects.annotate(latest=Subquery(newest.values("pk")[:1])).values_list(
+        "latest", flat=True
+    )
+    return list(
+        Backup.objects.filter(pk__in=[i for i in ids if i is not None])
+        .select_related("database", "requested_by")
+        .order_by("database__name")
+    )
 
 
 @dataclass(frozen=True)
@@ -111,3 +130,13 @@ def backups_progress(*, backup_ids: list[int]) -> list[BackupProgress]:
         )
         for backup in Backup.objects.filter(pk__in=backup_ids).select_related("database")
     ]
+
+
+__all__ = [
+    "BackupFreshness",
+    "BackupProgress",
+    "backup_freshness",
+    "backups_progress",
+    "latest_verified_backups",
+    "newest_restorable",
+]

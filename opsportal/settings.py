@@ -103,6 +103,11 @@ INSTALLED_APPS = [
     "opsportal.operations",
     "opsportal.monitoring",
     "opsportal.statuspage",
+    "opsportal.api",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "incidents",
     "backups",
     "maintenance",
@@ -418,6 +423,58 @@ MONITORING_LONG_QUERY_SECONDS = env.float("MONITORING_LONG_QUERY_SECONDS", defau
 # dropped from the newest-value table that /metrics and the overview read: a removed
 # container, an unmounted filesystem, a figure the system no longer reports.
 MONITORING_STALE_SERIES_SECONDS = env.int("MONITORING_STALE_SERIES_SECONDS", default=900)
+
+# --- REST API (issue 12) -------------------------------------------------------------------
+# Personal API tokens only (opsportal/api); each token may make API_TOKEN_RATE requests
+# (DRF's "<n>/<second|minute|hour|day>") before it is answered 429 with Retry-After.
+API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="1200/minute")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["opsportal.api.authentication.ApiTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "opsportal.api.permissions.TokenScopePermission",
+        "opsportal.api.permissions.RolePermission",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["opsportal.api.throttling.TokenRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "opsportal.api.pagination.ApiCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "opsportal.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "UNAUTHENTICATED_TOKEN": None,
+    # The format comes from the Accept header only, not a ?format= parameter.
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OpsPortal API",
+    "DESCRIPTION": "Incidents, alerts, systems, operations, backups, maintenance windows and "
+    "the audit history, on the same services and permissions as the admin. Authenticate with "
+    "a personal API token: 'Authorization: Bearer ops_…' (create one in the admin).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "opsportal.api.schema.add_error_responses",
+    ],
+    # Several models have a "status" or "source": each its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "IncidentStatusEnum": "incidents.models.Status",
+        "IncidentSourceEnum": "incidents.models.Source",
+        "AlertStatusEnum": "incidents.models.AlertStatus",
+        "OperationStatusEnum": "opsportal.operations.models.OperationStatus",
+        # Backups and drills share one set of states.
+        "BackupStatusEnum": "backups.models.BackupStatus",
+        "WindowStatusEnum": "maintenance.models.WindowStatus",
+        "AuditSourceEnum": "opsportal.audit.models.AuditSource",
+    },
+}
 
 LOGGING = {
     "version": 1,

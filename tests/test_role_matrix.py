@@ -139,6 +139,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         task_generate_occurrences,
         window_schedule,
     )
+    from opsportal.api.services import api_token_create
     from opsportal.audit.models import AuditRecord
     from opsportal.health.models import Heartbeat
     from opsportal.health.services import heartbeat_record
@@ -307,6 +308,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     task = RecurringTask.objects.order_by("name").first()
     task_generate_occurrences(task=task)
     subscription = calendar_subscription_get(user=root)
+    api_token, _ = api_token_create(user=root, name="matrix pipeline", scope="read_write")
 
     # Sign-in records as django-axes keeps them: a sign-in (what the login view does once
     # every factor is checked) and then a wrong password typed into the login form.
@@ -366,6 +368,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "maintenance.maintenanceplan": MaintenancePlan.objects.order_by("name").first(),
         "maintenance.recurringtask": task,
         "maintenance.taskoccurrence": task.occurrences.order_by("due_at").first(),
+        "api.apitoken": api_token,
     }
     missing = [label for label, obj in objects.items() if obj is None]
     assert not missing, f"no object was created for {missing}"
@@ -417,6 +420,9 @@ def concrete_url(pattern: Pattern, world: World, variant: str | None = None) -> 
     """The pattern's URL with each parameter set to a real object (or value) of the world."""
     parts = pattern.route.split("/")
     label = f"{parts[1]}.{parts[2]}" if len(parts) > 2 else ""
+    if pattern.route.startswith("api/v1/"):
+        # A session is no credential for the API: refused before any object is looked up.
+        return "/" + _PARAMETER.sub("1", pattern.route).replace("^", "").replace("$", "")
     if pattern.route.startswith("admin/r/"):  # "view on site", asked for the incident
         label = "incidents.incident"
 
@@ -686,6 +692,56 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "statuspage:subscribe": Access(get=EVERYONE, post=EVERYONE, post_ok=400, login=False),
     "statuspage:confirm": Access(get=EVERYONE, ok=400, post=EVERYONE, post_ok=400, login=False),
     "statuspage:unsubscribe": Access(get=EVERYONE, ok=404, post=EVERYONE, post_ok=404, login=False),
+    # --- the REST API (issue 12): an API token is the only credential -------------------------
+    # A signed-in session is refused (401) at every endpoint; who may call each with a token
+    # is tests/api/test_roles.py's table (API_ROLES), which covers every endpoint the schema has.
+    **{
+        f"api:{name}": Access(get=NOBODY, post=NOBODY, refused=401, login=False)
+        for name in (
+            "incident-list",
+            "incident-detail",
+            "incident-timeline",
+            *[
+                f"incident-{action}"
+                for action in (
+                    "acknowledge",
+                    "investigate",
+                    "mitigate",
+                    "resolve",
+                    "close",
+                    "reopen",
+                    "escalate",
+                    "notes",
+                    "runbooks",
+                    "operations",
+                )
+            ],
+            "alert-list",
+            "alert-detail",
+            "system-list",
+            "system-detail",
+            "operation-list",
+            "operation-detail",
+            "backup-list",
+            "backup-detail",
+            "backup-latest-verified",
+            "restoredrill-list",
+            "restoredrill-detail",
+            "maintenance-now",
+            "maintenancewindow-list",
+            "maintenancewindow-detail",
+            "maintenancewindow-cancel",
+            "auditrecord-list",
+            "auditrecord-detail",
+            "auditrecord-export",
+        )
+    },
+    # Any other path under /api/v1/: the API's own 404 body, for everyone.
+    "api:not_found": Access(get=EVERYONE, ok=404, post=EVERYONE, post_ok=404, login=False),
+    # The OpenAPI document: a token or a signed-in session (the docs page fetches it).
+    "api:schema": Access(get=STAFF, refused=401, login=False),
+    # Swagger UI, served from the installed package: signed-in users.
+    "api:docs": Access(get=STAFF),
     # --- the admin site's own pages --------------------------------------------------------
     "admin:index": Access(get=STAFF),
     # Signed-in users are sent on to the index.
@@ -715,6 +771,7 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
                 "incidents",
                 "backups",
                 "maintenance",
+                "api",
             )
         },
     },
@@ -896,6 +953,21 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "admin:backups_backup_restore": Access(get=roles(DBA, SU), post=roles(DBA, SU)),
     **model_pages("backups.restore", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY),
     **model_pages("backups.restoredrill", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY),
+    # --- personal API tokens: every staff user makes and revokes their own ----------------
+    # Nobody edits or deletes a token (revoking keeps it, for the history of what it did).
+    **model_pages(
+        "api.apitoken",
+        view=STAFF,
+        add=STAFF,
+        change=NOBODY,
+        delete=NOBODY,
+        actions={"revoke_tokens": STAFF},
+    ),
+    # The world's token is the superuser's: to anyone else it does not exist (their list
+    # shows only their own tokens), so its page sends them to the index. Saving any token's
+    # page is refused to everyone (tests/api/test_tokens.py).
+    "admin:api_apitoken_change": Access(get=ONLY_SUPERUSER, refused=302),
+    "admin:api_apitoken_history": Access(get=ONLY_SUPERUSER, refused=302),
     # --- maintenance -------------------------------------------------------------------------
     **model_pages(
         "maintenance.maintenancewindow", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)

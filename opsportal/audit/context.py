@@ -35,3 +35,10 @@ def acting(
         yield context
     finally:
         _current.reset(token)
+
+
+def set_current(*, actor: object | None, source: str, remote_addr: str | None = None) -> None:
+    """Name who is acting for the rest of a request whose context is already open: an API
+    token is checked inside the view, after AuditContextMiddleware opened the request's
+    context (which restores what was there before when the request ends)."""
+    _current.set(AuditContext(actor=actor, source=source, remote_addr=remote_addr))

@@ -1,5 +1,7 @@
 """The shared lifecycle of row-first background jobs (CONVENTIONS.md, "Background
-operations"): claim, heartbeat, finish and sweep, written once for every kind of job."""
+operations"): claim, heartbeat, finish and sweep, written once for every kind of job, and
+the abstract model of the columns they share (`opsportal.jobs.models.JobFields`, imported
+from there and not re-exported here, so importing the functions never defines a model)."""
 
 from opsportal.jobs.lifecycle import (
     JobSpec,

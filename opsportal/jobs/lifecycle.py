@@ -9,9 +9,12 @@ fails rows a dead worker left. Each kind of job keeps its own states, messages a
 (one backup per database at a time, "waiting" checklist steps, notification backoff) and
 describes itself to the sweeper with a `JobSpec`.
 
-The models' columns are not uniform (a security scan's status is `scan_status`, a checklist
-step is queued at `queued_at`, a notification retries at `next_attempt_at`), so the
-functions take the column names instead of requiring a common base model.
+The shared columns are declared once in `opsportal.jobs.models.JobFields`, which operations,
+backups, restores and drills inherit; the other kinds' columns are named differently (a
+security scan's status is `scan_status`, a checklist step is queued at `queued_at`, a
+notification retries at `next_attempt_at`) and renaming them would change the schema, so
+the functions take the column names (defaulting to JobFields') instead of requiring the
+base model.
 Sentry's scheduled deletions share one claim and one re-attempt function across models the
 same way.
 """
@@ -112,7 +115,10 @@ class JobSpec:
     """How one kind of job looks to the sweeper.
 
     Lost work: rows in `queued` whose `queued_field` (when it was last sent to the broker)
-    is older than `lost_after` are dispatched again with `dispatch(row)`. With
+    is older than `lost_after` are dispatched again with `dispatch(row)`. A kind with its
+    own retry schedule (notifications' backoff) names the column holding when a row is next
+    due in `retry_at_field`: such a row is dispatched once that time has come, and only a
+    row without one is judged lost by its age. With
     `dispatch_count_field`, each re-dispatch is itself a compare-and-set on `queued_field`
     (two sweepers never both send it) and counts. With `give_up`, a lost row whose
     `give_up_field` is older than `give_up_after` is not sent again but ended by
@@ -122,7 +128,9 @@ class JobSpec:
     compared in the database, or a function of the row compared here, both measured from
     `started_field`) or whose `heartbeat_field` is older than `heartbeat_stale()` are
     handed to `fail(row, now)`, which records the kind's own message and returns True if it
-    failed the row (False when the worker finished meanwhile)."""
+    failed the row (False when the worker finished meanwhile). A kind whose `fail` puts the
+    row back in the queue instead (a notification is retried) sets `fail_dead_first`, so
+    the same sweep dispatches it again."""
 
     model: type[Model]
     queued: Status
@@ -134,6 +142,7 @@ class JobSpec:
     queued_field: str = "requested_at"
     # "lt" or "lte": each kind keeps the boundary it always had.
     lost_lookup: str = "lt"
+    retry_at_field: str | None = None
     dispatch_count_field: str | None = None
     give_up: Callable[[Any, dt.datetime], bool] | None = None
     give_up_after: dt.timedelta = dt.timedelta(0)
@@ -151,10 +160,13 @@ class JobSpec:
     # Bound one sweep's work on lost and on running rows; the next sweep continues.
     batch: int | None = None
     running_batch: int | None = None
+    fail_dead_first: bool = False
 
 
-def _rows(spec: JobSpec, status: Status, order_by: str | None, limit: int | None, **lookups):
-    rows = spec.model._default_manager.filter(**{spec.status_field: status}, **lookups)
+def _rows(
+    spec: JobSpec, status: Status, order_by: str | None, limit: int | None, *when: Q, **lookups
+):
+    rows = spec.model._default_manager.filter(*when, **{spec.status_field: status}, **lookups)
     if spec.select_related:
         rows = rows.select_related(*spec.select_related)
     if order_by:
@@ -166,13 +178,12 @@ def job_redispatch_lost(spec: JobSpec, *, now: dt.datetime) -> dict[str, int]:
     """Send again the queued rows the broker lost (and give up on the ones queued too long).
     Returns {"redispatched": n, "given_up": m}."""
     counts = {"redispatched": 0, "given_up": 0}
-    lost = _rows(
-        spec,
-        spec.queued,
-        spec.order_by,
-        spec.batch,
-        **{f"{spec.queued_field}__{spec.lost_lookup}": now - spec.lost_after},
-    )
+    aged = Q(**{f"{spec.queued_field}__{spec.lost_lookup}": now - spec.lost_after})
+    if spec.retry_at_field is not None:
+        aged = Q(**{f"{spec.retry_at_field}__lte": now}) | (
+            Q(**{f"{spec.retry_at_field}__isnull": True}) & aged
+        )
+    lost = _rows(spec, spec.queued, spec.order_by, spec.batch, aged)
     for row in lost:
         if spec.give_up is not None and getattr(row, spec.give_up_field) < now - spec.give_up_after:
             counts["given_up"] += bool(spec.give_up(row, now))
@@ -224,6 +235,11 @@ def job_sweep(spec: JobSpec, *, now: dt.datetime | None = None) -> dict[str, int
     """Re-dispatch what the broker lost and fail what a dead worker left, for one kind of
     job. Returns {"redispatched": n, "given_up": m, "failed": k}."""
     now = now or timezone.now()
-    counts = job_redispatch_lost(spec, now=now)
-    counts["failed"] = job_fail_dead(spec, now=now)
+    if spec.fail_dead_first:
+        failed = job_fail_dead(spec, now=now)
+        counts = job_redispatch_lost(spec, now=now)
+    else:
+        counts = job_redispatch_lost(spec, now=now)
+        failed = job_fail_dead(spec, now=now)
+    counts["failed"] = failed
     return counts

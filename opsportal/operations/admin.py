@@ -33,6 +33,28 @@ class OperationAdmin(admin.ModelAdmin):
     list_select_related = ["target", "requested_by", "incident"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Operation._meta.fields]
+    # The page's order, named: the columns shared with every job (opsportal.jobs.JobFields)
+    # would otherwise come first.
+    fields = [
+        "id",
+        "kind",
+        "target",
+        "params",
+        "changing",
+        "requested_by",
+        "reason",
+        "incident",
+        "status",
+        "output",
+        "result",
+        "error",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "dispatch_count",
+        "last_dispatched_at",
+        "time_limit_seconds",
+    ]
     actions = ["cancel_queued"]
 
     @admin.display(description="Status", ordering="status")

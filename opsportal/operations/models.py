@@ -4,6 +4,7 @@ background task that acts and stores the outcome on the row."""
 from django.conf import settings
 from django.db import models
 
+from opsportal.jobs.models import JobFields
 from opsportal.operations.kinds import KINDS
 
 
@@ -22,7 +23,7 @@ FINISHED_STATUSES = (OperationStatus.SUCCEEDED, OperationStatus.FAILED, Operatio
 OUTPUT_LIMIT_CHARS = 200_000
 
 
-class Operation(models.Model):
+class Operation(JobFields):
     kind = models.CharField(
         max_length=40, choices=[(k, spec.label) for k, spec in KINDS.items()], db_index=True
     )
@@ -53,11 +54,11 @@ class Operation(models.Model):
     )
     output = models.TextField(blank=True, help_text="What the operation found or did, in words.")
     result = models.JSONField(default=dict, blank=True, help_text="The same, as structured data.")
-    error = models.TextField(blank=True)
+    # error, started_at, finished_at and dispatch_count are JobFields'; requested_at has
+    # never been indexed here, and an operation has no worker or heartbeat columns.
     requested_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    dispatch_count = models.PositiveSmallIntegerField(default=0)
+    worker = None
+    heartbeat_at = None
     last_dispatched_at = models.DateTimeField(null=True, blank=True)
     time_limit_seconds = models.PositiveIntegerField(default=60)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
-from opsportal.jobs import job_claim
+from opsportal.jobs import JobSpec, job_claim, job_sweep
 from opsportal.people.models import (
     Notification,
     NotificationChannelKind,
@@ -231,32 +231,68 @@ def _send(notification: Notification) -> None:
     post_webhook(name=webhook.name, url=webhook.url, payload=payload)
 
 
+def _notification_reclaim(notification: Notification, now: dt.datetime) -> bool:
+    """A "sending" claim whose expiry (`next_attempt_at`) has passed: the worker died while
+    sending. The row is pending again and due at once, for this sweep to deliver."""
+    return job_claim(
+        Notification,
+        notification.pk,
+        from_status=NotificationStatus.SENDING,
+        to_status=NotificationStatus.PENDING,
+        when=Q(next_attempt_at__lte=now),
+        next_attempt_at=now,
+    )
+
+
 def notifications_sweep(*, now: dt.datetime | None = None) -> int:
     """Deliver notifications whose retry is due or whose message was lost (the broker
     was down when they were queued, or the worker died while sending)."""
     now = now or timezone.now()
-    stale_claims = Notification.objects.filter(
-        status=NotificationStatus.SENDING, next_attempt_at__lte=now
-    ).update(status=NotificationStatus.PENDING, next_attempt_at=now)
-    due = list(
-        Notification.objects.filter(status=NotificationStatus.PENDING)
-        .filter(
-            Q(next_attempt_at__lte=now)
-            | Q(next_attempt_at__isnull=True, created_at__lte=now - UNDISPATCHED_AFTER)
-        )
-        .values_list("pk", flat=True)[:500]
-    )
-    started = time.monotonic()
-    for pk in due:
-        if time.monotonic() - started > SWEEP_BUDGET_SECONDS:
+    started: float | None = None
+    out_of_time = False
+
+    def deliver(notification: Notification) -> None:
+        # The sweep delivers in its own task, within its budget; what is left after it is
+        # the next sweep's.
+        nonlocal started, out_of_time
+        started = time.monotonic() if started is None else started
+        if not out_of_time and time.monotonic() - started > SWEEP_BUDGET_SECONDS:
             logger.warning("Notification sweep out of time; the next sweep continues.")
-            break
+            out_of_time = True
+        if out_of_time:
+            return
         try:
-            notification_deliver(notification_id=pk, now=now)
+            notification_deliver(notification_id=notification.pk, now=now)
         except Exception:
             # One bad row must not stop the others from being delivered.
-            logger.exception("Sweeping notification %s failed", pk)
-    return len(due) + stale_claims
+            logger.exception("Sweeping notification %s failed", notification.pk)
+
+    # How the shared sweeper (opsportal.jobs) treats notifications. Lost: a pending row
+    # whose retry is due (the backoff is the notification's own rule, in next_attempt_at),
+    # or one never attempted UNDISPATCHED_AFTER after it was created. Dead: a "sending" row
+    # whose claim expired; while sending, next_attempt_at holds the claim's expiry, so the
+    # time limit is zero from it. A dead claim is made pending again first, so this same
+    # sweep delivers it.
+    counts = job_sweep(
+        JobSpec(
+            model=Notification,
+            queued=NotificationStatus.PENDING,
+            running=NotificationStatus.SENDING,
+            dispatch=deliver,
+            fail=_notification_reclaim,
+            lost_after=UNDISPATCHED_AFTER,
+            queued_field="created_at",
+            lost_lookup="lte",
+            retry_at_field="next_attempt_at",
+            batch=500,
+            started_field="next_attempt_at",
+            time_limit=dt.timedelta(0),
+            fail_at_limit=True,
+            fail_dead_first=True,
+        ),
+        now=now,
+    )
+    return counts["redispatched"] + counts["failed"]
 
 
 def people_load_defaults() -> None:

@@ -160,3 +160,75 @@ def test_a_fixed_time_limit_fails_only_rows_past_it_unless_told_otherwise(operat
     at_limit = started + dt.timedelta(seconds=60)
     assert job_sweep(spec(), now=at_limit)["failed"] == 0
     assert job_sweep(spec(fail_at_limit=True), now=at_limit)["failed"] == 1
+
+
+def test_a_row_with_its_own_retry_time_is_sent_when_it_comes_not_by_its_age(operation):
+    """`retry_at_field` (notifications' backoff): a row with a retry time waits for it
+    however old it is; a row without one is lost once it is older than lost_after."""
+    sent = []
+    spec = JobSpec(
+        model=Operation,
+        queued=QUEUED,
+        running=RUNNING,
+        dispatch=lambda row: sent.append(row.pk),
+        fail=lambda row, now: False,
+        lost_after=dt.timedelta(seconds=30),
+        queued_field="requested_at",
+        lost_lookup="lte",
+        retry_at_field="last_dispatched_at",
+    )
+    retry_at = operation.requested_at + dt.timedelta(minutes=10)
+    Operation.objects.filter(pk=operation.pk).update(last_dispatched_at=retry_at)
+    # Long past lost_after, but its retry has not come.
+    assert job_sweep(spec, now=retry_at - dt.timedelta(seconds=1))["redispatched"] == 0
+    assert job_sweep(spec, now=retry_at)["redispatched"] == 1
+
+    Operation.objects.filter(pk=operation.pk).update(last_dispatched_at=None)
+    just_queued = operation.requested_at + dt.timedelta(seconds=29)
+    assert job_sweep(spec, now=just_queued)["redispatched"] == 0
+    assert job_sweep(spec, now=operation.requested_at + dt.timedelta(seconds=30)) == {
+        "redispatched": 1,
+        "given_up": 0,
+        "failed": 0,
+    }
+    assert sent == [operation.pk, operation.pk]
+
+
+@pytest.mark.parametrize("dead_first", [False, True])
+def test_a_dead_row_put_back_in_the_queue_is_sent_by_the_same_sweep_when_asked(
+    operation, dead_first
+):
+    """`fail_dead_first`: a kind whose `fail` requeues the row (a notification is retried)
+    has it dispatched in the same sweep; otherwise the next sweep sends it."""
+    started = timezone.now()
+    job_claim(Operation, operation.pk, from_status=QUEUED, to_status=RUNNING, started_at=started)
+    sent = []
+
+    def requeue(row, now):
+        return job_finish(
+            Operation,
+            row.pk,
+            from_status=RUNNING,
+            to_status=QUEUED,
+            finished_field=None,
+            last_dispatched_at=now,
+        )
+
+    spec = JobSpec(
+        model=Operation,
+        queued=QUEUED,
+        running=RUNNING,
+        dispatch=lambda row: sent.append(row.pk),
+        fail=requeue,
+        lost_after=dt.timedelta(0),
+        queued_field="last_dispatched_at",
+        lost_lookup="lte",
+        time_limit=dt.timedelta(seconds=60),
+        fail_dead_first=dead_first,
+    )
+    counts = job_sweep(spec, now=started + dt.timedelta(seconds=61))
+    assert counts["failed"] == 1
+    assert counts["redispatched"] == (1 if dead_first else 0)
+    assert sent == ([operation.pk] if dead_first else [])
+    operation.refresh_from_db()
+    assert operation.status == QUEUED

@@ -1,0 +1,1 @@
+"""Parts of bench/drills.py (a package, so `make bench` does not run them as benches)."""
