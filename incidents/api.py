@@ -5,11 +5,9 @@ message live in one place. Registered with the shared router from opsportal/urls
 from __future__ import annotations
 
 import django_filters
-from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from incidents.models import (
@@ -21,7 +19,6 @@ from incidents.models import (
     Severity,
     Status,
     TimelineEvent,
-    TimelineKind,
 )
 from incidents.selectors import incident_timeline
 from incidents.services import (
@@ -33,10 +30,9 @@ from incidents.services import (
     incident_investigate,
     incident_mitigate,
     incident_open,
+    incident_operation_request,
     incident_reopen,
     incident_resolve,
-    step_run_permissions,
-    timeline_add,
 )
 from opsportal.api.filters import BoundedSearchFilter, UtcDateTimeFilter
 from opsportal.api.pagination import ApiCursorPagination
@@ -45,7 +41,6 @@ from opsportal.api.serializers import StrictSerializer
 from opsportal.api.views import ApiReadOnlyViewSet
 from opsportal.operations.api import OperationSerializer
 from opsportal.operations.kinds import KINDS
-from opsportal.operations.services import operation_request
 from opsportal.people.models import Team
 from opsportal.systems.models import System
 
@@ -411,31 +406,14 @@ class IncidentViewSet(mixins.CreateModelMixin, ApiReadOnlyViewSet):
         a reason. The operation acts only on the incident's systems (the service checks)."""
         incident = self.get_object()
         data = self._input(request)
-        kind = data["kind"]
-        missing = [p for p in step_run_permissions(kind) if not request.user.has_perm(p)]
-        if missing:
-            raise PermissionDenied(
-                f"Running {kind} needs the permission {' and '.join(repr(p) for p in missing)}."
-            )
-        if KINDS[kind].changing and not data["reason"].strip():
-            raise ValidationError({"reason": ["This operation changes the system: say why."]})
-        with transaction.atomic():
-            operation = operation_request(
-                kind=kind,
-                target=data["target"],
-                params=data["params"],
-                actor=request.user,
-                reason=data["reason"].strip() or f"Incident #{incident.pk}",
-                incident=incident,
-            )
-            timeline_add(
-                incident=incident,
-                kind=TimelineKind.OPERATION,
-                message=f"Requested {operation.get_kind_display()} on {data['target']} "
-                f"(operation #{operation.pk})",
-                actor=request.user,
-                operation=operation,
-            )
+        operation = incident_operation_request(
+            incident=incident,
+            kind=data["kind"],
+            target=data["target"],
+            params=data["params"],
+            actor=request.user,
+            reason=data["reason"],
+        )
         return Response(OperationSerializer(operation).data, status=status.HTTP_201_CREATED)
 
 

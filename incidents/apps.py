@@ -46,6 +46,20 @@ class IncidentsConfig(AppConfig):
         from opsportal.statuspage.sources import public_source_register
 
         public_source_register("incidents", IncidentsPublicSource())
+        # Escalation until acknowledged (incidents/services/escalation.py): the policies are
+        # configuration, audited as edited; the runbook's default policies after the teams.
+        from incidents.models import EscalationPolicy, EscalationStep
+        from incidents.services.escalation import (
+            escalation_load_defaults,
+            on_notification_attempted,
+        )
+        from opsportal.people.signals import notification_attempted
+
+        audit_register(EscalationPolicy)
+        audit_register(EscalationStep)
+        defaults_loader_register("escalation", escalation_load_defaults, order=55)
+        notification_attempted.connect(on_notification_attempted, dispatch_uid="incident-pages")
+
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
         from incidents import admin_public  # noqa: F401  (registers the public incident pages)

@@ -1,4 +1,5 @@
-"""Inbound alerts: Prometheus Alertmanager's webhook (token-protected)."""
+"""Inbound alerts: Prometheus Alertmanager's webhook (token-protected); the signed link
+that acknowledges an incident from a page."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from incidents.models import Category, Severity
 from incidents.services import IncidentRefused, alert_fingerprint, alert_receive
+from incidents.services.acknowledge import (
+    LinkRefused,
+    acknowledge_link_check,
+    incident_acknowledge_by_link,
+)
 from opsportal.bearer import bearer_matches
 
 logger = logging.getLogger(__name__)
@@ -129,3 +137,27 @@ def alertmanager_webhook(request: HttpRequest) -> JsonResponse:
             }
         )
     return JsonResponse({"received": len(alerts), "results": results})
+
+
+# The signed single-use link is the credential, for this one action only: the page shows
+# what it will do and the button (a POST) does it, so a mail scanner that opens links
+# acknowledges nothing.
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def acknowledge_link(request: HttpRequest, incident_id: int, token: str) -> HttpResponse:
+    context = {"title": "Acknowledge incident", "has_permission": False, "token": token}
+    context["incident_url"] = reverse("admin:incidents_incident_change", args=[incident_id])
+    try:
+        link = acknowledge_link_check(incident_id=incident_id, token=token)
+        context.update(incident=link.incident, contact=link.contact)
+        if request.method == "POST":
+            context["incident"] = incident_acknowledge_by_link(
+                incident_id=incident_id, token=token, remote_addr=request.META.get("REMOTE_ADDR")
+            )
+            context["acknowledged"] = True
+    except LinkRefused as refusal:
+        context["refused"] = refusal.message
+        # 410 Gone for a link that worked once and no longer does; 400 for the rest.
+        status = 410 if refusal.gone else 400
+        return render(request, "incidents/acknowledge_link.html", context, status=status)
+    return render(request, "incidents/acknowledge_link.html", context)

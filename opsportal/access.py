@@ -120,6 +120,13 @@ for _role, _kinds in _OPERATIONS_BY_ROLE.items():
         *[("operations", f"run_{kind}") for kind in [*_OPERATIONS_READ_ONLY, *_kinds]],
     ]
 ROLE_PERMISSIONS["Viewers"] += [("incidents", "add_incident")]
+# Who is paged when, and how long to wait: DevOps keep the teams and rotations, so they keep
+# the escalation policies too.
+ROLE_PERMISSIONS["DevOps"] += [
+    ("incidents", f"{verb}_{model}")
+    for verb in ("add", "change", "delete")
+    for model in ("escalationpolicy", "escalationstep")
+]
 # Preserved evidence holds a container's whole environment (every credential it was given)
 # and possibly its filesystem: only the Security team, who keep the chain of custody, may
 # download it. Every role still sees that an artefact exists, with its checksum.

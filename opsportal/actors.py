@@ -23,3 +23,15 @@ def acting_name(actor: object | None, *, otherwise: str) -> str:
     """The acting user's username for messages, or `otherwise` (e.g. "the system")."""
     user = acting_user(actor)
     return user.get_username() if user is not None else otherwise
+
+
+def actor_require(actor: object | None, permission: str, *, doing: str = "") -> None:
+    """Refuse a person who lacks `permission` (PermissionDenied, with what they tried to do);
+    the portal acting on its own (a worker, a schedule, an alert) is not asked. The one
+    permission check every service makes before it changes anything."""
+    from django.core.exceptions import PermissionDenied
+
+    if acting_user(actor) is not None and not actor.has_perm(permission):  # type: ignore[union-attr]
+        raise PermissionDenied(
+            f"You need the permission {permission!r} " + (f"to {doing}." if doing else "for this.")
+        )

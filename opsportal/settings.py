@@ -304,6 +304,11 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="opsportal@localhost")
 NOTIFICATION_WEBHOOK_TIMEOUT = env.float("NOTIFICATION_WEBHOOK_TIMEOUT", default=5.0)
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
+# The portal's address as people reach it, for links in pages ("Acknowledge", "Open the
+# incident"); messages leave the request that could tell it.
+PORTAL_URL = env.str("PORTAL_URL", default="http://localhost:8000").rstrip("/")
+# How long an "Acknowledge" link in a page works (it works once).
+ACKNOWLEDGE_LINK_MINUTES = env.int("ACKNOWLEDGE_LINK_MINUTES", default=60)
 
 # The public status page (/status/, opsportal/statuspage/).
 STATUS_PAGE_LOGIN_REQUIRED = env.bool("STATUS_PAGE_LOGIN_REQUIRED", default=False)

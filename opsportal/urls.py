@@ -30,6 +30,7 @@ urlpatterns = [
     # One's own second factor (set up, verify, backup codes); before admin/ so it wins.
     path("admin/two-factor/", include("opsportal.accounts.urls")),
     path("admin/", admin.site.urls),
+    path("people/", include("opsportal.people.urls")),
     # The REST API (issue 12): endpoints the domain apps register, its schema and docs.
     path("api/", include("opsportal.api.urls")),
     path("incidents/", include("incidents.urls")),

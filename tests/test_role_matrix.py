@@ -104,6 +104,9 @@ class World:
     window_step: object
     evidence: object
     calendar_token: str
+    # A valid acknowledge link (token) for the world's incident, as a page carries it.
+    acknowledge_token: str = ""
+    shift_calendar_token: str = ""
 
 
 def _closed_port() -> int:
@@ -131,8 +134,9 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         drill_request,
         restore_request,
     )
-    from incidents.models import Alert, IncidentStep, Runbook
+    from incidents.models import Alert, Escalation, EscalationPolicy, IncidentStep, Runbook
     from incidents.services import incident_attach_runbook, incident_open
+    from incidents.services.acknowledge import acknowledge_link_create
     from maintenance.models import MaintenancePlan, MaintenanceWindow, RecurringTask, WindowKind
     from maintenance.services import (
         calendar_subscription_get,
@@ -157,6 +161,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         WebhookChannel,
     )
     from opsportal.people.services import notify
+    from opsportal.people.shifts import shift_calendar_get
     from opsportal.systems.models import (
         DockerEngine,
         HttpEndpoint,
@@ -308,6 +313,8 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     task = RecurringTask.objects.order_by("name").first()
     task_generate_occurrences(task=task)
     subscription = calendar_subscription_get(user=root)
+    acknowledge_url = acknowledge_link_create(incident=incident, contact=contact)
+    shift_calendar = shift_calendar_get(contact=contact)
     api_token, _ = api_token_create(user=root, name="matrix pipeline", scope="read_write")
 
     # Sign-in records as django-axes keeps them: a sign-in (what the login view does once
@@ -360,6 +367,8 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "incidents.publicincident": public_incident,
         "statuspage.component": component,
         "statuspage.subscriber": subscriber,
+        "incidents.escalationpolicy": EscalationPolicy.objects.order_by("name").first(),
+        "incidents.escalation": Escalation.objects.first(),
         "backups.backupplan": plan,
         "backups.backup": backup,
         "backups.restore": restore,
@@ -379,6 +388,8 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         window_step=window.steps.order_by("id").first(),
         evidence=evidence,
         calendar_token=subscription.token,
+        acknowledge_token=acknowledge_url.rstrip("/").rsplit("/", 1)[1],
+        shift_calendar_token=shift_calendar.token,
     )
 
 
@@ -453,7 +464,13 @@ def concrete_url(pattern: Pattern, world: World, variant: str | None = None) -> 
         if name == "id":  # a user's password page
             return str(world.objects["auth.user"].pk)
         if name == "token":
+            if pattern.key == "incidents:acknowledge_link":
+                return world.acknowledge_token
+            if pattern.key == "people:shift_feed":
+                return world.shift_calendar_token
             return world.calendar_token
+        if name == "incident_id":
+            return str(world.objects["incidents.incident"].pk)
         if name == "url":  # the admin's catch-all
             return "no-such-page/"
         raise AssertionError(
@@ -692,6 +709,11 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "statuspage:subscribe": Access(get=EVERYONE, post=EVERYONE, post_ok=400, login=False),
     "statuspage:confirm": Access(get=EVERYONE, ok=400, post=EVERYONE, post_ok=400, login=False),
     "statuspage:unsubscribe": Access(get=EVERYONE, ok=404, post=EVERYONE, post_ok=404, login=False),
+    # A page's signed single-use link is the credential, for acknowledging that incident
+    # only (tests/incidents/test_acknowledge_links.py has the refusals).
+    "incidents:acknowledge_link": Access(get=EVERYONE, post=EVERYONE, login=False),
+    # A person's shifts feed: its secret link is the credential, like the maintenance one.
+    "people:shift_feed": Access(get=EVERYONE, login=False),
     # --- the REST API (issue 12): an API token is the only credential -------------------------
     # A signed-in session is refused (401) at every endpoint; who may call each with a token
     # is tests/api/test_roles.py's table (API_ROLES), which covers every endpoint the schema has.
@@ -863,6 +885,14 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
         "people.oncalloverride", view=STAFF, add=roles(OC, DEV, SU), change=roles(OC, DEV, SU)
     ),
     **model_pages("people.webhookchannel", view=STAFF, add=roles(DEV, SU), change=roles(DEV, SU)),
+    # "Take this shift" records an override: those who may record overrides (the service
+    # also needs them to be in the rotation; the matrix users are not, so theirs is refused
+    # with a message after the permission check).
+    "admin:people_oncallrotation_take_shift": Access(
+        get=POST_ONLY, post=roles(OC, DEV, SU), refused=MESSAGE
+    ),
+    # One's own shifts and feed link (and resetting it): every staff user.
+    "admin:people_oncallrotation_my_shifts": Access(get=STAFF, post=STAFF),
     **model_pages(
         "people.notification",
         view=STAFF,
@@ -939,6 +969,16 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     **model_pages("incidents.publicincident", view=STAFF, add=RESPONDERS, change=RESPONDERS),
     "admin:incidents_publicincident_post_update": Access(get=POST_ONLY, post=RESPONDERS),
     **model_pages("incidents.alert", view=STAFF, add=NOBODY, change=NOBODY),
+    # Who is paged when: DevOps keep the teams and rotations, and the policies with them.
+    **model_pages(
+        "incidents.escalationpolicy",
+        view=STAFF,
+        add=roles(DEV, SU),
+        change=roles(DEV, SU),
+        delete=roles(DEV, SU),
+    ),
+    # What each escalation sent: written by the escalation service only.
+    **model_pages("incidents.escalation", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY),
     # --- backups -----------------------------------------------------------------------------
     **model_pages(
         "backups.backupplan",

@@ -10,12 +10,12 @@ import logging
 import zlib
 from collections.abc import Iterable, Iterator
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from backups.models import Backup, BackupFormat, BackupMethod, BackupPlan, RestoreStatus
 from backups.storage import storage_for
-from opsportal.actors import acting_user
+from opsportal.actors import acting_user, actor_require
 from opsportal.jobs import job_claim
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.models import PostgresDatabase
@@ -30,8 +30,7 @@ DEFAULT_TIME_LIMIT_SECONDS = 3 * 3600
 
 
 def _require(actor: object | None, permission: str) -> None:
-    if actor is not None and not actor.has_perm(permission):
-        raise PermissionDenied(f"You need the {permission!r} permission for this.")
+    actor_require(actor, permission)
 
 
 def _claim(model, pk: int) -> bool:

@@ -13,6 +13,7 @@ module here: that import is what registers their ModelAdmins.
   times
 - runbooks: runbooks and their steps
 - alerts: alerts received (read-only)
+- escalation: escalation policies with their steps, and the escalations that ran (read-only)
 """
 
 from incidents.admin.alerts import AlertAdmin
@@ -23,6 +24,7 @@ from incidents.admin.display import (
     elapsed_text,
     timeline_rows,
 )
+from incidents.admin.escalation import EscalationAdmin, EscalationPolicyAdmin
 from incidents.admin.incidents import ActionItemInline, IncidentAdmin
 from incidents.admin.runbooks import RunbookAdmin, RunbookStepInline
 from incidents.admin.workflow import IncidentWorkflowViews
@@ -31,6 +33,8 @@ __all__ = [
     "ESTIMATED_COUNT_ABOVE",
     "ActionItemInline",
     "AlertAdmin",
+    "EscalationAdmin",
+    "EscalationPolicyAdmin",
     "IncidentAdmin",
     "IncidentChangeList",
     "IncidentPaginator",

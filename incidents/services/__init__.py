@@ -14,11 +14,33 @@ and `from incidents.services import X`:
   a step's operation, the default playbooks
 - alerts: receiving an alert (open, join, suppress, resolve) and handing over the alerts a
   maintenance window held once it ends
+- escalation: escalation policies, the pages planned from them and sent when due (at
+  most once, by their task or the sweeper), stopping when acknowledged or resolved
+- acknowledge: what a page says and links to, the signed single-use Acknowledge links,
+  the follow-ups once the incident is acknowledged or resolved
 - _common: the refusal, the timeline entry and audit record every service writes
 """
 
 from incidents.services._common import IncidentRefused, timeline_add
+from incidents.services.acknowledge import (
+    LinkRefused,
+    acknowledge_link_check,
+    acknowledge_link_create,
+    incident_acknowledge_by_link,
+    incident_followup_notify,
+)
 from incidents.services.alerts import alert_fingerprint, alert_receive, alerts_release_held
+from incidents.services.escalation import (
+    EscalationRefused,
+    escalation_load_defaults,
+    escalation_page_send,
+    escalation_plan,
+    escalation_policy_check,
+    escalation_policy_for,
+    escalation_start,
+    escalation_stop,
+    escalations_sweep,
+)
 from incidents.services.lifecycle import (
     MARK_MITIGATED_FROM,
     TRANSITIONS,
@@ -42,6 +64,7 @@ from incidents.services.paging import paging_responsibilities
 from incidents.services.runbooks import (
     DEFAULT_RUNBOOKS,
     incident_attach_runbook,
+    incident_operation_request,
     incident_step_can_run,
     incident_step_done,
     incident_step_run,
@@ -54,22 +77,37 @@ __all__ = [
     "DEFAULT_RUNBOOKS",
     "MARK_MITIGATED_FROM",
     "TRANSITIONS",
+    "EscalationRefused",
     "IncidentRefused",
+    "LinkRefused",
+    "acknowledge_link_check",
+    "acknowledge_link_create",
     "alert_fingerprint",
     "alert_receive",
     "alerts_release_held",
+    "escalation_load_defaults",
+    "escalation_page_send",
+    "escalation_plan",
+    "escalation_policy_check",
+    "escalation_policy_for",
+    "escalation_start",
+    "escalation_stop",
+    "escalations_sweep",
     "incident_acknowledge",
+    "incident_acknowledge_by_link",
     "incident_add_note",
     "incident_allowed_actions",
     "incident_attach_runbook",
     "incident_close",
     "incident_durations",
     "incident_escalate",
+    "incident_followup_notify",
     "incident_investigate",
     "incident_mark_mitigated",
     "incident_mark_mitigated_step",
     "incident_mitigate",
     "incident_open",
+    "incident_operation_request",
     "incident_reopen",
     "incident_resolve",
     "incident_review_missing",

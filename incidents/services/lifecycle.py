@@ -35,9 +35,10 @@ from incidents.services._common import (
     _resolve_systems,
     timeline_add,
 )
+from incidents.services.escalation import escalation_on_answered
 from incidents.services.paging import _page
-from incidents.services.runbooks import incident_attach_runbook
-from opsportal.actors import acting_name, acting_user
+from incidents.services.runbooks import runbook_attach_on_opening
+from opsportal.actors import acting_name, acting_user, actor_require
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
 from opsportal.operations.kinds import KINDS
@@ -47,6 +48,7 @@ from opsportal.systems.models import System
 def incident_add_note(
     *, incident: Incident, actor, text: str, source: str = Source.PERSON
 ) -> TimelineEvent:
+    actor_require(actor, "incidents.change_incident", doing="add a note to an incident")
     text = text.strip()
     if not text:
         raise IncidentRefused("A note needs some text.")
@@ -86,6 +88,7 @@ def incident_open(
     alert_fingerprint: str = "",
 ) -> Incident:
     """Open an incident, page whoever the routing names, attach the named runbook."""
+    actor_require(reporter, "incidents.add_incident", doing="open an incident")
     title = title.strip()
     if not title:
         raise IncidentRefused("An incident needs a title.")
@@ -156,7 +159,7 @@ def incident_open(
         )
         _page(incident, why="New incident", source=source, actor=reporter)
         if runbook:
-            incident_attach_runbook(
+            runbook_attach_on_opening(
                 incident=incident, runbook=runbook, actor=reporter, source=source
             )
     return incident
@@ -184,9 +187,17 @@ def incident_allowed_actions(*, incident: Incident) -> list[str]:
 
 
 def _transition(
-    incident: Incident, action: str, *, actor, source: str, note: str = "", **changes
+    incident: Incident,
+    action: str,
+    *,
+    actor,
+    source: str,
+    note: str = "",
+    by: str | None = None,
+    **changes,
 ) -> Incident:
     origins, target, verb = TRANSITIONS[action]
+    actor_require(actor, "incidents.manage_incident", doing=f"{action} an incident")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if locked.status not in origins:
@@ -224,7 +235,7 @@ def _transition(
                 f"Incident #{locked.pk} cannot be reopened: another incident for the same "
                 "alert is already open; add to that one instead."
             ) from exc
-        who = acting_name(actor, otherwise=Source(source).label.lower())
+        who = by or acting_name(actor, otherwise=Source(source).label.lower())
         message = f"{Status(before).label} → {Status(target).label} ({verb} by {who})"
         timeline_add(
             incident=locked,
@@ -234,12 +245,18 @@ def _transition(
             source=source,
         )
         _audit(locked, f"Incident {verb}" + (f": {note}" if note else ""), actor)
+        if action in ("acknowledge", "resolve"):
+            # Nobody else is paged, and those paged so far hear who answered.
+            escalation_on_answered(incident=locked, what=verb, by=who)
     incident.refresh_from_db()
     return incident
 
 
-def incident_acknowledge(*, incident: Incident, actor, note: str = "") -> Incident:
-    return _transition(incident, "acknowledge", actor=actor, source=Source.PERSON, note=note)
+def incident_acknowledge(
+    *, incident: Incident, actor, note: str = "", source: str = Source.PERSON, by: str | None = None
+) -> Incident:
+    """`by` names who acknowledged when no user may be acting (a link sent to a contact)."""
+    return _transition(incident, "acknowledge", actor=actor, source=source, note=note, by=by)
 
 
 def incident_investigate(*, incident: Incident, actor, note: str = "") -> Incident:
@@ -356,6 +373,7 @@ def incident_escalate(
     *, incident: Incident, severity: str, actor, reason: str = "", source: str = Source.PERSON
 ) -> Incident:
     """Raise the severity and page whoever the new severity calls for."""
+    actor_require(actor, "incidents.manage_incident", doing="escalate an incident")
     _check_choice(severity, Severity, "severity")
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)

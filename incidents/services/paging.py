@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from incidents.models import Category, Incident, Severity, TimelineKind
 from incidents.services._common import timeline_add
+from incidents.services.acknowledge import incident_url
+from incidents.services.escalation import escalation_on_paged
 from opsportal.people.models import Responsibility, Team
 from opsportal.people.services import notify
 
@@ -31,10 +33,15 @@ def paging_responsibilities(*, severity: str, category: str) -> list[str]:
 
 
 def _page(incident: Incident, *, why: str, source: str, actor=None) -> None:
+    # The escalation pages its team's on-call (again and further until someone
+    # acknowledges, with Acknowledge links); this one-off page covers the other teams the
+    # routing names.
+    escalating = escalation_on_paged(incident=incident, source=source)
     subject = f"[{incident.severity_label}] {why}: {incident.title} (incident #{incident.pk})"
     body = (
         f"{incident.get_severity_display()}\nCategory: {incident.get_category_display()}\n"
         f"Status: {incident.get_status_display()}\n\nSymptoms:\n{incident.symptoms or '—'}"
+        f"\n\nOpen the incident: {incident_url(incident)}"
     )
     teams = {
         t.responsibility: t
@@ -47,9 +54,15 @@ def _page(incident: Incident, *, why: str, source: str, actor=None) -> None:
     for responsibility in paging_responsibilities(
         severity=incident.severity, category=incident.category
     ):
+        if escalating is not None and escalating.responsibility == responsibility:
+            continue
         label = Responsibility(responsibility).label
         notifications = notify(
-            responsibility=responsibility, subject=subject, body=body, about=incident
+            responsibility=responsibility,
+            subject=subject,
+            body=body,
+            about=incident,
+            links=[{"text": "Open the incident", "url": incident_url(incident)}],
         )
         if notifications:
             destinations = ", ".join(n.destination for n in notifications)

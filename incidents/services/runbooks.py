@@ -18,7 +18,7 @@ from incidents.models import (
     TimelineKind,
 )
 from incidents.services._common import IncidentRefused, _audit, timeline_add
-from opsportal.actors import acting_user
+from opsportal.actors import acting_user, actor_require
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.models import Operation, OperationStatus
 from opsportal.systems.models import System
@@ -43,6 +43,15 @@ def incident_attach_runbook(
 ) -> list[IncidentStep]:
     """Copy the runbook's steps into the incident as a checklist; steps bound to an
     operation get the first affected system that operation can act on as their target."""
+    actor_require(actor, "incidents.change_incident", doing="attach a runbook to an incident")
+    return runbook_attach_on_opening(incident=incident, runbook=runbook, actor=actor, source=source)
+
+
+def runbook_attach_on_opening(
+    *, incident: Incident, runbook: Runbook, actor, source: str = Source.PERSON
+) -> list[IncidentStep]:
+    """Attach the runbook as part of opening the incident (the opener's permission to open
+    covers the runbook its category names); incident_attach_runbook for anyone else."""
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
         if IncidentStep.objects.filter(incident=locked, runbook_step__runbook=runbook).exists():
@@ -170,6 +179,54 @@ def incident_step_run(
             kind=TimelineKind.OPERATION,
             message=f"Requested {operation.get_kind_display()} on {target} for step "
             f"{step.text!r} (operation #{operation.pk})",
+            actor=actor,
+            operation=operation,
+        )
+    return operation
+
+
+def incident_operation_request(
+    *,
+    incident: Incident,
+    kind: str,
+    target: System,
+    actor,
+    params: dict | None = None,
+    reason: str = "",
+) -> Operation:
+    """Request an operation for the incident outside its checklist (the API's "run this
+    now"): the same permissions as running a step of that kind (PermissionDenied naming
+    them), a changing kind needs a reason (ValidationError on "reason"), and the operation
+    service's own rules (the incident's systems only, one change per target at a time)."""
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from opsportal.operations.services import OperationRefused, operation_request
+
+    needed = step_run_permissions(kind) if kind in KINDS else []
+    missing = [p for p in needed if acting_user(actor) is None or not actor.has_perm(p)]
+    if missing:
+        raise PermissionDenied(
+            f"Running {kind} needs the permission {' and '.join(repr(p) for p in missing)}."
+        )
+    if kind in KINDS and KINDS[kind].changing and not reason.strip():
+        raise ValidationError({"reason": ["This operation changes the system: say why."]})
+    with transaction.atomic():
+        try:
+            operation = operation_request(
+                kind=kind,
+                target=target,
+                params=params or {},
+                actor=actor,
+                reason=reason.strip() or f"Incident #{incident.pk}",
+                incident=incident,
+            )
+        except OperationRefused as exc:
+            raise IncidentRefused(exc.message) from exc
+        timeline_add(
+            incident=incident,
+            kind=TimelineKind.OPERATION,
+            message=f"Requested {operation.get_kind_display()} on {target} "
+            f"(operation #{operation.pk})",
             actor=actor,
             operation=operation,
         )

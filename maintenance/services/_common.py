@@ -7,9 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied
 
-from opsportal.actors import acting_user
+from opsportal.actors import actor_require
 from opsportal.people.models import Notification, NotificationChannelKind, WebhookChannel
 from opsportal.queueing import enqueue_after_commit
 from opsportal.refusals import ServiceRefused
@@ -30,9 +29,7 @@ class MaintenanceError(ServiceRefused):
 
 
 def _require(actor: object | None, permission: str, doing: str) -> None:
-    # Workers and schedules act without a user; people need the permission.
-    if acting_user(actor) is not None and not actor.has_perm(permission):
-        raise PermissionDenied(f"You need the permission {permission!r} to {doing}.")
+    actor_require(actor, permission, doing=doing)
 
 
 def _utc(value: dt.datetime) -> str:

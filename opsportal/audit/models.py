@@ -11,6 +11,8 @@ class AuditSource(models.TextChoices):
     WORKER = "worker", "Worker"
     CLI = "cli", "Command line"
     SYSTEM = "system", "System"
+    # A signed single-use link sent in a page (acknowledge from the message).
+    LINK = "link", "Link in a message"
 
 
 class AuditAction(models.TextChoices):

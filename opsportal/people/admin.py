@@ -1,11 +1,16 @@
+import datetime as dt
 from urllib.parse import urlsplit
 
 from django import forms
-from django.contrib import admin
-from django.urls import reverse
+from django.contrib import admin, messages
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.admin_mixins import ReadOnlyAdminMixin, message_refusal
 from opsportal.people.models import (
     Contact,
     Notification,
@@ -17,6 +22,13 @@ from opsportal.people.models import (
 )
 from opsportal.people.selectors import on_call_by_rotation
 from opsportal.people.services import notifications_retry_failed
+from opsportal.people.shifts import (
+    ShiftRefused,
+    shift_calendar_get,
+    shift_calendar_reset,
+    shift_take,
+    shifts_of,
+)
 from opsportal.systems.admin_secrets import SecretFieldsAdminMixin
 from opsportal.systems.forms import SecretsWriteOnlyForm
 
@@ -123,6 +135,61 @@ class OnCallRotationAdmin(admin.ModelAdmin):
         for rotation in rotations:
             rotation.covering = covering[rotation.pk]
         return changelist
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view
+        return [
+            path("my-shifts/", view(self.my_shifts_view), name="{}_{}_my_shifts".format(*info)),
+            path(
+                "<path:object_id>/take-shift/",
+                view(self.take_shift_view),
+                name="{}_{}_take_shift".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def take_shift_view(self, request, object_id):
+        """ "Take this shift": one click (a POST) from the overview's "On call now"."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        rotation = get_object_or_404(OnCallRotation, pk=object_id)
+        try:
+            override = shift_take(rotation=rotation, actor=request.user)
+        except ShiftRefused as refusal:
+            message_refusal(self, request, refusal)
+        else:
+            self.message_user(
+                request,
+                f"You are on call for {rotation.name} until "
+                f"{override.ends_at:%Y-%m-%d %H:%M} UTC; {override.reason}.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(reverse("admin:index"))
+
+    def my_shifts_view(self, request):
+        """One's own shifts and the secret link of their calendar feed."""
+        contact = Contact.objects.filter(user=request.user).first()
+        if request.method == "POST" and contact is not None:
+            shift_calendar_reset(contact=contact, actor=request.user)
+            self.message_user(request, "New link made; the old one no longer works.")
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "My on-call shifts",
+            "contact": contact,
+        }
+        if contact is not None:
+            calendar = shift_calendar_get(contact=contact)
+            context["feed_url"] = request.build_absolute_uri(
+                reverse("people:shift_feed", args=[calendar.token])
+            )
+            now = timezone.now()
+            context["shifts"] = shifts_of(
+                contact=contact, start=now, end=now + dt.timedelta(days=28)
+            )
+        return TemplateResponse(request, "admin/people/my_shifts.html", context)
 
     @admin.display(description="On call now")
     def on_call_now(self, rotation):

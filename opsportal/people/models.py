@@ -186,6 +186,9 @@ class Notification(models.Model):
     responsibility = models.CharField(max_length=16, choices=Responsibility.choices, blank=True)
     subject = models.CharField(max_length=255)
     body = models.TextField(blank=True)
+    # [{"text": "Acknowledge", "url": "https://…", "style": "primary"}]: shown as buttons in
+    # Slack-compatible chat, as a "links" list in generic JSON (email carries them in `body`).
+    links = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16,
         choices=NotificationStatus.choices,
@@ -218,3 +221,21 @@ class Notification(models.Model):
             if self.channel == NotificationChannelKind.EMAIL
             else str(self.webhook or "deleted webhook")
         )
+
+
+def _feed_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe()
+
+
+class ShiftCalendar(models.Model):
+    """A person's secret .ics feed of their own on-call shifts (calendar apps cannot sign
+    in, so the link is the credential, like the maintenance calendar's)."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="shift_calendar")
+    token = models.CharField(max_length=64, unique=True, default=_feed_token)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Shift calendar of {self.contact.name}"

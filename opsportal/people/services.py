@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
@@ -25,6 +26,7 @@ from opsportal.people.models import (
     WebhookChannel,
 )
 from opsportal.people.selectors import on_call_contacts
+from opsportal.people.signals import notification_attempted
 from opsportal.people.transports import DeliveryFailed, post_webhook, send_email, webhook_payload
 from opsportal.queueing import enqueue_after_commit
 
@@ -46,6 +48,7 @@ def notify(
     subject: str,
     body: str = "",
     about: models.Model | None = None,
+    links: list[dict] | tuple = (),
 ) -> list[Notification]:
     """Notify whoever answers for `responsibility` now: the team's address, its chat
     webhooks, and (for the on-call engineer) the person on call and their pager.
@@ -58,14 +61,16 @@ def notify(
     try:
         # A savepoint, so a failed insert does not poison the caller's transaction.
         with transaction.atomic():
-            return _notify(responsibility=responsibility, subject=subject, body=body, about=about)
+            return _notify(
+                responsibility=responsibility, subject=subject, body=body, about=about, links=links
+            )
     except Exception:
         logger.exception("Could not record the notification %r for %s", subject, responsibility)
         return []
 
 
 def _notify(
-    *, responsibility: str, subject: str, body: str, about: models.Model | None
+    *, responsibility: str, subject: str, body: str, about: models.Model | None, links
 ) -> list[Notification]:
     team = Team.objects.filter(responsibility=responsibility).first()
     if team is None:
@@ -77,6 +82,30 @@ def _notify(
     if responsibility == Responsibility.ON_CALL:
         for contact in on_call_contacts(team=team):
             recipients.extend(a for a in (contact.email, contact.pager_email) if a)
+    return notify_destinations(
+        emails=recipients,
+        webhook_ids=team.webhooks.filter(active=True).order_by("name").values_list("pk", flat=True),
+        responsibility=responsibility,
+        subject=subject,
+        body=body,
+        about=about,
+        links=links,
+    )
+
+
+def notify_destinations(
+    *,
+    emails: Iterable[str] = (),
+    webhook_ids: Iterable[int] = (),
+    subject: str,
+    body: str = "",
+    about: models.Model | None = None,
+    links: list[dict] | tuple = (),
+    responsibility: str = "",
+) -> list[Notification]:
+    """Notify these addresses and chat webhooks (a caller that chose them itself, like an
+    escalation step), with `links` as buttons in chat. Rows are created in the caller's
+    transaction and delivered after it commits, with the same retries as `notify`."""
     about_fields = {}
     if about is not None:
         about_fields = {
@@ -85,31 +114,22 @@ def _notify(
         }
     # A long subject is cut, not refused: the page matters more than its last words.
     subject = subject if len(subject) <= 255 else subject[:254] + "…"
+    common = {
+        "responsibility": responsibility,
+        "subject": subject,
+        "body": body,
+        "links": list(links),
+        **about_fields,
+    }
     created = [
-        Notification(
-            channel=NotificationChannelKind.EMAIL,
-            recipient=address,
-            responsibility=responsibility,
-            subject=subject,
-            body=body,
-            **about_fields,
-        )
-        for address in dict.fromkeys(recipients)
+        Notification(channel=NotificationChannelKind.EMAIL, recipient=address, **common)
+        for address in dict.fromkeys(a for a in emails if a)
     ]
     # Ids only: the URLs are decrypted at delivery, so one webhook whose URL no longer
     # decrypts fails on its own instead of stopping everyone else's pages.
     created += [
-        Notification(
-            channel=NotificationChannelKind.WEBHOOK,
-            webhook_id=webhook_id,
-            responsibility=responsibility,
-            subject=subject,
-            body=body,
-            **about_fields,
-        )
-        for webhook_id in team.webhooks.filter(active=True)
-        .order_by("name")
-        .values_list("pk", flat=True)
+        Notification(channel=NotificationChannelKind.WEBHOOK, webhook_id=webhook_id, **common)
+        for webhook_id in dict.fromkeys(webhook_ids)
     ]
     for notification in created:
         notification.save()
@@ -191,13 +211,23 @@ def notification_deliver(
             notification.status = NotificationStatus.PENDING
             notification.next_attempt_at = now + retry_delay(notification.attempts)
         notification.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+        _attempted(notification)
         return notification
     notification.attempts += 1
     notification.status = NotificationStatus.SENT
     notification.sent_at = timezone.now()
     notification.next_attempt_at = None
     notification.save(update_fields=["attempts", "status", "sent_at", "next_attempt_at"])
+    _attempted(notification)
     return notification
+
+
+def _attempted(notification: Notification) -> None:
+    try:
+        notification_attempted.send(sender=Notification, notification=notification)
+    except Exception:
+        # A subscriber's failure is not the delivery's: the outcome is recorded already.
+        logger.exception("A subscriber to notification %s's outcome failed", notification.pk)
 
 
 def _send(notification: Notification) -> None:
@@ -219,6 +249,7 @@ def _send(notification: Notification) -> None:
         format=webhook.format,
         subject=notification.subject,
         body=notification.body,
+        links=notification.links,
         context={
             # Delivery is at-least-once: receivers can drop repeats by this id.
             "notification_id": notification.pk,

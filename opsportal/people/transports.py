@@ -26,7 +26,9 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> dict:
+def webhook_payload(
+    *, format: str, subject: str, body: str, context: dict, links: list | tuple = ()
+) -> dict:
     if format == WebhookFormat.SLACK:
         # `text` is the fallback shown in notifications; blocks are the message itself.
         # Slack limits: header 150 characters, section 3000, and rejects empty text.
@@ -35,11 +37,33 @@ def webhook_payload(*, format: str, subject: str, body: str, context: dict) -> d
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(body)[:2900]}}
             )
+        if links:
+            # Link buttons open the URL in the reader's browser (no interactivity endpoint
+            # needed); Slack allows 25 elements and 75 characters of button text.
+            blocks.append(
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "text": {"type": "plain_text", "text": link["text"][:75]},
+                            "url": link["url"],
+                            **({"style": link["style"]} if link.get("style") else {}),
+                        }
+                        for link in links[:25]
+                    ],
+                }
+            )
         return {
             "text": f"*{_slack_escape(subject)}*\n{_slack_escape(body)}".strip(),
             "blocks": blocks,
         }
-    return {"subject": subject, "body": body, **context}
+    return {
+        "subject": subject,
+        "body": body,
+        **({"links": list(links)} if links else {}),
+        **context,
+    }
 
 
 def post_webhook(*, name: str, url: str, payload: dict) -> None:

@@ -4,7 +4,8 @@ import hashlib
 import time
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from incidents.models import Incident, IncidentStep, Runbook, Status, TimelineKind
@@ -132,16 +133,16 @@ def test_attach_runbook_and_run_a_changing_step_needs_a_reason(
     assert f"Clear cache (#{operation.pk}), queued" in response.content.decode()
 
 
-def test_running_an_operation_needs_its_permission(client, teams, engineer, runbooks, redis_target):
+def test_running_an_operation_needs_its_permission(client, teams, runbooks, redis_target):
     groups_load_defaults()
-    engineer.groups.add(Group.objects.get(name="Viewers"))
-    engineer.user_permissions.add(Permission.objects.get(codename="view_incident"))
-    client.force_login(engineer)
+    viewer = get_user_model().objects.create_user("vic", password="pw-vic-123!", is_staff=True)
+    viewer.groups.add(Group.objects.get(name="Viewers"))
+    client.force_login(viewer)
     incident = incident_open(
         title="slow",
         severity="sev3",
         category="api",
-        reporter=engineer,
+        reporter=viewer,
         affected_systems=[redis_target],
         runbook_name="High API Response Times",
     )

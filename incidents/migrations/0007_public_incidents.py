@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('incidents', '0005_restart_connections_step_idle_from_zero'),
+        ('incidents', '0006_escalation'),
         ('statuspage', '0001_components_subscribers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
