@@ -47,7 +47,7 @@ from opsportal.statuspage.models import Component
 from opsportal.statuspage import services
 from opsportal.systems.models import HttpEndpoint, RedisCache
 from incidents.services import incident_open
-from incidents.public import incident_publish, incident_public_update_post
+from incidents.services import incident_publish, incident_public_update_post
 from maintenance.models import MaintenanceWindow
 from maintenance.services import window_schedule
 

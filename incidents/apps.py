@@ -42,7 +42,7 @@ class IncidentsConfig(AppConfig):
         alert_receiver_register(alert_receive)
         register_gauges(metrics.incident_gauges)
         # Public incidents and their public updates feed the status page.
-        from incidents.public import IncidentsPublicSource
+        from incidents.services.public import IncidentsPublicSource
         from opsportal.statuspage.sources import public_source_register
 
         public_source_register("incidents", IncidentsPublicSource())
@@ -62,7 +62,6 @@ class IncidentsConfig(AppConfig):
 
         # The runbooks are configuration (the runbook's "Configuration Backups"): exported
         # to Git with their steps, which are identified by runbook and position.
-        from incidents import admin_public  # noqa: F401  (registers the public incident pages)
         from opsportal import configuration
 
         # After the shared layer's configuration, in the order an import needs it.

@@ -288,7 +288,7 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     drill = drill_request(backup=backup, actor=root)
 
     # The status page: a component, a subscriber, and the incident published on it.
-    from incidents.public import incident_publish
+    from incidents.services import incident_publish
     from opsportal.statuspage.models import Component, Subscriber
 
     component = Component.objects.create(name="Matrix API")

@@ -102,8 +102,7 @@ def fits(page) -> bool:
 def test_status_pages_are_accessible_fit_a_phone_and_need_no_javascript(
     live_server, browser, platform, axe_source, shots
 ):
-    from incidents.public import incident_public_update_post, incident_publish
-    from incidents.services import incident_open
+    from incidents.services import incident_open, incident_public_update_post, incident_publish
     from maintenance.models import MaintenanceWindow, WindowKind
     from maintenance.services import window_finish, window_schedule, window_start
     from opsportal.statuspage import services

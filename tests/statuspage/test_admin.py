@@ -70,7 +70,7 @@ def test_a_responder_publishes_and_posts_updates_from_the_admin(client, responde
 
 def test_a_viewer_can_neither_publish_nor_post(client, viewer, responder, components):
     incident = incident_open(title="x", severity="sev3", category="api", reporter=responder)
-    from incidents.public import incident_publish
+    from incidents.services import incident_publish
 
     public = incident_publish(incident=incident, title="Slow API", actor=responder)
     client.force_login(viewer)

@@ -14,8 +14,15 @@ from django.test import Client
 from django.utils import timezone
 
 from incidents.models import TimelineKind
-from incidents.public import PublicIncidentRefused, incident_public_update_post, incident_publish
-from incidents.services import incident_add_note, incident_open, incident_resolve, timeline_add
+from incidents.services import (
+    PublicIncidentRefused,
+    incident_add_note,
+    incident_open,
+    incident_public_update_post,
+    incident_publish,
+    incident_resolve,
+    timeline_add,
+)
 from maintenance.services import window_finish, window_start
 from opsportal.statuspage import services
 from opsportal.statuspage.models import ComponentState, StatusSnapshot

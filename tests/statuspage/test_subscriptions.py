@@ -12,8 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from incidents.public import incident_public_update_post, incident_publish
-from incidents.services import incident_open
+from incidents.services import incident_open, incident_public_update_post, incident_publish
 from maintenance.services import (
     window_cancel,
     window_finish,

@@ -9,8 +9,7 @@ import datetime as dt
 from django.test import Client
 from django.utils import timezone
 
-from incidents.public import incident_publish
-from incidents.services import incident_open
+from incidents.services import incident_open, incident_publish
 from opsportal.monitoring.models import Sample, SampleRollup
 from opsportal.monitoring.services import samples_downsample
 from opsportal.statuspage import services

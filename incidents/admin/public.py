@@ -1,6 +1,5 @@
 """The admin pages of public incidents: publish an incident on the status page and post its
-public updates (separate from the internal timeline). Registered from IncidentsConfig.ready()
-until incidents/admin/ takes it in."""
+public updates (separate from the internal timeline); the incident's own page links here."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
 from incidents.models import PublicIncident, PublicUpdate
-from incidents.public import (
+from incidents.services.public import (
     PERMISSION,
     PublicIncidentRefused,
     incident_public_update_post,

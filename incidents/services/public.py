@@ -1,6 +1,6 @@
 """Incidents on the public status page: publishing an incident with a public title, posting
-its public updates (which also go to the status page's email subscribers), and the
-status page's source of public incidents (plugged in from IncidentsConfig.ready())."""
+its public updates (which also go to the status page's email subscribers), and the status
+page's source of public incidents (plugged in from IncidentsConfig.ready())."""
 
 from __future__ import annotations
 
