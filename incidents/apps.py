@@ -41,7 +41,11 @@ class IncidentsConfig(AppConfig):
         # Monitoring hands its firing and cleared alerts to incident handling.
         alert_receiver_register(alert_receive)
         register_gauges(metrics.incident_gauges)
+        # Public incidents and their public updates feed the status page.
+        from incidents.services.public import IncidentsPublicSource
+        from opsportal.statuspage.sources import public_source_register
 
+        public_source_register("incidents", IncidentsPublicSource())
         # Escalation until acknowledged (incidents/services/escalation.py): the policies are
         # configuration, audited as edited; the runbook's default policies after the teams.
         from incidents.models import EscalationPolicy, EscalationStep

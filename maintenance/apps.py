@@ -35,6 +35,11 @@ class MaintenanceConfig(AppConfig):
         audit_register(models.RecurringTask)
         audit_register(models.CalendarSubscription, secret_fields=["token"])
         register_check("maintenance", monitoring.health_checks)
+        # Public windows feed the status page.
+        from maintenance.public import MaintenancePublicSource
+        from opsportal.statuspage.sources import public_source_register
+
+        public_source_register("maintenance", MaintenancePublicSource())
         register_gauges(monitoring.gauges)
         _register_configuration()
 

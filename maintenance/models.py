@@ -203,6 +203,26 @@ class MaintenanceWindow(Audience):
     # incident handling (once: at completion, or by the tick when the planned end passes).
     alerts_released_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The public status page: only windows marked public appear there, with these fields
+    # (never the internal title, systems, impact notes or rollback plan).
+    public = models.BooleanField(
+        "show on the status page",
+        default=False,
+        help_text="Show on the public status page and announce to its email subscribers.",
+    )
+    public_title = models.CharField(
+        max_length=200, blank=True, help_text="Shown publicly (empty: “Scheduled maintenance”)."
+    )
+    public_impact = models.TextField(
+        blank=True, help_text="What the platform's users will notice. Shown publicly."
+    )
+    public_components = models.ManyToManyField(
+        "statuspage.Component",
+        blank=True,
+        related_name="+",
+        verbose_name="affected components",
+        help_text="The status page components under maintenance while the window runs.",
+    )
 
     class Meta:
         ordering = ["starts_at"]

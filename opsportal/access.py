@@ -63,6 +63,10 @@ ROLE_PERMISSIONS: dict[str, list] = {
             for model in ("maintenancewindow", "maintenanceplan")
         ],
         ("maintenance", "conduct_maintenancewindow"),
+        # The status page's components and their mapping to systems; removing a subscriber
+        # who asks to be removed.
+        *[("statuspage", f"{verb}_component") for verb in ("add", "change", "delete")],
+        ("statuspage", "delete_subscriber"),
     ],
     "Security team": [
         VIEW_EVERYTHING,
@@ -109,6 +113,8 @@ for _role, _kinds in _OPERATIONS_BY_ROLE.items():
         ("incidents", "change_incident"),
         ("incidents", "manage_incident"),
         ("incidents", "run_incident_steps"),
+        # The status page: publish an incident, post its public updates.
+        ("incidents", "publish_incident"),
         ("incidents", "add_actionitem"),
         ("incidents", "change_actionitem"),
         *[("operations", f"run_{kind}") for kind in [*_OPERATIONS_READ_ONLY, *_kinds]],
@@ -136,6 +142,7 @@ PORTAL_APPS = [
     "health",
     "operations",
     "monitoring",
+    "statuspage",
     "incidents",
     "backups",
     "maintenance",

@@ -314,6 +314,10 @@ def register_defaults() -> None:
     )
     for model in (systems.PostgresDatabase, systems.RedisCache, systems.HttpEndpoint):
         register(model, exclude=[*model.SECRET_FIELDS, *check_state, "kind"])
+    # The status page's components and which systems decide their state (not the state).
+    from opsportal.statuspage.models import Component
+
+    register(Component, exclude=["state", "state_since", "state_reason"])
     register(people.Team)
     register(people.Contact, key=("name", "team"))
     register(people.OnCallRotation)

@@ -14,6 +14,7 @@ from opsportal.health.services import health_load_defaults
 from opsportal.monitoring.services import monitoring_load_defaults
 from opsportal.operations.services import operations_load_defaults
 from opsportal.people.services import people_load_defaults
+from opsportal.statuspage.services import statuspage_load_defaults
 
 # (order, loader): lower runs first. The shared layer's come first (groups before the
 # people who join them); domain apps register theirs between 100 and 199.
@@ -24,6 +25,7 @@ _loaders: dict[str, tuple[int, Callable[[], None]]] = {
     "audit": (40, audit_load_defaults),
     "operations": (60, operations_load_defaults),
     "monitoring": (70, monitoring_load_defaults),
+    "statuspage": (80, statuspage_load_defaults),
 }
 
 

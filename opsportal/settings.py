@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "opsportal.health",
     "opsportal.operations",
     "opsportal.monitoring",
+    "opsportal.statuspage",
     "opsportal.api",
     "rest_framework",
     "django_filters",
@@ -308,6 +309,32 @@ NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", default=5)
 PORTAL_URL = env.str("PORTAL_URL", default="http://localhost:8000").rstrip("/")
 # How long an "Acknowledge" link in a page works (it works once).
 ACKNOWLEDGE_LINK_MINUTES = env.int("ACKNOWLEDGE_LINK_MINUTES", default=60)
+
+# The public status page (/status/, opsportal/statuspage/).
+STATUS_PAGE_LOGIN_REQUIRED = env.bool("STATUS_PAGE_LOGIN_REQUIRED", default=False)
+# Where the links in subscribers' emails point (the portal as its users reach it).
+STATUS_PAGE_BASE_URL = env.str("STATUS_PAGE_BASE_URL", default="http://127.0.0.1:8000")
+STATUS_PAGE_MAX_AGE_SECONDS = env.int("STATUS_PAGE_MAX_AGE_SECONDS", default=15)
+# Subscribe requests allowed per address and per client address within the window.
+STATUS_PAGE_SUBSCRIBE_PER_ADDRESS = env.int("STATUS_PAGE_SUBSCRIBE_PER_ADDRESS", default=3)
+STATUS_PAGE_SUBSCRIBE_PER_CLIENT = env.int("STATUS_PAGE_SUBSCRIBE_PER_CLIENT", default=10)
+STATUS_PAGE_SUBSCRIBE_WINDOW_SECONDS = env.int("STATUS_PAGE_SUBSCRIBE_WINDOW_SECONDS", default=3600)
+# Throwaway mail services (and their subdomains) that may not subscribe.
+STATUS_PAGE_BLOCKED_EMAIL_DOMAINS = env.list(
+    "STATUS_PAGE_BLOCKED_EMAIL_DOMAINS",
+    default=[
+        "mailinator.com",
+        "guerrillamail.com",
+        "10minutemail.com",
+        "temp-mail.org",
+        "yopmail.com",
+        "trashmail.com",
+        "sharklasers.com",
+        "dispostable.com",
+        "getnada.com",
+        "maildrop.cc",
+    ],
+)
 
 # Celery: the broker needs no server by default: files under var/, through kombu's
 # filesystem transport with atomic writes and claims (opsportal/embedded_broker.py; kombu's

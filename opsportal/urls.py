@@ -35,4 +35,5 @@ urlpatterns = [
     path("api/", include("opsportal.api.urls")),
     path("incidents/", include("incidents.urls")),
     path("maintenance/", include("maintenance.urls")),
+    path("status/", include("opsportal.statuspage.urls")),
 ]

@@ -287,6 +287,17 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
     )
     drill = drill_request(backup=backup, actor=root)
 
+    # The status page: a component, a subscriber, and the incident published on it.
+    from incidents.services import incident_publish
+    from opsportal.statuspage.models import Component, Subscriber
+
+    component = Component.objects.create(name="Matrix API")
+    component.systems.set([endpoint])
+    subscriber = Subscriber.objects.create(email="matrix-subscriber@example.org")
+    public_incident = incident_publish(
+        incident=incident, title="Matrix: slow API", components=[component], actor=root
+    )
+
     # Maintenance: a window (with its checklist) two hours ahead, a plan, a task's due date.
     starts_at = timezone.now() + dt.timedelta(hours=2)
     window = window_schedule(
@@ -353,6 +364,9 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "incidents.incident": incident,
         "incidents.runbook": Runbook.objects.get(name="Container Issues"),
         "incidents.alert": Alert.objects.first(),
+        "incidents.publicincident": public_incident,
+        "statuspage.component": component,
+        "statuspage.subscriber": subscriber,
         "incidents.escalationpolicy": EscalationPolicy.objects.order_by("name").first(),
         "incidents.escalation": Escalation.objects.first(),
         "backups.backupplan": plan,
@@ -436,6 +450,10 @@ def concrete_url(pattern: Pattern, world: World, variant: str | None = None) -> 
             return str(world.objects[label].pk)
         if name == "content_type_id":
             return str(ContentType.objects.get_for_model(world.objects[label]).pk)
+        if name == "incident_id":  # the status page's page of a published incident
+            return str(world.objects["incidents.incident"].pk)
+        if name == "signed":  # a confirmation link that is not one
+            return "not-a-signed-link"
         if name == "step_id":
             step = world.incident_step if parts[1] == "incidents" else world.window_step
             return str(step.pk)
@@ -681,6 +699,16 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     "incidents:alertmanager_webhook": Access(get=POST_ONLY, post=NOBODY, refused=401, login=False),
     # The secret link is the credential (calendar apps cannot sign in).
     "maintenance:calendar_feed": Access(get=EVERYONE, login=False),
+    # The public status page (opsportal/statuspage/): anyone, signed in or not. An empty
+    # subscribe form is refused (400) as a bad address; a confirmation link that is not one
+    # is refused (400); the calendar token is no unsubscribe link (404). Nothing changes.
+    **{
+        f"statuspage:{name}": Access(get=EVERYONE, login=False)
+        for name in ("index", "incident", "history", "feed", "calendar")
+    },
+    "statuspage:subscribe": Access(get=EVERYONE, post=EVERYONE, post_ok=400, login=False),
+    "statuspage:confirm": Access(get=EVERYONE, ok=400, post=EVERYONE, post_ok=400, login=False),
+    "statuspage:unsubscribe": Access(get=EVERYONE, ok=404, post=EVERYONE, post_ok=404, login=False),
     # A page's signed single-use link is the credential, for acknowledging that incident
     # only (tests/incidents/test_acknowledge_links.py has the refusals).
     "incidents:acknowledge_link": Access(get=EVERYONE, post=EVERYONE, login=False),
@@ -761,6 +789,7 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
                 "health",
                 "operations",
                 "monitoring",
+                "statuspage",
                 "incidents",
                 "backups",
                 "maintenance",
@@ -899,6 +928,19 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
         delete=roles(DEV, SU),
     ),
     **model_pages("monitoring.alertstate", view=STAFF, add=NOBODY, change=NOBODY),
+    # --- the status page ---------------------------------------------------------------------
+    # Components and their mapping to systems: DevOps. Subscribers sign up on the public page;
+    # DevOps may delete one who asks (nobody edits them).
+    **model_pages(
+        "statuspage.component",
+        view=STAFF,
+        add=roles(DEV, SU),
+        change=roles(DEV, SU),
+        delete=roles(DEV, SU),
+    ),
+    **model_pages(
+        "statuspage.subscriber", view=STAFF, add=NOBODY, change=NOBODY, delete=roles(DEV, SU)
+    ),
     # --- incidents -------------------------------------------------------------------------
     # Anyone in a role may open an incident (Viewers too: they report what they see).
     **model_pages(
@@ -922,6 +964,10 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     # works incidents holds. Secure: the Security team (and superusers) only.
     "admin:incidents_incident_evidence": Access(get=roles(SEC, SU)),
     **model_pages("incidents.runbook", view=STAFF),
+    # Publishing an incident on the status page and posting its public updates: whoever
+    # works incidents.
+    **model_pages("incidents.publicincident", view=STAFF, add=RESPONDERS, change=RESPONDERS),
+    "admin:incidents_publicincident_post_update": Access(get=POST_ONLY, post=RESPONDERS),
     **model_pages("incidents.alert", view=STAFF, add=NOBODY, change=NOBODY),
     # Who is paged when: DevOps keep the teams and rotations, and the policies with them.
     **model_pages(

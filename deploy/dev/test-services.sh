@@ -155,3 +155,16 @@ say "TLS engine is a Swarm manager with the test image"
 [ -x /usr/bin/chromium ] || apt_install chromium || fail "Debian's chromium is needed for the browser tests (apt-get install chromium)."
 command -v promtool >/dev/null || apt_install prometheus || fail "promtool is needed to check /metrics (apt-get install prometheus)."
 say "chromium and promtool ok"
+
+# --- axe-core (accessibility checks in the status page's browser test) ----------------------
+# From the npm registry, pinned, into a directory outside the work tree; the test injects
+# node_modules/axe-core/axe.min.js into the page with Playwright.
+AXE_VERSION=4.14.1
+AXE_DIR=${OPSPORTAL_TEST_AXE_DIR:-/tmp/opsportal-test-axe}
+if [ ! -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ] || ! grep -q "\"version\": \"$AXE_VERSION\"" "$AXE_DIR/node_modules/axe-core/package.json" 2>/dev/null; then
+  command -v npm >/dev/null || apt_install npm || fail "npm is needed to install axe-core (apt-get install npm)."
+  mkdir -p "$AXE_DIR"
+  (cd "$AXE_DIR" && npm install --no-audit --no-fund --silent "axe-core@$AXE_VERSION") \
+    || fail "Could not install axe-core $AXE_VERSION from the npm registry into $AXE_DIR."
+fi
+say "axe-core $AXE_VERSION ok"

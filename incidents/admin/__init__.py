@@ -14,6 +14,7 @@ module here: that import is what registers their ModelAdmins.
 - runbooks: runbooks and their steps
 - alerts: alerts received (read-only)
 - escalation: escalation policies with their steps, and the escalations that ran (read-only)
+- public: incidents published on the status page and their public updates
 """
 
 from incidents.admin.alerts import AlertAdmin
@@ -26,6 +27,7 @@ from incidents.admin.display import (
 )
 from incidents.admin.escalation import EscalationAdmin, EscalationPolicyAdmin
 from incidents.admin.incidents import ActionItemInline, IncidentAdmin
+from incidents.admin.public import PublicIncidentAdmin
 from incidents.admin.runbooks import RunbookAdmin, RunbookStepInline
 from incidents.admin.workflow import IncidentWorkflowViews
 
@@ -39,6 +41,7 @@ __all__ = [
     "IncidentChangeList",
     "IncidentPaginator",
     "IncidentWorkflowViews",
+    "PublicIncidentAdmin",
     "RunbookAdmin",
     "RunbookStepInline",
     "elapsed_text",

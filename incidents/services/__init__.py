@@ -61,6 +61,12 @@ from incidents.services.lifecycle import (
     incident_transition,
 )
 from incidents.services.paging import paging_responsibilities
+from incidents.services.public import (
+    IncidentsPublicSource,
+    PublicIncidentRefused,
+    incident_public_update_post,
+    incident_publish,
+)
 from incidents.services.runbooks import (
     DEFAULT_RUNBOOKS,
     incident_attach_runbook,
@@ -79,7 +85,9 @@ __all__ = [
     "TRANSITIONS",
     "EscalationRefused",
     "IncidentRefused",
+    "IncidentsPublicSource",
     "LinkRefused",
+    "PublicIncidentRefused",
     "acknowledge_link_check",
     "acknowledge_link_create",
     "alert_fingerprint",
@@ -108,6 +116,8 @@ __all__ = [
     "incident_mitigate",
     "incident_open",
     "incident_operation_request",
+    "incident_public_update_post",
+    "incident_publish",
     "incident_reopen",
     "incident_resolve",
     "incident_review_missing",

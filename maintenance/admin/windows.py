@@ -93,6 +93,10 @@ class MaintenanceWindowForm(forms.ModelForm):
             "emails",
             "webhook",
             "announce_lead_hours",
+            "public",
+            "public_title",
+            "public_impact",
+            "public_components",
         ]
 
     def clean(self):
@@ -164,7 +168,7 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
     date_hierarchy = "starts_at"
     list_select_related = ["plan"]
     show_full_result_count = False
-    filter_horizontal = ["systems"]
+    filter_horizontal = ["systems", "public_components"]
     inlines = [SuppressedAlertInline, ChangeLogInline, AnnouncementInline]
     readonly_fields = [
         "status",
@@ -180,6 +184,10 @@ class MaintenanceWindowAdmin(admin.ModelAdmin):
         ("When (stored in UTC)", {"fields": ["starts_at", "ends_at", "times_for_you"]}),
         ("Scope", {"fields": ["systems", "expected_impact", "owner", "rollback_plan"]}),
         ("Announcements", {"fields": ["emails", "webhook", "announce_lead_hours"]}),
+        (
+            "Public status page",
+            {"fields": ["public", "public_title", "public_impact", "public_components"]},
+        ),
         ("Progress", {"fields": ["started_at", "finished_at", "start_override_reason"]}),
     ]
 

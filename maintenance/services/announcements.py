@@ -15,6 +15,7 @@ from maintenance.models import (
     MaintenanceWindow,
     WindowStatus,
 )
+from maintenance.public import public_window_announce
 from maintenance.services._common import MAX_LEAD_HOURS, _notify_audience, _utc
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
@@ -69,6 +70,8 @@ def window_announce(
             body=body,
             about=window,
         )
+        # The status page's subscribers of the affected components (public windows only).
+        public_window_announce(window=window, kind=kind, lead_hours=lead_hours)
         announcement.recipients = "\n".join(n.destination for n in sent)
         announcement.notification_ids = [n.pk for n in sent]
         announcement.save(update_fields=["recipients", "notification_ids"])

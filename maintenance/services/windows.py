@@ -20,6 +20,7 @@ from maintenance.models import (
     Phase,
     WindowStatus,
 )
+from maintenance.public import public_window_moved
 from maintenance.services._common import (
     CONDUCT,
     MAX_LEAD_HOURS,
@@ -33,6 +34,7 @@ from maintenance.services.checklists import _checklist_create, _steps_queue
 from opsportal.actors import acting_user
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.statuspage.services import status_refresh_soon
 from opsportal.systems.models import System
 from opsportal.validators import NOTE_MAX_LENGTH, REASON_MAX_LENGTH
 
@@ -164,6 +166,10 @@ def window_update(
     window.save()
     if systems is not None:
         window.systems.set(list(systems))
+    if moving and window.status in UPCOMING_STATUSES:
+        public_window_moved(window=window)
+    else:
+        status_refresh_soon()
     return window
 
 

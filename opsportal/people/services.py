@@ -137,6 +137,28 @@ def notify_destinations(
     return created
 
 
+def notification_email_queue(
+    *, recipient: str, subject: str, body: str, about: models.Model | None = None
+) -> Notification:
+    """One email to one address outside the teams (a status page subscriber), delivered like
+    every notification: a row now, sent by the worker after commit, retried with backoff."""
+    about_fields = {}
+    if about is not None:
+        about_fields = {
+            "about_type": ContentType.objects.get_for_model(about),
+            "about_id": str(about.pk),
+        }
+    notification = Notification.objects.create(
+        channel=NotificationChannelKind.EMAIL,
+        recipient=recipient,
+        subject=subject if len(subject) <= 255 else subject[:254] + "…",
+        body=body,
+        **about_fields,
+    )
+    _dispatch(notification)
+    return notification
+
+
 def _dispatch(notification: Notification) -> None:
     from opsportal.people.tasks import deliver_notification
 

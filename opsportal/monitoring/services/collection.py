@@ -21,6 +21,7 @@ from opsportal.monitoring.models import AlertState, CollectionSchedule, LatestVa
 from opsportal.monitoring.services.alerts import alerts_evaluate
 from opsportal.monitoring.services.derived import _derived_values
 from opsportal.monitoring.services.samples import SeriesValues, samples_store, series_prune_stale
+from opsportal.monitoring.signals import collection_finished
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import SPECIFIC_RELATIONS, System, SystemKind
 from opsportal.systems.services import docker_engines_duplicates
@@ -168,9 +169,11 @@ def collection_run_due(*, now: dt.datetime | None = None, max_workers: int = 16)
         systems={item.system.pk: item.system for item in collected},
         failed={item.system.pk for item in collected if not item.ok},
     )
-    return CollectionRound(
+    result = CollectionRound(
         collected, len(values), transitions, (time.perf_counter() - started) * 1000
     )
+    collection_finished.send(sender=CollectionRound, round=result)
+    return result
 
 
 def _backup_locations_due(now: dt.datetime) -> bool:
