@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('maintenance', '0003_window_alerts_released'),
+        ('maintenance', '0004_bounded_inputs'),
         ('statuspage', '0001_components_subscribers'),
     ]
 

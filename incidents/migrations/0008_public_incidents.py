@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('incidents', '0006_escalation'),
+        ('incidents', '0007_runbook_step_params_checked'),
         ('statuspage', '0001_components_subscribers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
