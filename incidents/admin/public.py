@@ -85,7 +85,7 @@ class PublicIncidentAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "<path:object_id>/post-update/",
+                "<id:object_id>/post-update/",
                 self.admin_site.admin_view(self.post_update_view),
                 name="incidents_publicincident_post_update",
             ),

@@ -1,6 +1,8 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
+from opsportal.access import groups_load_defaults
 from opsportal.operations.models import Operation
 from opsportal.operations.services import operation_request
 from opsportal.operations.tasks import execute_operation
@@ -8,7 +10,11 @@ from opsportal.operations.tasks import execute_operation
 
 @pytest.fixture
 def operator(db):
-    return get_user_model().objects.create_user("oscar", "oscar@example.com", "pw-oscar-123!")
+    """An on-call engineer (the seeded role group), as the operations are requested by."""
+    groups_load_defaults()
+    user = get_user_model().objects.create_user("oscar", "oscar@example.com", "pw-oscar-123!")
+    user.groups.add(Group.objects.get(name="On-call engineers"))
+    return user
 
 
 @pytest.fixture

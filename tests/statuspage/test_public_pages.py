@@ -154,7 +154,12 @@ def test_an_incident_resolved_internally_is_not_shown_as_ongoing(incident, respo
     assert "Current incidents" not in page()
 
 
-def test_public_maintenance_in_the_next_14_days_with_its_components(public_window, devops):
+def test_public_maintenance_in_the_next_14_days_with_its_components(
+    public_window, devops, settings
+):
+    # The test starts a window days before its planned start ("start now"), which the
+    # early-start bound refuses by default; the bound has tests of its own.
+    settings.MAINTENANCE_EARLY_START_MINUTES = 4 * 24 * 60
     soon = public_window(affects=["Database", "API"])
     public_window(starts_in=dt.timedelta(days=20), public_title="Far away upgrade")
     public_window(public=False, public_title="Private window")
