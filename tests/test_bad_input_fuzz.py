@@ -33,16 +33,9 @@ from django.db import transaction
 from django.test import override_settings
 from django.urls import reverse
 
-from tests.test_role_matrix import (
-    MATRIX_SETTINGS,
-    ROLE_MATRIX,
-    SUPERUSER,
-    Pattern,
-    World,
-    _build_world,
-    concrete_url,
-    url_patterns,
-)
+from tests.role_matrix_table import ROLE_MATRIX, SUPERUSER
+from tests.role_matrix_world import World, _build_world
+from tests.test_role_matrix import MATRIX_SETTINGS, Pattern, concrete_url, url_patterns
 
 pytestmark = pytest.mark.django_db
 
