@@ -220,3 +220,49 @@ def test_chat_pages_carry_acknowledge_and_open_buttons_and_follow_ups(
         f"[SEV1] Acknowledged by Alice: Checkout API down (incident #{incident.pk})",
         f"[SEV1] Resolved by erin: Checkout API down (incident #{incident.pk})",
     ]
+
+
+def test_a_sev1_opened_by_an_alert_reaches_a_second_person_and_stops_when_they_acknowledge(
+    paging, smtp, deliver_at_once, django_capture_on_commit_callbacks
+):
+    """The issue's "done means": a SEV1 opened by an alert, not answered by the on-call,
+    reaches a second person within the policy's time, and stops the moment that person
+    acknowledges from the email."""
+    from incidents.services import alert_receive
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = alert_receive(
+            fingerprint="checkout-5xx",
+            status="firing",
+            title="Checkout API answers 5xx",
+            severity=Severity.SEV1,
+            category="other",
+            source="alertmanager",
+        )
+    incident = alert.incident
+    escalation = incident.escalations.get()
+    t0 = escalation.started_at
+    assert len(mails_to(smtp, "alice@example.com")) == 1  # the on-call, at once
+    assert mails_to(smtp, "dave@example.com") == []
+
+    for minutes in (5, 20):  # Alice again, then the DevOps team
+        with django_capture_on_commit_callbacks(execute=True):
+            escalations_sweep(now=t0 + minutes * MINUTE)
+    assert len(mails_to(smtp, "alice@example.com")) == 2
+    [second_person_page] = mails_to(smtp, "dave@example.com")
+    assert second_person_page["Subject"].startswith("[SEV1] Not acknowledged yet")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = Client().post(ack_path(second_person_page))
+    assert done.status_code == 200
+    incident.refresh_from_db()
+    escalation.refresh_from_db()
+    assert incident.status == Status.ACKNOWLEDGED
+    assert (escalation.status, escalation.stopped_by) == (EscalationStatus.ACKNOWLEDGED, "Dave")
+
+    pages_to_dave = len(mails_to(smtp, "dave@example.com"))
+    for minutes in (35, 50, 65, 600):
+        with django_capture_on_commit_callbacks(execute=True):
+            escalations_sweep(now=t0 + minutes * MINUTE)
+    later = [m["Subject"] for m in mails_to(smtp, "dave@example.com")[pages_to_dave:]]
+    assert not any(s.startswith("[SEV1] Not acknowledged yet") for s in later)
