@@ -347,3 +347,49 @@ def test_raising_an_acknowledged_incident_pages_once_and_does_not_escalate(pagin
     assert incident.escalations.count() == 1  # the SEV3 one, from before the acknowledgement
     # The one-off page of the raise reaches the on-call (without an escalation).
     assert emails_to("alice@example.com")[-1].subject.startswith("[SEV1] Escalated")
+
+
+def test_a_named_contact_then_another_policy_pages_each_at_its_time(paging):
+    """A policy may page a named person and then hand over to another policy (the next
+    level), whose steps follow at the handed-over time."""
+    on_call = paging["teams"][Responsibility.ON_CALL]
+    devops = paging["teams"][Responsibility.DEVOPS]
+    EscalationPolicy.objects.filter(team=on_call, severity=Severity.SEV1).update(active=False)
+    heads = EscalationPolicy.objects.create(name="Heads of", team=devops, severity=Severity.SEV1)
+    EscalationStep.objects.create(
+        policy=heads,
+        position=1,
+        target=EscalationTarget.CONTACT,
+        contact=paging["alice"],
+        wait_minutes=5,
+    )
+    night = EscalationPolicy.objects.create(name="Night", team=on_call, severity=Severity.SEV1)
+    EscalationStep.objects.create(
+        policy=night,
+        position=1,
+        target=EscalationTarget.CONTACT,
+        contact=paging["dave"],
+        wait_minutes=10,
+    )
+    EscalationStep.objects.create(
+        policy=night, position=2, target=EscalationTarget.POLICY, next_policy=heads
+    )
+    plan = escalation_plan(policy=night)
+    assert [(p.offset, p.step.contact.name) for p in plan] == [
+        (0 * MINUTE, "Dave"),
+        (10 * MINUTE, "Alice"),
+    ]
+
+    incident = open_sev()
+    escalation = incident.escalations.get()
+    t0 = escalation.started_at
+    assert len(emails_to("dave@example.com")) == 1  # the named contact, at once
+    assert not emails_to("alice@example.com")
+    escalations_sweep(now=t0 + 10 * MINUTE - dt.timedelta(seconds=1))
+    assert not emails_to("alice@example.com")
+    escalations_sweep(now=t0 + 10 * MINUTE)
+    assert len(emails_to("alice@example.com")) == 1  # the next policy's step
+    escalation.refresh_from_db()
+    assert escalation.status == EscalationStatus.EXHAUSTED
+    steps = [m for m in timeline(incident) if m.startswith("Escalation page")]
+    assert "Night step 1: Dave" in steps[0] and "Heads of step 1: Alice" in steps[1]
