@@ -229,6 +229,13 @@ def test_maintenance_announcements_reach_subscribers(
     assert window.title not in lead and private.title not in lead
     assert mails_to(smtp, api.email) == []
 
+    # A day ahead of the start: the 24 h announcement of both windows, to the subscriber too.
+    assert windows_announce_due(now=timezone.now() + dt.timedelta(hours=47)) == 2
+    deliver_pending()
+    (_, day_ahead) = mails_to(smtp, database.email)
+    assert "Database upgrade" in day_ahead and window.title not in day_ahead
+    assert mails_to(smtp, api.email) == []
+
     window.starts_at += dt.timedelta(hours=1)
     window.ends_at += dt.timedelta(hours=1)
     window_update(window=window, actor=devops)
@@ -240,6 +247,7 @@ def test_maintenance_announcements_reach_subscribers(
         for m in mails_to(smtp, database.email)
     ]
     assert subjects == [
+        "Planned maintenance: Database upgrade",
         "Planned maintenance: Database upgrade",
         "Maintenance moved: Database upgrade",
         "Maintenance started: Database upgrade",
