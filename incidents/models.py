@@ -74,6 +74,15 @@ class Incident(models.Model):
         "incidents.Runbook", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     alert_fingerprint = models.CharField(max_length=128, blank=True)
+    grouped_under = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="grouped_incidents",
+        help_text="The incident of the root cause (its host unreachable) this one was folded "
+        "into; set when it was resolved for that reason.",
+    )
     symptoms = models.TextField(blank=True)
     impact = models.TextField(blank=True)
     summary = models.TextField(blank=True)
@@ -312,9 +321,33 @@ class Alert(models.Model):
         on_delete=models.SET_NULL,
         related_name="suppressed_alerts",
     )
+    # One page per root cause: an alert that says a host is unreachable, and the host an
+    # alerted container or system runs on (its alerts join the host's incident).
+    outage_of = models.ForeignKey(
+        "systems.System",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The system this alert says is unreachable.",
+    )
+    runs_on = models.ForeignKey(
+        "systems.System",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The host (Docker engine) what this alert is about runs on.",
+    )
+    related = models.BooleanField(
+        default=False,
+        help_text="Joined its incident as a related alert: what it is about runs on the "
+        "unreachable host that incident is about, so it paged nobody.",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["runs_on", "status"], name="incidents_alert_runs_on")]
 
     def __str__(self) -> str:
         return f"{self.status} {self.title}"

@@ -27,6 +27,13 @@ from incidents.services._common import (
     logger,
     timeline_add,
 )
+from incidents.services.grouping import (
+    alert_join_host,
+    host_outage_alert,
+    host_recovered_hand_over,
+    incident_group_children,
+    related_incident_for,
+)
 from incidents.services.lifecycle import incident_escalate, incident_open, incident_resolve
 from opsportal.audit.models import AuditAction
 from opsportal.audit.services import audit_record
@@ -56,10 +63,17 @@ def alert_receive(
     evidence: str = "",
     source: str = "alertmanager",
     auto_resolve: bool = False,
+    outage_of=None,
+    runs_on=None,
 ) -> Alert:
     """Record an alert; a firing one opens an incident (or joins the open one with the same
     fingerprint) unless a maintenance window suppresses it; a resolved one is recorded on
-    the incident's timeline and resolves it when `auto_resolve`."""
+    the incident's timeline and resolves it when `auto_resolve`.
+
+    `outage_of`: the system (or its id) this alert says is unreachable; `runs_on`: the host
+    what it is about runs on (derived from the systems' Docker engine when not given). A
+    child alert of an unreachable host joins the host's incident instead (see
+    incidents.services.grouping)."""
     if status not in AlertStatus.values:
         raise IncidentRefused(f"Alert status must be firing or resolved, got {status!r}.")
     if not fingerprint:
@@ -67,6 +81,8 @@ def alert_receive(
     _check_choice(severity, Severity, "severity")
     _check_choice(category, Category, "category")
     resolved_systems = _resolve_systems(systems)
+    outage = _one_system(outage_of)
+    host = _one_system(runs_on) or _host_of(resolved_systems, outage)
     title = (title or "Alert").strip()[:300]
     with transaction.atomic():
         alert = Alert.objects.create(
@@ -77,11 +93,16 @@ def alert_receive(
             category=category,
             source=source[:32],
             evidence=evidence,
+            outage_of=outage,
+            runs_on=host,
         )
         if resolved_systems:
             alert.systems.set(resolved_systems)
         incident = open_incident_for_fingerprint(fingerprint=alert.fingerprint)
         if status == AlertStatus.FIRING:
+            parent = host_outage_alert(host_id=host.pk) if host and not incident else None
+            if parent is not None:
+                return alert_join_host(alert=alert, parent=parent, host=host)
             window = None if incident else _suppressing_window(resolved_systems)
             if window is not None:
                 alert.suppressed_by = window
@@ -106,6 +127,8 @@ def alert_receive(
                 source=Source.ALERT,
                 output=evidence,
             )
+            if outage is not None:
+                incident_group_children(incident=incident, host=outage)
             if _SEVERITY_RANK[severity] < _SEVERITY_RANK[incident.severity]:
                 incident_escalate(
                     incident=incident,
@@ -115,6 +138,21 @@ def alert_receive(
                     source=Source.ALERT,
                 )
             return alert
+        if incident is None:
+            related_to = related_incident_for(fingerprint=alert.fingerprint)
+            if related_to is not None:
+                alert.incident, alert.related = related_to, True
+                alert.save(update_fields=["incident", "related"])
+                timeline_add(
+                    incident=related_to,
+                    kind=TimelineKind.ALERT,
+                    message=f"Related alert resolved ({source}): {title}",
+                    source=Source.ALERT,
+                    output=evidence,
+                )
+        if outage is not None:
+            # The host answers again: what still fails on it is a fault of its own now.
+            host_recovered_hand_over(incident=incident, host=outage)
         if incident is not None:
             alert.incident = incident
             alert.save(update_fields=["incident"])
@@ -133,6 +171,20 @@ def alert_receive(
                     source=Source.ALERT,
                 )
     return alert
+
+
+def _one_system(value) -> System | None:
+    if value is None or isinstance(value, System):
+        return value
+    return System.objects.filter(pk=value).first()
+
+
+def _host_of(systems: list[System], outage: System | None) -> System | None:
+    """The Docker engine the alerted systems run on (the first one that names one)."""
+    for system in systems:
+        if system.docker_engine_id and system.docker_engine_id != getattr(outage, "pk", None):
+            return System.objects.filter(pk=system.docker_engine_id).first()
+    return None
 
 
 def _open_for_alert(alert: Alert, systems: list[System], runbook_name: str | None) -> Incident:
@@ -169,12 +221,11 @@ def alerts_release_held(*, window) -> list[int]:
     repeats a firing alert only after hours, so one that kept firing through the window
     would page nobody until then)."""
     released = []
-    fingerprints = set(
-        Alert.objects.filter(suppressed_by=window, status=AlertStatus.FIRING).values_list(
-            "fingerprint", flat=True
-        )
-    )
-    for fingerprint in sorted(fingerprints):
+    held = Alert.objects.filter(suppressed_by=window, status=AlertStatus.FIRING)
+    fingerprints = set(held.values_list("fingerprint", flat=True))
+    hosts = set(held.filter(outage_of__isnull=False).values_list("fingerprint", flat=True))
+    # A host's alert first, so what runs on it joins the host's incident, not its own.
+    for fingerprint in sorted(fingerprints, key=lambda f: (f not in hosts, f)):
         latest = (
             Alert.objects.filter(fingerprint=fingerprint).order_by("-received_at", "-id").first()
         )
@@ -190,6 +241,8 @@ def alerts_release_held(*, window) -> list[int]:
             systems=list(latest.systems.all()),
             evidence=latest.evidence,
             source=latest.source,
+            outage_of=latest.outage_of_id,
+            runs_on=latest.runs_on_id,
         )
         released.append(again.pk)
     return released

@@ -13,7 +13,11 @@ from django.utils import timezone
 
 from opsportal.monitoring.catalogue import METRICS
 from opsportal.monitoring.models import COMPARE, AlertRule, AlertState, AlertStatus
-from opsportal.monitoring.services.alert_delivery import _deliver, alerts_redeliver
+from opsportal.monitoring.services.alert_delivery import (
+    _deliver,
+    _delivery_order,
+    alerts_redeliver,
+)
 from opsportal.monitoring.services.samples import SeriesValues
 from opsportal.systems.models import System
 
@@ -103,8 +107,8 @@ def alerts_evaluate(
     with transaction.atomic():
         for state in dirty:
             state.save()
-    for state, change in transitions:
-        _deliver(state, change)
+    for state, change in sorted(transitions, key=lambda t: _delivery_order(t[0])):
+        _deliver(state, change, first=True)
     alerts_redeliver(exclude={s.pk for s, _ in transitions})
     return transitions
 
