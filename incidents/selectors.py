@@ -17,6 +17,28 @@ def open_incident_for_fingerprint(*, fingerprint: str) -> Incident | None:
     )
 
 
+def incident_related_alerts(*, incident: Incident) -> list[Alert]:
+    """The alerts that joined the incident as related (what runs on the unreachable host it
+    is about), each fingerprint's newest, with their systems and host: two queries."""
+    from django.db.models import OuterRef, Subquery
+
+    newest = Alert.objects.filter(
+        fingerprint=OuterRef("fingerprint"), incident=incident, related=True
+    ).order_by("-received_at", "-id")
+    return list(
+        Alert.objects.filter(incident=incident, related=True)
+        .filter(pk=Subquery(newest.values("pk")[:1]))
+        .select_related("runs_on")
+        .prefetch_related("systems")
+        .order_by("title", "id")
+    )
+
+
+def incident_grouped(*, incident: Incident) -> list[Incident]:
+    """The incidents folded into this one as part of its root cause."""
+    return list(incident.grouped_incidents.order_by("id").only("id", "title", "status"))
+
+
 def runbook_suggested(*, incident: Incident) -> Runbook | None:
     """The playbook for the incident's category (the runbook has one per common issue)."""
     return Runbook.objects.filter(category=incident.category).order_by("name").first()

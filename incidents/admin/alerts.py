@@ -15,10 +15,12 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "severity",
         "source",
         "incident",
+        "related",
+        "runs_on",
         "suppressed_by",
     ]
-    list_filter = ["status", "severity", "source"]
+    list_filter = ["status", "severity", "source", "related"]
     search_fields = ["title", "fingerprint"]
-    list_select_related = ["incident", "suppressed_by"]
+    list_select_related = ["incident", "suppressed_by", "runs_on"]
     show_full_result_count = False
     readonly_fields = [f.name for f in Alert._meta.fields] + ["systems"]

@@ -232,6 +232,8 @@ class IncidentAdmin(IncidentWorkflowViews, admin.ModelAdmin):
                 suggested_runbook=suggested,
                 severities=[(v, label) for v, label in Severity.choices],
                 evidence=selectors.incident_evidence(incident=incident),
+                related_alerts=selectors.incident_related_alerts(incident=incident),
+                grouped_incidents=selectors.incident_grouped(incident=incident),
                 review_missing=services.incident_review_missing(incident=incident),
                 # "Mark mitigated" on the spot once a step that changes a system succeeded.
                 mitigated_by=services.incident_mark_mitigated_step(

@@ -135,7 +135,7 @@ def test_children_recover_first_then_engine_opens_nothing_more(teams, host):
 def test_children_of_a_suppressed_engine_are_held_and_released_after_it(teams, host):
     from maintenance.models import MaintenanceWindow
 
-    engine, database, api = host
+    engine, database, _ = host
     now = timezone.now()
     window = MaintenanceWindow.objects.create(
         title="Engine upgrade",
