@@ -11,17 +11,22 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 from django.conf import settings
 
+from tests import realsystems
+
 START_SECONDS = 30
+KEEP = "opsportal-test.keep-port"
 IMAGES = ("opsportal-test/busybox:1", "opsportal-test/postgres:15")
 
 
@@ -59,7 +64,7 @@ class SecondEngine:
             # The daemon answering is the event awaited; it has no other signal to wait on.
             try:
                 # Removing a container copies nothing but deletes its whole root fs (vfs).
-                client = docker.DockerClient(base_url=self.url, timeout=60)
+                client = docker.DockerClient(base_url=self.url, timeout=60, max_pool_size=16)
                 client.ping()
                 self.client = client
                 return
@@ -98,9 +103,43 @@ class SecondEngine:
                 self.client.images.load(tar)
 
     def remove_containers(self) -> None:
-        for container in self.client.containers.list(all=True):
+        """Remove every container but those labelled KEEP (a database container is kept
+        between runs: creating one on vfs copies its whole image, ten seconds on a busy
+        machine)."""
+        for container in self.client.containers.list(all=True, ignore_removed=True):
+            if KEEP in container.labels:
+                continue
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+    def kept_container(self, name: str, make: Callable[[int], dict]) -> tuple[Any, int]:
+        """The container `name` kept from an earlier run, started, and the port it listens on
+        (host network); made anew from `make(port)` (the arguments of containers.create) on a
+        free port when missing, or when its port is taken by something else now."""
+        container = None
+        with contextlib.suppress(docker.errors.NotFound):
+            container = self.client.containers.get(name)
+        if container is not None:
+            port = int(container.labels.get(KEEP, "0"))
+            if not port or (container.status != "running" and not _port_free(port)):
+                container.remove(force=True)
+                container = None
+        if container is None:
+            port = realsystems.free_port()
+            container = self.client.containers.create(
+                name=name, labels={KEEP: str(port)}, network_mode="host", **make(port)
+            )
+        container.start()
+        return container, port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.docker
 
 SERVICES = 10
 PASSWORD = "s3cret-second-engine-db"
+WEB_SERVER = "mkdir -p /w && echo ok > /w/index.html && httpd -f -p {port} -h /w"
 
 
 @pytest.fixture
@@ -43,24 +45,32 @@ def engine_b(docker_client):
 
 def start_children(engine) -> tuple[list[tuple[str, int]], tuple[str, int]]:
     """Ten busybox web servers and a PostgreSQL server on the engine (host network; killed,
-    not asked, when the daemon stops, so the stop takes no grace period)."""
-    web = []
-    for n in range(SERVICES):
-        port = realsystems.free_port()
-        name = f"web-{n}"
-        engine.client.containers.run(
-            "opsportal-test/busybox:1",
-            ["sh", "-c", f"mkdir -p /w && echo ok > /w/index.html && httpd -f -p {port} -h /w"],
-            name=name, detach=True, network_mode="host", stop_signal="SIGKILL",
-        )  # fmt: skip
-        web.append((name, port))
-    db_port = realsystems.free_port()
-    engine.client.containers.run(
-        "opsportal-test/postgres:15",
-        ["-p", str(db_port)],
-        name="orders-db", detach=True, network_mode="host", stop_signal="SIGKILL",
-        environment={"POSTGRES_PASSWORD": PASSWORD},
-    )  # fmt: skip
+    not asked, when the daemon stops, so the stop takes no grace period). The database's
+    container is kept between runs (see tests/second_engine.py)."""
+    web = [(f"web-{n}", realsystems.free_port()) for n in range(SERVICES)]
+    with ThreadPoolExecutor(max_workers=SERVICES) as pool:
+        list(
+            pool.map(
+                lambda item: engine.client.containers.run(
+                    "opsportal-test/busybox:1",
+                    ["sh", "-c", WEB_SERVER.format(port=item[1])],
+                    name=item[0],
+                    detach=True,
+                    network_mode="host",
+                    stop_signal="SIGKILL",
+                ),
+                web,
+            )
+        )
+    _, db_port = engine.kept_container(
+        "orders-db",
+        lambda port: {
+            "image": "opsportal-test/postgres:15",
+            "command": ["-p", str(port)],
+            "environment": {"POSTGRES_PASSWORD": PASSWORD},
+            "stop_signal": "SIGKILL",
+        },
+    )
     for port in [p for _, p in web] + [db_port]:
         realsystems.wait_for_port(port, timeout=60)
     dsn = f"host=127.0.0.1 port={db_port} user=postgres password={PASSWORD} dbname=postgres"
