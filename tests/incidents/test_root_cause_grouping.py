@@ -177,3 +177,19 @@ def test_engine_recovers_inside_its_window_held_children_are_handed_over(teams, 
     # The database's own systems are not in maintenance: it is a fault of its own now.
     own = Incident.objects.get()
     assert own.alert_fingerprint == "orders-db-up" and pages(own) > 0
+
+
+def test_incident_pages_show_the_grouping(host, engineer, client):
+    from django.urls import reverse
+
+    engine, database, api = host
+    own = child_alert(database).incident
+    parent = engine_alert(engine).incident
+    child_alert(api)
+    client.force_login(engineer)
+    page = client.get(reverse("admin:incidents_incident_change", args=[parent.pk])).content
+    body = page.decode()
+    assert body.count('class="related-alert"') == 2
+    assert "orders-db" in body and "orders-api" in body and f"#{own.pk} " in body
+    child_page = client.get(reverse("admin:incidents_incident_change", args=[own.pk]))
+    assert f"incident #{parent.pk}</a>" in child_page.content.decode()
