@@ -3,7 +3,8 @@ and a PostgreSQL database in containers, all registered as systems on it, is sto
 children fail to collect before the engine does (the database's rule has no for-duration,
 the engine's has one): monitoring holds them while the engine does not answer, and once the
 engine's alert fires they join its incident. One incident, one round of pages, the eleven
-children listed on its page."""
+children listed on its page. The engine started again (its containers not): the eleven are
+handed over as incidents of their own."""
 
 from __future__ import annotations
 
@@ -110,6 +111,8 @@ def test_stopping_an_engine_opens_one_incident_pages_once_lists_its_children(
     # rule keeps its for-duration, which the test lets pass by moving its start back.
     AlertRule.objects.filter(name="API error rate above 5%").update(for_seconds=0)
     engine_rule = AlertRule.objects.get(name="Docker engine not answering")
+    engine_rule.keep_firing_seconds = 0  # resolve as soon as it answers (the default waits)
+    engine_rule.save()
     web, (db_name, db_port) = start_children(engine_b)
     engine = DockerEngine.objects.create(name="engine-b", base_url=engine_b.url, timeout_seconds=3)
     children = [
@@ -163,3 +166,16 @@ def test_stopping_an_engine_opens_one_incident_pages_once_lists_its_children(
     assert body.count('class="related-alert"') == len(children)
     for child in children:
         assert child.name in body
+
+    # The engine is back, its containers are not (no restart policy): each child is a fault
+    # of its own now, handed over as its own incident, which pages.
+    engine_b.start()
+    collect([engine])
+    incident.refresh_from_db()
+    assert incident.status == "resolved"
+    handed = Incident.objects.exclude(pk=incident.pk)
+    assert sorted(i.affected_systems.get().name for i in handed) == sorted(c.name for c in children)
+    for own in handed:
+        assert Notification.objects.filter(about_id=str(own.pk)).exists()
+    handovers = incident.timeline.filter(message__contains="handed over to its own incident")
+    assert handovers.count() == len(children)
