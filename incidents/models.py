@@ -80,8 +80,7 @@ class Incident(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="grouped_incidents",
-        help_text="The incident of the root cause (its host unreachable) this one was folded "
-        "into; set when it was resolved for that reason.",
+        help_text="The root cause's incident (its host unreachable) this one was folded into.",
     )
     symptoms = models.TextField(blank=True)
     impact = models.TextField(blank=True)
@@ -321,8 +320,7 @@ class Alert(models.Model):
         on_delete=models.SET_NULL,
         related_name="suppressed_alerts",
     )
-    # One page per root cause: an alert that says a host is unreachable, and the host an
-    # alerted container or system runs on (its alerts join the host's incident).
+    # One page per root cause (incidents.services.grouping).
     outage_of = models.ForeignKey(
         "systems.System",
         null=True,

@@ -5,36 +5,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('incidents', '0008_public_incidents'),
-        ('maintenance', '0005_window_public'),
-        ('systems', '0004_bounded_inputs'),
+        ("incidents", "0008_public_incidents"),
+        ("maintenance", "0005_window_public"),
+        ("systems", "0004_bounded_inputs"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='alert',
-            name='outage_of',
-            field=models.ForeignKey(blank=True, help_text='The system this alert says is unreachable.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='systems.system'),
+            model_name="alert",
+            name="outage_of",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The system this alert says is unreachable.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="systems.system",
+            ),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='related',
-            field=models.BooleanField(default=False, help_text='Joined its incident as a related alert: what it is about runs on the unreachable host that incident is about, so it paged nobody.'),
+            model_name="alert",
+            name="related",
+            field=models.BooleanField(
+                default=False,
+                help_text="Joined its incident as a related alert: what it is about runs on the unreachable host that incident is about, so it paged nobody.",
+            ),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='runs_on',
-            field=models.ForeignKey(blank=True, help_text='The host (Docker engine) what this alert is about runs on.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='systems.system'),
+            model_name="alert",
+            name="runs_on",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The host (Docker engine) what this alert is about runs on.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="systems.system",
+            ),
         ),
         migrations.AddField(
-            model_name='incident',
-            name='grouped_under',
-            field=models.ForeignKey(blank=True, help_text='The incident of the root cause (its host unreachable) this one was folded into; set when it was resolved for that reason.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='grouped_incidents', to='incidents.incident'),
+            model_name="incident",
+            name="grouped_under",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The root cause's incident (its host unreachable) this one was folded into.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="grouped_incidents",
+                to="incidents.incident",
+            ),
         ),
         migrations.AddIndex(
-            model_name='alert',
-            index=models.Index(fields=['runs_on', 'status'], name='incidents_alert_runs_on'),
+            model_name="alert",
+            index=models.Index(fields=["runs_on", "status"], name="incidents_alert_runs_on"),
         ),
     ]
