@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from incidents import services
 from incidents.models import Incident
 from incidents.services.postmortem import FILE_PERMISSION, postmortem_markdown
+from opsportal.admin_mixins import message_refusal
 
 
 class IncidentPostmortemViews:
@@ -43,7 +44,7 @@ class IncidentPostmortemViews:
         return incident
 
     def _postmortem_back(self, request, incident, refusal) -> HttpResponseRedirect:
-        self.message_user(request, refusal.message, messages.ERROR)
+        message_refusal(self, request, refusal)
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[incident.pk]))
 
     def postmortem_download_view(self, request, pk):
