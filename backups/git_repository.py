@@ -108,7 +108,8 @@ def commit_paths(
         _git(repo, "commit", "-q", "-m", message, "--", *paths, author=author)
     head = _git(repo, "rev-parse", "--verify", "-q", "HEAD") if _has_commits(repo) else ""
     pushed = False
-    if remote and head and committed:
+    # Pushed even when nothing new was committed: an earlier push that failed is retried.
+    if remote and head:
         _git(repo, "push", "-q", "origin", "HEAD:main")
         pushed = True
     return CommitResult(committed, head, pushed, message)

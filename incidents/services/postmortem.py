@@ -5,7 +5,9 @@ configuration Git repository under `postmortems/` when that is set up.
 
 What the draft shows is what everyone who may view the incident sees on its page: the
 timeline's own messages and (bounded) outputs, which the operations masked when they were
-stored. Never the preserved evidence, an alert's raw payload, nor an operation's parameters.
+stored. Never the preserved evidence, the alert rows' evidence field (the part an alert put
+into the incident's symptoms is on the incident page for everyone, and in the draft) nor an
+operation's parameters.
 
 Everything a person typed (titles, notes, review text) is escaped so it cannot change the
 document's structure: a note starting with '#' stays a line of text, not a heading; a pipe
@@ -369,8 +371,9 @@ def incident_postmortem_file(*, incident: Incident, actor) -> object:
     """Commit the draft to the configuration Git repository as
     postmortems/<number>-<slug>.md (replacing the draft of the same incident under an
     earlier title) and push it when a remote is configured; the same draft again makes no
-    commit. Needs the permission to edit the incident (its review). Audited, refusals
-    included; IncidentRefused says why nothing was committed. Returns the FiledDocument."""
+    commit. Needs the permission to edit the incident (its review). Each commit, and each
+    one the repository refused, is audited; IncidentRefused says why nothing was committed.
+    Returns the FiledDocument."""
     from opsportal.documents import DocumentStoreUnavailable, document_store
 
     actor_require(actor, FILE_PERMISSION, doing="commit an incident's post-incident review")

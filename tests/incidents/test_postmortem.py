@@ -356,6 +356,21 @@ def test_commit_when_the_repository_is_not_set_up(world, engineer, client, setti
     ]
     assert not (tmp_path / "no-repo-yet").exists()
 
+    # Set up, but its remote is gone: the refusal quotes git, and it is audited.
+    settings.CONFIG_BACKUP_REPO = tmp_path / "config-repo"
+    configuration_backup()
+    settings.CONFIG_BACKUP_REMOTE = str(tmp_path / "gone.git")
+    response = client.post(
+        reverse("admin:incidents_incident_postmortem_commit", args=[incident.pk])
+    )
+    shown = str(list(get_messages(response.wsgi_request))[-1])
+    assert shown.startswith(f"Could not commit postmortems/{incident.pk}-orders-db-too-many")
+    assert "git push failed" in shown
+    record = AuditRecord.objects.filter(
+        object_type="incidents.incident", outcome=AuditOutcome.FAILURE
+    ).get()
+    assert record.message.startswith("Post-incident review draft not committed: Could not")
+
 
 def test_committing_needs_the_permission_to_edit_the_review(world, settings, tmp_path):
     incident = world

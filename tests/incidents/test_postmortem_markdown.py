@@ -10,7 +10,7 @@ from incidents.services.postmortem import md_block, md_code, md_inline
 
 # Markdown's own characters, often, among any other printable text (control characters
 # and lone surrogates cannot be typed into the admin's fields in the first place).
-MARKUP = list("#|`*_[]<>&;!-+=.)(~\\ \t0123456789aZ:/") + ["&amp;", "&#x41;", "```", "\n"]
+MARKUP = [*"#|`*_[]<>&;!-+=.)(~\\ \t0123456789aZ:/", "&amp;", "&#x41;", "```", "\n"]
 USER_TEXT = st.lists(
     st.one_of(
         st.sampled_from(MARKUP),
