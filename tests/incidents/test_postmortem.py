@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -339,7 +340,9 @@ def test_commit_to_the_configuration_repository(world, engineer, client, setting
     assert "people/team.json" in git(remote, "ls-tree", "-r", "--name-only", "main")
 
 
-def test_commit_when_the_repository_is_not_set_up(world, engineer, client, settings, tmp_path):
+def test_commit_refused_when_not_set_up_not_allowed_or_the_push_fails(
+    world, engineer, client, settings, tmp_path
+):
     incident = world
     settings.CONFIG_BACKUP_REPO = tmp_path / "no-repo-yet"
     client.force_login(engineer)
@@ -359,6 +362,10 @@ def test_commit_when_the_repository_is_not_set_up(world, engineer, client, setti
     # Set up, but its remote is gone: the refusal quotes git, and it is audited.
     settings.CONFIG_BACKUP_REPO = tmp_path / "config-repo"
     configuration_backup()
+    # Committing needs the permission to edit the review, in the service too.
+    with pytest.raises(PermissionDenied, match=r"'incidents\.change_incident'"):
+        incident_postmortem_file(incident=incident, actor=staff_in("Viewers"))
+    assert not (tmp_path / "config-repo" / "postmortems").exists()
     settings.CONFIG_BACKUP_REMOTE = str(tmp_path / "gone.git")
     response = client.post(
         reverse("admin:incidents_incident_postmortem_commit", args=[incident.pk])
@@ -370,14 +377,3 @@ def test_commit_when_the_repository_is_not_set_up(world, engineer, client, setti
         object_type="incidents.incident", outcome=AuditOutcome.FAILURE
     ).get()
     assert record.message.startswith("Post-incident review draft not committed: Could not")
-
-
-def test_committing_needs_the_permission_to_edit_the_review(world, settings, tmp_path):
-    incident = world
-    settings.CONFIG_BACKUP_REPO = tmp_path / "config-repo"
-    configuration_backup()
-    from django.core.exceptions import PermissionDenied
-
-    with pytest.raises(PermissionDenied, match=r"'incidents\.change_incident'"):
-        incident_postmortem_file(incident=incident, actor=staff_in("Viewers"))
-    assert not (tmp_path / "config-repo" / "postmortems").exists()
