@@ -39,6 +39,11 @@ class BackupsConfig(AppConfig):
             weak=False,
         )
         checkpoint_store_register(audit_checkpoints.ConfigurationRepositoryStore())
+        # Post-incident review drafts are committed beside the configuration.
+        from backups.documents import ConfigurationRepositoryDocuments
+        from opsportal.documents import document_store_register
+
+        document_store_register(ConfigurationRepositoryDocuments())
         # Every registered database gets a backup plan (the runbook: daily at 02:00 UTC).
         system_registered.connect(
             services.backup_plan_on_registration, dispatch_uid="backups-plan-on-registration"

@@ -93,3 +93,23 @@ def read_committed(repo: Path, path: str, *, revision: str = "HEAD") -> str | No
         return _git(repo, "show", f"{revision}:{path}")
     except GitFailed:
         return None
+
+
+def commit_paths(
+    repo: Path, paths: list[str], *, message: str, author: tuple[str, str], remote: str = ""
+) -> CommitResult:
+    """Commit the changes (new, changed or removed files) under `paths` only, whatever else
+    the work tree holds; nothing changed there is not an error. Push to origin when a
+    remote is configured."""
+    _git(repo, "add", "-A", "--", *paths)
+    staged = _git(repo, "diff", "--cached", "--name-only", "--", *paths)
+    committed = bool(staged)
+    if committed:
+        _git(repo, "commit", "-q", "-m", message, "--", *paths, author=author)
+    head = _git(repo, "rev-parse", "--verify", "-q", "HEAD") if _has_commits(repo) else ""
+    pushed = False
+    # Pushed even when nothing new was committed: an earlier push that failed is retried.
+    if remote and head:
+        _git(repo, "push", "-q", "origin", "HEAD:main")
+        pushed = True
+    return CommitResult(committed, head, pushed, message)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
-from incidents.models import ACTIVE_STATUSES, Alert, Incident, IncidentStep, Runbook, TimelineEvent
+from incidents.models import (
+    ACTIVE_STATUSES,
+    ActionItem,
+    Alert,
+    Incident,
+    IncidentStep,
+    Runbook,
+    TimelineEvent,
+)
 from opsportal.operations.models import Evidence
 from opsportal.systems.models import System
 
@@ -154,3 +164,48 @@ def step_run_prefill(
             if chosen.container and "container" in KINDS[step.operation_kind].params:
                 params["container"] = chosen.container
     return target_id, params
+
+
+@dataclass
+class PostmortemRecord:
+    """Everything a post-incident review draft says, read in a fixed number of queries
+    however long the timeline (six: the incident with its people, its systems, timeline,
+    alerts, checklist and action items)."""
+
+    incident: Incident
+    affected_systems: list[str]
+    timeline: list[TimelineEvent]
+    alerts: list[Alert]
+    steps: list[IncidentStep]
+    action_items: list[ActionItem]
+
+
+def incident_postmortem_record(*, incident_id: int) -> PostmortemRecord:
+    incident = Incident.objects.select_related("team", "commander", "reporter", "runbook").get(
+        pk=incident_id
+    )
+    return PostmortemRecord(
+        incident=incident,
+        affected_systems=list(
+            incident.affected_systems.order_by("name").values_list("name", flat=True)
+        ),
+        # The events' own message and bounded output (the operation's output, masked when
+        # it was stored); never the operation row, its parameters or structured result.
+        timeline=list(incident_timeline(incident=incident)),
+        # Not their evidence: the alert's raw payload stays in the admin.
+        alerts=list(
+            Alert.objects.filter(incident=incident)
+            .only("received_at", "status", "title", "severity", "source", "incident_id")
+            .order_by("received_at", "id")
+        ),
+        steps=list(
+            IncidentStep.objects.filter(incident=incident)
+            .select_related("target", "done_by")
+            .order_by("position", "id")
+        ),
+        action_items=list(
+            ActionItem.objects.filter(incident=incident)
+            .select_related("owner")
+            .order_by("due_date", "id")
+        ),
+    )

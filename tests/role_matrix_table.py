@@ -381,6 +381,15 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
     # Hole 2 of issue 9: evidence is downloaded with view_evidence, which every role that
     # works incidents holds. Secure: the Security team (and superusers) only.
     "admin:incidents_incident_evidence": Access(get=roles(SEC, SU)),
+    # The post-incident review draft: read (download, printable page) by whoever may view
+    # the incident, committed to Git by whoever may edit its review. The world's incident is
+    # still open, so the allowed roles are sent back with "written once it is resolved"
+    # (tests/incidents/test_postmortem.py reads a resolved one).
+    **{
+        f"admin:incidents_incident_postmortem_{name}": Access(get=STAFF, ok=302)
+        for name in ("download", "print")
+    },
+    "admin:incidents_incident_postmortem_commit": Access(get=POST_ONLY, post=RESPONDERS),
     **model_pages("incidents.runbook", view=STAFF),
     # Publishing an incident on the status page and posting its public updates: whoever
     # works incidents.

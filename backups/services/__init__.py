@@ -10,7 +10,8 @@ One module per concept, re-exported here so callers keep `from backups import se
 - drills: restoring into a scratch database and comparing row counts
 - retention: which backups a plan keeps, deleting the others' files
 - sweeping: re-dispatching lost work, failing abandoned runs, reporting missed schedules
-- configuration: configuration backups to Git and the audit checkpoint commit
+- configuration: configuration backups to Git, the audit checkpoint commit and documents
+  filed in the same repository (post-incident review drafts)
 - alerts: telling the database admins about a failure
 - anomalies: a verified backup compared with the database's recent backups (suspicious ones
   raise an alert)
@@ -31,6 +32,7 @@ from backups.services.configuration import (
     configuration_backup,
     configuration_change_record,
     configuration_commit_changes,
+    configuration_document_file,
     configuration_restore,
 )
 from backups.services.drills import drill_request, drill_run, drills_request_newest
@@ -105,6 +107,7 @@ __all__ = [
     "configuration_backup",
     "configuration_change_record",
     "configuration_commit_changes",
+    "configuration_document_file",
     "configuration_restore",
     "drill_request",
     "drill_run",

@@ -97,6 +97,48 @@ def audit_checkpoint_commit(*, checkpoint: Checkpoint):
         )
 
 
+def configuration_document_file(
+    *,
+    path: str,
+    text: str,
+    message: str,
+    actor: object | None = None,
+    replaces: str = "",
+):
+    """Write one document (e.g. a post-incident review draft) into the configuration
+    repository at the relative `path`, removing the other files the glob `replaces`
+    matches, and commit only those paths (pushed when a remote is configured); the same
+    text again makes no commit. The repository must exist already (the configuration
+    backup creates it): a document never starts a repository of its own. Raises
+    git_repository.GitFailed or OSError."""
+    from backups import git_repository
+    from opsportal.documents import document_path_check
+
+    repo = Path(settings.CONFIG_BACKUP_REPO)
+    remote = getattr(settings, "CONFIG_BACKUP_REMOTE", "")
+    path = document_path_check(path)
+    if replaces:
+        document_path_check(replaces)
+    name = acting_name(actor, otherwise="OpsPortal")
+    email = getattr(actor, "email", "") or "opsportal@localhost"
+    with _repository_lock(repo):
+        if not (repo / ".git").exists():
+            raise git_repository.GitFailed(f"There is no Git repository at {repo}.")
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+        touched = [path]
+        for old in sorted(repo.glob(replaces)) if replaces else []:
+            relative = old.relative_to(repo).as_posix()
+            if relative != path and old.is_file():
+                old.unlink()
+                touched.append(relative)
+        return git_repository.commit_paths(
+            repo, touched, message=message, author=(name, email), remote=remote
+        )
+
+
 def configuration_restore(*, directory: Path, actor: object | None = None):
     """Apply an exported configuration (e.g. a checkout of the repository) to this portal."""
     from opsportal import configuration

@@ -2,8 +2,6 @@
 one reverse() per row, the timeline's rows built in Python, and elapsed times as a review
 reads them."""
 
-import datetime as dt
-
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
@@ -12,6 +10,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
+# Re-exported: the admin's callers import it from here.
+from incidents.durations import elapsed_text as elapsed_text
 from incidents.models import Incident, Source, TimelineEvent, TimelineKind
 
 # The incident changelist and page are what responders open during an incident, so they are
@@ -75,20 +75,3 @@ def timeline_rows(events: list[TimelineEvent]) -> SafeString:
         "<td>{}{}</td></tr>",
         (row(event) for event in events),
     )
-
-
-def elapsed_text(delta: dt.timedelta | None) -> str:
-    """5 s, 12 min 5 s, 3 h 4 min, 2 d 3 h: what an incident review reads."""
-    if delta is None:
-        return "—"
-    seconds = max(int(delta.total_seconds()), 0)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"

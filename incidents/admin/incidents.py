@@ -15,6 +15,7 @@ from incidents.admin.display import (
     elapsed_text,
     timeline_rows,
 )
+from incidents.admin.postmortem import IncidentPostmortemViews
 from incidents.admin.workflow import IncidentWorkflowViews
 from incidents.forms import IncidentOpenForm
 from incidents.models import ActionItem, Incident, Severity
@@ -32,7 +33,7 @@ class ActionItemInline(admin.TabularInline):
 
 
 @admin.register(Incident)
-class IncidentAdmin(IncidentWorkflowViews, admin.ModelAdmin):
+class IncidentAdmin(IncidentPostmortemViews, IncidentWorkflowViews, admin.ModelAdmin):
     list_display = [
         "id",
         "title",
@@ -239,5 +240,28 @@ class IncidentAdmin(IncidentWorkflowViews, admin.ModelAdmin):
                 mitigated_by=services.incident_mark_mitigated_step(
                     incident=incident, steps=steps, actor=request.user
                 ),
+                **_postmortem_context(incident, allowed),
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _postmortem_context(incident, allowed) -> dict:
+    """The post-incident review panel: only on a resolved or closed incident; the commit
+    button only for whoever may edit the review, and only once the repository exists."""
+    from incidents.services.postmortem import FILE_PERMISSION, POSTMORTEM_READY
+    from opsportal.documents import document_store
+
+    if incident.status not in POSTMORTEM_READY:
+        return {"postmortem_ready": False}
+    can_file = allowed(FILE_PERMISSION)
+    store = document_store() if can_file else None
+    return {
+        "postmortem_ready": True,
+        "can_file_postmortem": can_file,
+        "postmortem_store": store.describe() if store and store.is_set_up() else "",
+        "postmortem_not_set_up": (
+            store.not_set_up_reason()
+            if store and not store.is_set_up()
+            else ("" if store else "No configuration repository is configured.")
+        ),
+    }

@@ -18,6 +18,8 @@ and `from incidents.services import X`:
   most once, by their task or the sweeper), stopping when acknowledged or resolved
 - acknowledge: what a page says and links to, the signed single-use Acknowledge links,
   the follow-ups once the incident is acknowledged or resolved
+- postmortem: the post-incident review draft of a resolved incident (Markdown, the
+  printable page's content) and committing it to the configuration repository
 - _common: the refusal, the timeline entry and audit record every service writes
 """
 
@@ -61,6 +63,12 @@ from incidents.services.lifecycle import (
     incident_transition,
 )
 from incidents.services.paging import paging_responsibilities
+from incidents.services.postmortem import (
+    incident_postmortem,
+    incident_postmortem_draft,
+    incident_postmortem_file,
+    postmortem_file_name,
+)
 from incidents.services.public import (
     IncidentsPublicSource,
     PublicIncidentRefused,
@@ -116,6 +124,9 @@ __all__ = [
     "incident_mitigate",
     "incident_open",
     "incident_operation_request",
+    "incident_postmortem",
+    "incident_postmortem_draft",
+    "incident_postmortem_file",
     "incident_public_update_post",
     "incident_publish",
     "incident_reopen",
@@ -128,6 +139,7 @@ __all__ = [
     "incidents_load_defaults",
     "on_operation_finished",
     "paging_responsibilities",
+    "postmortem_file_name",
     "step_run_permissions",
     "timeline_add",
 ]
