@@ -368,6 +368,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
 CELERY_TASK_ROUTES = {
     "monitoring.collect": {"queue": "collect"},
+    "monitoring.collect_systems": {"queue": "collect"},
     "systems.check_due": {"queue": "collect"},
     "operations.execute": {"queue": "operations"},
     "maintenance.run_step": {"queue": "operations"},
