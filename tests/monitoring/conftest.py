@@ -87,7 +87,7 @@ def open_connections():
 @pytest.fixture
 def eager_celery():
     """Tasks sent by the code under test run at once in this process (the worker's code
-    path without a worker: a test with real workers is tests/monitoring/test_collection_spread.py)."""
+    path without a worker; tests/monitoring/test_collection_spread.py has real workers)."""
     from opsportal.celery import app
 
     app.conf.task_always_eager = True

@@ -33,7 +33,7 @@ def test_beat_tick_sends_one_share_per_system_after_commit(
             # Nothing is sent before the leases are committed.
             assert not Sample.objects.filter(metric="up").exists()
         assert sorted(dispatch.leased) == sorted([http_endpoint.pk, redis_target.pk])
-        assert len(sends) == 2  # one share per system
+        assert len(sends) == 2  # first seen: a share per system
         leases = set(CollectionSchedule.objects.values_list("lease_until", flat=True))
         assert len(leases) == 1 and None not in leases
         for send in sends:
@@ -69,3 +69,17 @@ def test_a_lost_share_lapses_and_the_late_one_skips(http_endpoint, http_server):
     later = CollectionSchedule.objects.get(pk=pk).last_started_at
     assert len(services.collection_run_leased(system_ids=[pk], leased_at=later).collected) == 1
     assert up_samples(http_endpoint) == 1 and len(http_server.requests) == 1
+
+
+def test_quick_systems_share_a_task_new_and_slow_ones_have_their_own(
+    http_endpoint, redis_target, django_capture_on_commit_callbacks
+):
+    services.collection_run_due()  # both answered quickly: next time they share
+    with django_capture_on_commit_callbacks() as sends:
+        services.collection_dispatch_due(now=timezone.now() + dt.timedelta(minutes=1))
+    assert len(sends) == 1
+    CollectionSchedule.objects.filter(pk=http_endpoint.pk).update(last_duration_ms=2000)
+    CollectionSchedule.objects.update(lease_until=None)
+    with django_capture_on_commit_callbacks() as sends:
+        services.collection_dispatch_due(now=timezone.now() + dt.timedelta(minutes=2))
+    assert len(sends) == 2

@@ -3,8 +3,11 @@ and hand what was collected to the alert rules.
 
 Two ways to run a round, one code path for the collecting itself:
 - `collection_dispatch_due` (the beat task `monitoring.collect`): leases the due systems and,
-  after the leases are committed, sends one `monitoring.collect_systems` task per system to
-  the `collect` queue, so every worker process on every host takes a share. The lease is the
+  after the leases are committed, sends `monitoring.collect_systems` tasks to the `collect`
+  queue, so every worker process on every host takes a share: a share per Docker engine and
+  per system that is new, failed or was slow last time; systems that answered within
+  QUICK_MS last time go SHARE_SIZE to a share (collected concurrently), as a task's fixed
+  cost is larger than their collection. The lease is the
   row (CONVENTIONS "record intent, then act"): the task takes it over with a compare-and-set
   on the lease's expiry, so a message delivered twice collects once; a message the broker
   lost leaves a lease that lapses after LEASE_SECONDS, and the system is due again.
@@ -193,16 +196,17 @@ class CollectionDispatch:
 def collection_dispatch_due(
     *, now: dt.datetime | None = None, task: Task | None = None
 ) -> CollectionDispatch:
-    """Lease every due system and send one collection task per system to the `collect`
-    queue once the leases are committed; store and evaluate the portal-level figures."""
+    """Lease every due system and send its collection to the `collect` queue once the
+    leases are committed (a share per system; systems that answered quickly last time a few
+    to a share); store and evaluate the portal-level figures."""
     if task is None:
         from opsportal.monitoring.tasks import collect_systems as task
     now = now or timezone.now()
     collection_schedules_ensure()
     with transaction.atomic():
         ids = _lease_due(now=now)
-        for pk in ids:
-            enqueue_after_commit(task, [pk], now.isoformat())
+        for share in _shares(ids):
+            enqueue_after_commit(task, share, now.isoformat())
     values = _portal_values(now)
     with transaction.atomic():
         samples_store(values=values)
@@ -219,6 +223,30 @@ def collection_dispatch_due(
         redeliver=~Q(system_id__in=leased) | Q(system__isnull=True),
     )
     return CollectionDispatch(ids, len(values), transitions)
+
+
+# A share is one system, or up to this many quick ones collected together (each share has a
+# fixed cost: its task, its queries, the rules loaded once).
+SHARE_SIZE = 4
+# Quick: the previous collection answered within this, so it is not expected to hold its
+# share-mates up for long. A Docker engine, a system seen for the first time, one that
+# failed or was slow has a share of its own.
+QUICK_MS = 500
+
+
+def _shares(ids: list[int]) -> list[list[int]]:
+    rows = CollectionSchedule.objects.filter(pk__in=ids).values_list(
+        "pk", "system__kind", "last_ok", "last_duration_ms"
+    )
+    quick = {
+        pk
+        for pk, kind, ok, ms in rows
+        if kind != SystemKind.DOCKER and ok and ms is not None and ms < QUICK_MS
+    }
+    shares = [[pk] for pk in ids if pk not in quick]
+    together = [pk for pk in ids if pk in quick]
+    shares += [together[i : i + SHARE_SIZE] for i in range(0, len(together), SHARE_SIZE)]
+    return shares
 
 
 def collection_run_leased(
