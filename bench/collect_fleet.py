@@ -367,7 +367,7 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
     print(
         f"Collection over a fleet: {len(engines)} Docker engines with {containers} containers, "
         f"{len(target_dbs)} PostgreSQL, {args.caches} Redis, {args.endpoints} HTTP endpoints "
-        f"({systems} systems, one share each); {os.cpu_count()} CPUs; "
+        f"({systems} systems); {os.cpu_count()} CPUs; "
         f"{args.rounds} rounds per mode, alternating"
     )
     print(f"{'measure':<52}{'p50':>9}{'max':>9}{'target':>10}{'p50/target':>12}")
@@ -388,7 +388,10 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
     print(f"\nrounds (s): 1 worker {[round(t, 2) for t in timings['1']]}, "
           f"2 workers {[round(t, 2) for t in timings['2']]}, "
           f"in-process {[round(t, 2) for t in timings['in-process']]}")  # fmt: skip
-    print(f"shares taken by worker A / B in the 2-worker rounds: {split}")
+    print(
+        f"shares (tasks) taken by worker A / B in the 2-worker rounds: {split}; a share is one "
+        f"system, or up to {services.SHARE_SIZE} that answered within {services.QUICK_MS} ms"
+    )
     slowest = CollectionSchedule.objects.select_related("system").order_by("-last_duration_ms")
     print(
         "slowest systems in the last round: "
