@@ -368,6 +368,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
 CELERY_TASK_ROUTES = {
     "monitoring.collect": {"queue": "collect"},
+    "monitoring.collect_systems": {"queue": "collect"},
     "systems.check_due": {"queue": "collect"},
     "operations.execute": {"queue": "operations"},
     "maintenance.run_step": {"queue": "operations"},
@@ -426,6 +427,10 @@ MONITORING_WINDOW_SECONDS = env.int("MONITORING_WINDOW_SECONDS", default=300)
 MONITORING_RAW_RETENTION_DAYS = env.int("MONITORING_RAW_RETENTION_DAYS", default=7)
 MONITORING_ROLLUP_RETENTION_DAYS = env.int("MONITORING_ROLLUP_RETENTION_DAYS", default=90)
 MONITORING_LONG_QUERY_SECONDS = env.float("MONITORING_LONG_QUERY_SECONDS", default=60.0)
+# A Docker engine on the worker's own host (unix://): its containers' CPU and memory from the
+# kernel's cgroup files, without waiting up to a second for the engine's stats tick (false:
+# always ask the engine's stats API).
+MONITORING_DOCKER_KERNEL_FIGURES = env.bool("MONITORING_DOCKER_KERNEL_FIGURES", default=True)
 # A series not updated for this long (or three of its system's intervals, if longer) is
 # dropped from the newest-value table that /metrics and the overview read: a removed
 # container, an unmounted filesystem, a figure the system no longer reports.

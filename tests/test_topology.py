@@ -16,10 +16,8 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,9 +37,11 @@ from tests.workers import (
     BIN,
     PROJECT_ROOT,
     RedisBroker,
+    celery_beat,
     celery_worker,
     kill_worker,
     run_in_portal_process,
+    wait_until,
     worker_log,
 )
 from tests.workers import test_database_env as portal_env
@@ -82,37 +82,6 @@ def redis_broker() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def beat(broker_url: str, log_dir: Path) -> Iterator[subprocess.Popen]:
-    """One beat, started as deploy/Procfile starts it (the database scheduler)."""
-    log_path = log_dir / "beat.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "opsportal",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--scheduler",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--pidfile",
-                str(log_dir / "beat.pid"),
-            ],
-            env=portal_env(broker_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(15)
-
-
-@contextlib.contextmanager
 def gunicorn(broker_url: str) -> Iterator[str]:
     port = realsystems.free_port()
     env = {
@@ -136,16 +105,6 @@ def gunicorn(broker_url: str) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(20)
-
-
-def wait_until(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -208,7 +167,7 @@ def test_two_workers_on_their_queues_survive_one_being_killed(
             env=worker_env,
             extra_args=("-Q", "default,collect,operations"),
         ) as host_a,
-        beat(broker_url, tmp_path),
+        celery_beat(tmp_path, broker_url=broker_url),
     ):
         assert requests.get(f"{web}/health", timeout=30).ok
         # Beat's heartbeat goes to the default queue: only host A consumes it.

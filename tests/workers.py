@@ -101,6 +101,52 @@ def celery_worker(
                 process.wait(5)
 
 
+@contextlib.contextmanager
+def celery_beat(
+    log_dir: Path, *, broker_url: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
+    """One beat for this test's database, started as deploy/Procfile starts it (the
+    database scheduler); its log is `log_dir`/beat.log."""
+    log_path = log_dir / "beat.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "opsportal",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+                "--pidfile",
+                str(log_dir / "beat.pid"),
+            ],
+            env={**test_database_env(broker_url), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    process.log_path = log_path
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+
+
+def wait_until(predicate, what: str, timeout: float = 60.0):
+    """Poll `predicate` until it returns something true (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def worker_log(process: subprocess.Popen) -> str:
     return process.log_path.read_text(errors="replace")
 
@@ -159,11 +205,13 @@ class RedisBroker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_in_portal_process(code: str, *, broker_url: str | None = None) -> str:
+def run_in_portal_process(
+    code: str, *, broker_url: str | None = None, env: dict[str, str] | None = None
+) -> str:
     """Run Python in a separate portal process (its own Celery app and broker connection)."""
     result = subprocess.run(
         [str(BIN / "python"), "manage.py", "shell", "-c", code],
-        env=test_database_env(broker_url),
+        env={**test_database_env(broker_url), **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,

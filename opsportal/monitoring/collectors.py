@@ -113,7 +113,11 @@ def collect_redis(cache, previous: Previous, now: dt.datetime) -> list[Reading]:
 
 
 def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
-    figures = docker_engine.engine_figures(engine, restarts_since=now - RESTARTS_WINDOW)
+    figures = docker_engine.engine_figures(
+        engine,
+        restarts_since=now - RESTARTS_WINDOW,
+        kernel_figures=settings.MONITORING_DOCKER_KERNEL_FIGURES,
+    )
     readings: list[Reading] = []
     used = 0
     for c in figures.containers:

@@ -8,14 +8,6 @@ policy's minutes."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 from django.conf import settings
@@ -25,56 +17,15 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from incidents.models import EscalationPage, EscalationStatus, PageStatus, Severity
 from incidents.services import incident_acknowledge, incident_open
 from tests.workers import (
-    BIN,
-    PROJECT_ROOT,
+    celery_beat,
     celery_worker,
     clear_queue,
     kill_worker,
+    wait_until,
     worker_log,
 )
-from tests.workers import test_database_env as worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@contextlib.contextmanager
-def beat(log_dir: Path) -> Iterator[subprocess.Popen]:
-    """Beat as deploy/Procfile starts it (the database scheduler)."""
-    with open(log_dir / "beat.log", "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "opsportal",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--scheduler",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--pidfile",
-                str(log_dir / "beat.pid"),
-            ],
-            env=worker_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(15)
-
-
-def wait_until(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def due_now(page: EscalationPage) -> None:
@@ -114,7 +65,7 @@ def test_pages_go_out_on_time_through_a_worker_crash_and_stop_once_acknowledged(
     first, second, third, fourth = escalation.pages.order_by("sequence")[:4]
     assert status(first) == PageStatus.SENT
 
-    with beat(tmp_path):
+    with celery_beat(tmp_path):
         with celery_worker(name_prefix="escalation-a", log_dir=tmp_path) as worker_a:
             due_now(second)  # five minutes later
             wait_until(lambda: status(second) == PageStatus.SENT, "the second page")

@@ -84,6 +84,19 @@ def open_connections():
             conn.close()
 
 
+@pytest.fixture
+def eager_celery():
+    """Tasks sent by the code under test run at once in this process (the worker's code
+    path without a worker; tests/monitoring/test_collection_spread.py has real workers)."""
+    from opsportal.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield app
+    finally:
+        app.conf.task_always_eager = False
+
+
 def collect_now() -> services.CollectionRound:
     """One collection round with every system due now (the tests do not wait 30 s)."""
     CollectionSchedule.objects.update(next_due_at=None)

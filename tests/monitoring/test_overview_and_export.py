@@ -74,12 +74,18 @@ def test_metrics_export_every_figure_and_passes_promtool(firing_api, client, tmp
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_collect_task_runs_a_round(http_endpoint):
-    result = tasks.collect.apply()
+def test_collect_task_runs_a_round(http_endpoint, eager_celery, django_capture_on_commit_callbacks):
+    # Beat's tick leases the due system and, once that is committed, sends its collection
+    # to the collect queue (run in this process here: eager).
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.collect.apply()
     assert result.successful() and result.result == 1
     schedule = CollectionSchedule.objects.get(pk=http_endpoint.pk)
     assert schedule.last_ok and schedule.next_due_at > timezone.now()
-    assert tasks.collect.apply().result == 0  # not due again yet
+    assert schedule.lease_until is None
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        assert tasks.collect.apply().result == 0  # not due again yet
+    assert not sent
 
 
 def test_health_detailed_reports_stale_collection(http_endpoint, staff_client):

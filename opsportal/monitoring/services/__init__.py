@@ -1,6 +1,7 @@
 """Monitoring's services, one module per concept (CONVENTIONS.md, "Modules by concept"):
 
-- `collection`: a collection round (lease the due systems, sample them, store, evaluate);
+- `collection`: a collection round (lease the due systems, sample them, store, evaluate),
+  in one process or spread over the `collect` queue's workers;
 - `samples`: storing samples, dropping stale series, downsampling old samples (retention);
 - `derived`: windowed figures computed from the samples (API p50/p95, restarts in 5 min);
 - `alerts`: stepping the alert rules on what was collected;
@@ -27,10 +28,15 @@ from opsportal.monitoring.services.alerts import (
 from opsportal.monitoring.services.collection import (
     BACKUP_LOCATIONS_KEY,
     LEASE_SECONDS,
+    QUICK_MS,
+    SHARE_SIZE,
+    CollectionDispatch,
     CollectionRound,
     SystemCollection,
     collection_claim_due,
+    collection_dispatch_due,
     collection_run_due,
+    collection_run_leased,
     collection_schedules_ensure,
 )
 from opsportal.monitoring.services.defaults import DEFAULT_RULES, monitoring_load_defaults
@@ -48,8 +54,11 @@ __all__ = [
     "DEFAULT_RULES",
     "EVIDENCE_LIMIT",
     "LEASE_SECONDS",
+    "QUICK_MS",
     "RESEND_SUPPRESSED_SECONDS",
     "ROLLUP_SECONDS",
+    "SHARE_SIZE",
+    "CollectionDispatch",
     "CollectionRound",
     "SeriesValues",
     "SystemCollection",
@@ -60,7 +69,9 @@ __all__ = [
     "alerts_evaluate",
     "alerts_redeliver",
     "collection_claim_due",
+    "collection_dispatch_due",
     "collection_run_due",
+    "collection_run_leased",
     "collection_schedules_ensure",
     "fingerprint_for",
     "monitoring_load_defaults",

@@ -161,7 +161,9 @@ def _deliver(state: AlertState, change: str, *, first: bool = False) -> None:
 RESEND_SUPPRESSED_SECONDS = 300
 
 
-def alerts_redeliver(*, exclude: set[int] = frozenset(), now: dt.datetime | None = None) -> int:
+def alerts_redeliver(
+    *, exclude: set[int] = frozenset(), now: dt.datetime | None = None, only: Q | None = None
+) -> int:
     """Send again what incidents did not take, and firing alerts that opened no incident
     (held back by a maintenance window) and are still failing: one whose condition already
     cleared and that only waits out its hold time is not sent again, or the end of a window
@@ -181,6 +183,8 @@ def alerts_redeliver(*, exclude: set[int] = frozenset(), now: dt.datetime | None
         .exclude(pk__in=exclude)
         .select_related("rule", "system")
     )
+    if only is not None:
+        pending = pending.filter(only)
     count = 0
     for state in sorted(pending, key=_delivery_order):
         change = "firing" if state.status == AlertStatus.FIRING else "resolved"

@@ -37,9 +37,12 @@ def alerts_evaluate(
     values: SeriesValues,
     systems: dict[int, System],
     failed: set[int] = frozenset(),
+    redeliver: Q | None = None,
 ) -> list[tuple[AlertState, str]]:
     """Step every enabled rule on the series just collected; return (state, "firing" |
-    "resolved") for each rule that changed, after handing the change to incidents."""
+    "resolved") for each rule that changed, after handing the change to incidents.
+    Undelivered alerts are sent again, all of them or those `redeliver` selects (a share
+    of a round sends its own systems', so two shares never send one alert twice)."""
     by_system: dict[int | None, list[tuple[str, str, float, dt.datetime]]] = defaultdict(list)
     for (system_id, metric, subject), (value, at) in values.items():
         by_system[system_id].append((metric, subject, value, at))
@@ -109,7 +112,7 @@ def alerts_evaluate(
             state.save()
     for state, change in sorted(transitions, key=lambda t: _delivery_order(t[0])):
         _deliver(state, change, first=True)
-    alerts_redeliver(exclude={s.pk for s, _ in transitions})
+    alerts_redeliver(exclude={s.pk for s, _ in transitions}, only=redeliver)
     return transitions
 
 

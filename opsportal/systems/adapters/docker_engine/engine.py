@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker
@@ -82,31 +83,22 @@ class EngineFigures:
     data_root_disk: tuple[int, int] | None  # (total, free) bytes, when the data root is local
 
 
-def _container_figures(api: docker.APIClient, summary: dict) -> ContainerFigures:
+def _container_figures(
+    api: docker.APIClient, summary: dict, local: bool = False
+) -> ContainerFigures:
     container_id = summary["Id"]
     attrs = api.inspect_container(container_id)
     state = attrs.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
     cpu_seconds = memory = None
     if state.get("Running"):
-        # one_shot: the engine answers at once instead of waiting a second to compute
-        # precpu figures; monitoring computes CPU use from its own previous sample.
-        try:
-            stats = api.stats(container_id, stream=False, one_shot=True)
-        except ValueError:
-            # An empty answer ("Expecting value: line 1 column 1"), seen on the shared test
-            # engine while containers died: this container has no CPU/memory figure this
-            # round, and the engine's other containers are still collected.
-            stats = {}
-        total = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
-        cpu_seconds = total / 1e9 if total is not None else None
-        memory_stats = stats.get("memory_stats") or {}
-        usage = memory_stats.get("usage")
-        if usage is not None:
-            # What `docker stats` shows: usage minus reclaimable page cache.
-            inner = memory_stats.get("stats") or {}
-            cache = inner.get("inactive_file", inner.get("total_inactive_file", 0))
-            memory = max(usage - cache, 0)
+        kernel = (
+            _kernel_figures(state.get("Pid"), attrs.get("Id") or container_id) if local else None
+        )
+        if kernel is not None:
+            cpu_seconds, memory = kernel
+        else:
+            cpu_seconds, memory = _stats_figures(api, container_id)
     configured_limit = (attrs.get("HostConfig") or {}).get("Memory") or None
     name = (attrs.get("Name") or container_id[:12]).lstrip("/")
     return ContainerFigures(
@@ -124,6 +116,80 @@ def _container_figures(api: docker.APIClient, summary: dict) -> ContainerFigures
         cpu_limit_cores=_cpu_limit_cores(attrs.get("HostConfig") or {}),
         container_id=attrs.get("Id") or container_id,
     )
+
+
+def _stats_figures(api: docker.APIClient, container_id: str) -> tuple[float | None, int | None]:
+    """CPU seconds used and memory in use, from the engine's stats API.
+
+    one_shot: the engine answers at its next stats tick instead of waiting for a second one
+    to compute precpu figures (monitoring computes CPU use from its own previous sample).
+    The tick still comes up to a second later (the engine's stats collector samples every
+    second, and a burst of requests mostly lands in the next sample)."""
+    try:
+        stats = api.stats(container_id, stream=False, one_shot=True)
+    except ValueError:
+        # An empty answer ("Expecting value: line 1 column 1"), seen on the shared test
+        # engine while containers died: this container has no CPU/memory figure this
+        # round, and the engine's other containers are still collected.
+        stats = {}
+    total = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+    cpu_seconds = total / 1e9 if total is not None else None
+    memory_stats = stats.get("memory_stats") or {}
+    usage = memory_stats.get("usage")
+    memory = None
+    if usage is not None:
+        # What `docker stats` shows: usage minus reclaimable page cache.
+        inner = memory_stats.get("stats") or {}
+        cache = inner.get("inactive_file", inner.get("total_inactive_file", 0))
+        memory = max(usage - cache, 0)
+    return cpu_seconds, memory
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _kernel_figures(pid: int | None, container_id: str) -> tuple[float, int] | None:
+    """CPU seconds used and memory in use of a container of an engine on this host, read
+    from the kernel's cgroup files (the ones the engine's stats read), without waiting for
+    the engine's stats tick. None when they are not readable from here (the worker runs in
+    another PID or cgroup namespace, the process is gone, an unknown layout): the caller
+    then asks the engine.
+
+    The container's main process names its cgroups in /proc/<pid>/cgroup; they are used only
+    when that path names the container's own ID, so a reused PID or a namespaced /proc
+    never lends another process's figures."""
+    if not pid:
+        return None
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        paths: dict[str, str] = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                paths[controller] = path.lstrip("/")
+        unified = (CGROUP_ROOT / "cgroup.controllers").exists()
+        if not all(container_id in paths[c] for c in ([""] if unified else ["memory", "cpuacct"])):
+            return None
+        if unified:  # cgroup v2, one hierarchy
+            base = CGROUP_ROOT / paths[""]
+            cpu_seconds = _flat_keys(base / "cpu.stat")["usage_usec"] / 1e6
+            usage = int((base / "memory.current").read_text())
+            inactive = _flat_keys(base / "memory.stat").get("inactive_file", 0)
+        else:  # cgroup v1: a hierarchy per controller
+            cpu_ns = int((CGROUP_ROOT / "cpuacct" / paths["cpuacct"] / "cpuacct.usage").read_text())
+            cpu_seconds = cpu_ns / 1e9
+            memory_dir = CGROUP_ROOT / "memory" / paths["memory"]
+            usage = int((memory_dir / "memory.usage_in_bytes").read_text())
+            stat = _flat_keys(memory_dir / "memory.stat")
+            inactive = stat.get("inactive_file", stat.get("total_inactive_file", 0))
+    except (OSError, KeyError, ValueError):
+        return None
+    # What `docker stats` shows: usage minus reclaimable page cache.
+    return cpu_seconds, max(usage - inactive, 0)
+
+
+def _flat_keys(path: Path) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
 
 
 def _container_starts(api: docker.APIClient, *, since: dt.datetime, until: float) -> dict[str, int]:
@@ -184,11 +250,17 @@ def _engine_time(value: str | None) -> dt.datetime | None:
 
 
 def engine_figures(
-    engine: DockerEngine, *, max_workers: int = 64, restarts_since: dt.datetime | None = None
+    engine: DockerEngine,
+    *,
+    max_workers: int = 64,
+    restarts_since: dt.datetime | None = None,
+    kernel_figures: bool = True,
 ) -> EngineFigures:
     """Every container's state, health, restarts, OOM kills, CPU and memory, and the host's
     memory and data-root disk, in one pass (containers inspected concurrently); with
     `restarts_since`, also each container's restarts since then, from the engine's events.
+    With `kernel_figures`, an engine on this host (unix://) gives its containers' CPU and
+    memory through the kernel's cgroup files where this process can read them.
 
     The engine answers a one-shot stats request at its next stats tick (about 1 s, measured
     on Docker 28), however many requests wait for it; so asking for all containers at once
@@ -211,7 +283,10 @@ def engine_figures(
             max_workers=max(1, min(max_workers, len(summaries))),
             thread_name_prefix="docker-figures",
         ) as pool:
-            futures = [pool.submit(_container_figures, api, s) for s in summaries]
+            # An engine reached through a local socket runs on this host: its containers'
+            # CPU and memory come from the kernel's files when this process can read them.
+            local = kernel_figures and engine.base_url.startswith("unix://")
+            futures = [pool.submit(_container_figures, api, s, local) for s in summaries]
             containers = []
             for future in futures:
                 try:
