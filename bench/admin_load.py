@@ -20,6 +20,9 @@ cheapest page: the server's and the client's own ceiling).
 
 Target (issue 15): 0 errors and at least 70 requests/s.
 Runs with the test env (`make bench`): python bench/admin_load.py [--users 50] [--seconds 30]
+`--before DIR` also serves another checkout of the portal (e.g. `git worktree add DIR main`)
+from the same database and measures its admin pages in the same run: a before/after
+comparison on a machine whose speed changes from one run to the next.
 """
 
 from __future__ import annotations
@@ -220,7 +223,9 @@ class Load:
         try:
             response = send()
             status = response.status_code
-            failed = status not in ok or (status == 302 and "/login/" in response.headers["Location"])
+            failed = status not in ok or (
+                status == 302 and "/login/" in response.headers["Location"]
+            )
         except Exception as exc:  # a refused or timed-out connection is an error too
             status, failed = repr(exc)[:120], True
         elapsed = (time.perf_counter() - started) * 1000
@@ -268,21 +273,26 @@ def percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-def report(args, base_figures: dict, figures: dict) -> None:
+def report(args, base_figures: dict, figures: dict, before: dict | None) -> None:
     print(
         f"\nAdmin pages under load: {args.users} signed-in users without think time, gunicorn "
         f"with 2 sync workers on PostgreSQL, {args.seconds:g} s per phase, {os.cpu_count()} CPUs"
     )
-    print(
-        f"{'phase':32} {'requests':>9} {'req/s':>7} {'errors':>7} {'worker CPU ms/req':>18}"
-    )
-    for name, f in (("baseline: /health", base_figures), ("admin pages", figures)):
+    print(f"{'phase':32} {'requests':>9} {'req/s':>7} {'errors':>7} {'worker CPU ms/req':>18}")
+    phases = [("baseline: /health", base_figures), ("admin pages", figures)]
+    if before:
+        phases.append((f"admin pages, {Path(args.before).name} (before)", before))
+    for name, f in phases:
         print(
             f"{name:32} {f['requests']:>9} {f['rps']:>7.1f} {f['errors']:>7} {f['cpu_ms']:>18.1f}"
         )
     print(f"\n{'page':32} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7}")
     for name, (n, p50, p95, errors) in figures["pages"].items():
         print(f"{name:32} {n:>9} {p50:>8.0f} {p95:>8.0f} {errors:>7}")
+    if before:
+        print("before:")
+        for name, (n, p50, p95, errors) in before["pages"].items():
+            print(f"{name:32} {n:>9} {p50:>8.0f} {p95:>8.0f} {errors:>7}")
     met = figures["errors"] == 0 and figures["rps"] >= TARGET_RPS
     print(
         f"\ntarget: 0 errors and >= {TARGET_RPS:g} req/s: {'met' if met else 'NOT met'} "
@@ -296,6 +306,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--before", help="another checkout of the portal, measured too")
     args = parser.parse_args()
     admin_dsn = os.environ.get("OPSPORTAL_TEST_PG_DSN")
     if not admin_dsn:
@@ -337,9 +348,25 @@ def main() -> int:
             phase(load, pages, args.warmup, master.pid)
             base_figures = phase(load, ["baseline"], args.seconds, master.pid)
             figures = phase(load, pages, args.seconds, master.pid)
-            if load.error_examples:
-                print("errors, for example:", *load.error_examples, sep="\n  ")
-    report(args, base_figures, figures)
+        before = None
+        if args.before:
+            port = free_port()
+            log = workdir / "before.log"
+            with gunicorn(
+                "opsportal.wsgi", env=env, port=port, log=log, chdir=Path(args.before)
+            ) as master:
+                base = f"http://127.0.0.1:{port}"
+                wait_until(
+                    lambda: requests.get(base + "/health", timeout=5).status_code == 200,
+                    timeout=60,
+                    what="the other checkout",
+                )
+                load.base = base  # the same users: the sessions are in the database
+                phase(load, pages, args.warmup, master.pid)
+                before = phase(load, pages, args.seconds, master.pid)
+        if load.error_examples:
+            print("errors, for example:", *load.error_examples, sep="\n  ")
+    report(args, base_figures, figures, before)
     return 0
 
 

@@ -80,7 +80,7 @@ def _model(label: str, model: dict, path: str, add: str) -> SafeString:
             add,
         )
         if add_url
-        else format_html("<td></td>")
+        else mark_safe("<td></td>")
     )
     return format_html(
         '<tr class="model-{}{}"><th scope="row" id="{}">{}</th>{}</tr>',
