@@ -154,6 +154,11 @@ def main() -> None:
                     [incident.pk, events],
                 )
 
+        # As each gunicorn worker does when it loads opsportal.wsgi: what start-up (and here
+        # the generation) left behind is moved out of the garbage collector's reach.
+        from opsportal.wsgi import startup_objects_freeze
+
+        startup_objects_freeze()
         rows = []
         base = "/admin/incidents/incident/"
         for per_page in (20, 50, 200):

@@ -81,7 +81,7 @@ if not DEBUG and not METRICS_TOKEN and not METRICS_PUBLIC:
 
 INSTALLED_APPS = [
     "django_prometheus",
-    "django.contrib.admin",
+    "opsportal.admin_site.PortalAdminConfig",  # django.contrib.admin with the portal's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
