@@ -82,32 +82,35 @@ def partition_create(cursor, day: dt.date, *, lock_timeout_ms: int = 5000) -> No
     cursor.execute("DROP TABLE monitoring_sample_strays")
 
 
-def partition_fold_and_drop(cursor, name: str, *, rollup_seconds: int) -> int:
-    """Fold a whole day's samples into rollups and drop its partition (no row-by-row DELETE,
-    no dead tuples, no vacuum). Run in a transaction, so a failure leaves the day whole.
-    Returns how many samples were folded."""
+def partition_fold(cursor, name: str, *, rollup_seconds: int) -> int:
+    """Fold a whole day's samples into rollups, one statement; returns how many."""
     cursor.execute(
         "WITH folded AS ("
         " INSERT INTO monitoring_samplerollup"
         " (system_id, metric, subject, bucket, mean, minimum, maximum, count)"
-        f" SELECT system_id, metric, subject,"
-        f" date_bin(make_interval(secs => %s), at, TIMESTAMPTZ '1970-01-01 00:00:00+00'),"
+        " SELECT system_id, metric, subject,"
+        " date_bin(make_interval(secs => %s), at, TIMESTAMPTZ '1970-01-01 00:00:00+00'),"
         f" avg(value), min(value), max(value), count(*) FROM {name}"
         " GROUP BY 1, 2, 3, 4 RETURNING count)"
         " SELECT coalesce(sum(count), 0) FROM folded",
         [rollup_seconds],
     )
-    folded = int(cursor.fetchone()[0])
-    partition_drop(cursor, name)
-    return folded
+    return int(cursor.fetchone()[0])
 
 
-def partition_drop(cursor, name: str) -> None:
+def partition_drop(cursor, name: str, *, lock_timeout_ms: int | None = None) -> None:
+    """Detach and drop a day: no row-by-row DELETE, no dead tuples, no vacuum. Detaching
+    locks the whole table for a moment; with `lock_timeout_ms` it gives up (PostgreSQL's
+    lock_not_available) rather than queue the collectors' inserts behind a long read."""
     # Samples written earlier in the same transaction have their (deferred) foreign key
     # checks pending; PostgreSQL drops no table with pending checks, so run them now.
     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    if lock_timeout_ms is not None:
+        cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
     cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
     cursor.execute(f"DROP TABLE {name}")
+    if lock_timeout_ms is not None:
+        cursor.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def default_fold_and_delete(cursor, *, before: dt.datetime, rollup_seconds: int) -> int:

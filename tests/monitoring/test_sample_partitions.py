@@ -183,3 +183,58 @@ def test_converting_the_table_keeps_every_sample_and_its_id(http_endpoint):
         }
     services.samples_store(values={key: (99.0, now)})  # the id sequence carries on
     assert Sample.objects.get(value=99.0).pk > max(pk for pk, _at, _v in before)
+
+
+@pytest.mark.django_db(transaction=True)  # the other session must see the day's partition
+def test_dropping_a_day_waits_its_turn_without_blocking_the_collectors(http_endpoint, settings):
+    """A long read holds the table: the drop's lock wait gives up after a moment (so inserts
+    do not queue behind it) and tries again, and the day goes once the read ends."""
+    import threading
+    import time
+
+    import psycopg
+
+    settings.MONITORING_RAW_RETENTION_DAYS = 7
+    now = _midnight(_today()) + dt.timedelta(hours=12)
+    old_day = _today() - dt.timedelta(days=9)
+    key = (http_endpoint.pk, "http_latency_ms", "")
+    services.samples_store(values={key: (1.0, _midnight(old_day) + dt.timedelta(hours=1))})
+    services.sample_partitions_prepare(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    dsn = connection.get_connection_params()
+    dsn.pop("cursor_factory", None)
+    dsn.pop("context", None)
+    waits_seen = []
+
+    def until(watcher, want: bool) -> None:
+        deadline = time.monotonic() + 30
+        query = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)"
+        while watcher.execute(query, [pid]).fetchone()[0] != want:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)  # polling pg_locks for the other session's wait
+
+    def long_read() -> None:
+        with psycopg.connect(**dsn, autocommit=True) as watcher, psycopg.connect(**dsn) as reader:
+            reader.execute("SET lock_timeout = '10s'")
+            reader.execute("LOCK TABLE monitoring_sample IN ACCESS SHARE MODE")
+            ready.set()
+            until(watcher, True)  # the drop waits for the lock ...
+            waits_seen.append(1)
+            until(watcher, False)  # ... gives up after its lock timeout ...
+            until(watcher, True)  # ... and tries again
+            waits_seen.append(2)
+            reader.rollback()  # the read ends; the second wait gets the lock
+
+    ready = threading.Event()
+    thread = threading.Thread(target=long_read)
+    thread.start()
+    assert ready.wait(15)
+    try:
+        assert services.samples_downsample(now=now) == 1
+    finally:
+        thread.join(30)
+    assert len(waits_seen) == 2
+    assert old_day not in _day_partitions()

@@ -12,7 +12,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from opsportal.monitoring import partitions
@@ -140,15 +140,35 @@ def _downsample_partitions(cutoff: dt.datetime) -> int:
     for day, name in sorted(days.items()):
         if dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) > cutoff:
             continue
+        # Fold and drop in one transaction: a failure leaves the day whole, to fold again.
         with transaction.atomic(), connection.cursor() as cursor:
-            folded += partitions.partition_fold_and_drop(
-                cursor, name, rollup_seconds=ROLLUP_SECONDS
-            )
+            day_folded = partitions.partition_fold(cursor, name, rollup_seconds=ROLLUP_SECONDS)
+            _partition_drop_when_free(cursor, name)
+        folded += day_folded
     with transaction.atomic(), connection.cursor() as cursor:
         folded += partitions.default_fold_and_delete(
             cursor, before=cutoff, rollup_seconds=ROLLUP_SECONDS
         )
     return folded
+
+
+DROP_LOCK_TIMEOUT_MS = 2000
+DROP_ATTEMPTS = 30
+
+
+def _partition_drop_when_free(cursor, name: str) -> None:
+    """Drop the day's partition, trying for the table's lock a little at a time: a long read
+    of the samples (a report over weeks) delays the drop, not the collectors' inserts that
+    would otherwise queue behind the waiting lock."""
+    for attempt in range(DROP_ATTEMPTS):
+        try:
+            with transaction.atomic():  # a savepoint: a timed-out wait keeps the fold
+                partitions.partition_drop(cursor, name, lock_timeout_ms=DROP_LOCK_TIMEOUT_MS)
+            return
+        except OperationalError as error:
+            waited = getattr(error.__cause__, "sqlstate", None) == "55P03"  # lock_not_available
+            if not waited or attempt == DROP_ATTEMPTS - 1:
+                raise
 
 
 def _downsample_rows(cutoff: dt.datetime, chunk: dt.timedelta) -> int:
