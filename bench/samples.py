@@ -71,8 +71,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
-    if args.days < 2:
-        parser.error("--days must be at least 2: one day is dropped, one deleted")
+    if args.days == 1:
+        parser.error(
+            "--days must be 0 (pages and rounds only) or at least 2 (one day dropped, one deleted)"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="opsportal-bench-samples-"))
     admin(f'CREATE DATABASE "{PORTAL_DB}"')
     os.environ["DATABASE_URL"] = f"{ADMIN_DSN.rsplit('/', 1)[0]}/{PORTAL_DB}"
@@ -228,22 +230,25 @@ def run(args) -> None:
             )
             print(f"  {day}: {time.perf_counter() - day_started:.0f} s", flush=True)
         today_start = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
-        # Today's samples (at most the last 3 hours: the pages read the last one) up to the
-        # round above, through the parent like the collector's.
-        since = max(today_start, now.replace(microsecond=0) - dt.timedelta(hours=3))
-        if now - since >= dt.timedelta(seconds=INTERVAL):
-            fill("monitoring_sample", since, now.replace(microsecond=0))
+        # The last 3 hours up to now (the pages read the last one; a run that passed midnight
+        # gets the new day's too), through the parent like the collector's.
+        until = timezone.now().replace(microsecond=0)
+        since = until - dt.timedelta(hours=3)
+        if days:  # not into the whole days generated above
+            since = max(today_start, since)
+        fill("monitoring_sample", since, until)
         cursor.execute("ANALYZE monitoring_sample")
         generation_seconds = time.perf_counter() - generation_started
         cursor.execute("SELECT count(*) FROM monitoring_sample")
         stored = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT pg_relation_size(%s), pg_indexes_size(%s)",
-            [partitions.partition_name(days[-1])] * 2,
-        )
-        day_heap, day_indexes = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM " + partitions.partition_name(days[-1]))  # noqa: S608
-        day_rows = cursor.fetchone()[0]
+        if days:
+            cursor.execute(
+                "SELECT pg_relation_size(%s), pg_indexes_size(%s)",
+                [partitions.partition_name(days[-1])] * 2,
+            )
+            day_heap, day_indexes = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM " + partitions.partition_name(days[-1]))  # noqa: S608
+            day_rows = cursor.fetchone()[0]
     print(f"stored {stored:,} samples in {generation_seconds:.0f} s", flush=True)
 
     print("pages with the history stored ...", flush=True)
@@ -261,7 +266,10 @@ def run(args) -> None:
     }
     # Into a whole day's partition (the largest today's gets, its indexes the deepest), at
     # 15 s past the generated samples' times.
-    at = dt.datetime.combine(days[-1], dt.time(12), tzinfo=dt.UTC) + dt.timedelta(seconds=15)
+    # (With --days 0: into today's, 15 s past the first of its last 3 hours.)
+    at = (
+        dt.datetime.combine(days[-1], dt.time(12), tzinfo=dt.UTC) if days else since
+    ) + dt.timedelta(seconds=15)
     for _ in range(args.rounds):
         for name, way in ways.items():
             at += dt.timedelta(seconds=INTERVAL)
@@ -275,7 +283,28 @@ def run(args) -> None:
                 for q in ctx.captured_queries
             )
 
-    # --- dropping a day against deleting one ------------------------------------------
+    if days:
+        retention = drop_against_delete(days, settings, services, connection, CaptureQueriesContext)
+    report(args, systems, days, stored, generation_seconds, timings, queries, pages_full,
+           pages_empty, system_url)  # fmt: skip
+    if days:
+        folded, drop_seconds, retention_seconds, fold_seconds, deleted, delete_seconds = retention
+        print(
+            f"\ndrop a day ({folded:,} samples): DETACH + DROP {drop_seconds:.2f} s (target < 5 s); "
+            f"retention in all {retention_seconds:.1f} s, of which folding into rollups "
+            f"{fold_seconds:.1f} s"
+        )
+        print(f"  baseline: DELETE a day ({deleted:,} samples) {delete_seconds:.1f} s "
+              f"(plus the vacuum it leaves behind, not measured)")  # fmt: skip
+        print(
+            f"size of a day ({day_rows:,} samples): {(day_heap + day_indexes) / 2**30:.2f} GiB "
+            f"(table {day_heap / 2**30:.2f} GiB, indexes {day_indexes / 2**30:.2f} GiB), "
+            f"{(day_heap + day_indexes) / max(day_rows, 1):.0f} bytes a sample; "
+            f"7 days: {7 * (day_heap + day_indexes) / 2**30:.1f} GiB"
+        )
+
+
+def drop_against_delete(days, settings, services, connection, CaptureQueriesContext) -> tuple:
     oldest, deleted_day = days[0], days[1]
     retention_now = dt.datetime.combine(
         oldest + dt.timedelta(days=1 + settings.MONITORING_RAW_RETENTION_DAYS),
@@ -307,19 +336,22 @@ def run(args) -> None:
         )
         deleted = cursor.rowcount
         delete_seconds = time.perf_counter() - started
+    return folded, drop_seconds, retention_seconds, fold_seconds, deleted, delete_seconds
 
-    # --- report ----------------------------------------------------------------------
+
+def report(args, systems, days, stored, generation_seconds, timings, queries, pages_full,
+           pages_empty, system_url) -> None:  # fmt: skip
     print()
     print(
         f"Samples by day: {len(systems)} systems x {args.series} series, {len(days)} whole days "
-        f"+ today at {INTERVAL} s = {stored:,} samples (generated in {generation_seconds:.0f} s); "
+        f"+ the last 3 hours at {INTERVAL} s = {stored:,} samples (generated in {generation_seconds:.0f} s); "
         f"{os.cpu_count()} CPUs"
     )
     header = f"{'measure':<58}{'p50':>9}{'p95':>9}{'max':>9}{'writes':>7}{'target':>8}"
     print(header)
     rows = [
         (
-            "round of 10,000: samples_store (COPY + upsert) ms",
+            f"round of {len(systems) * args.series:,}: samples_store (COPY + upsert) ms",
             timings["store"],
             queries["store"],
             500,
@@ -331,7 +363,7 @@ def run(args) -> None:
             None,
         ),
         (
-            f"round of {len(series):,}: the samples' COPY alone ms",
+            f"round of {len(systems) * args.series:,}: the samples' COPY alone ms",
             timings["copy"],
             queries["copy"],
             None,
@@ -356,18 +388,6 @@ def run(args) -> None:
             f"{name:<58}{p(values, 0.5):>9.1f}{p(values, 0.95):>9.1f}{max(values):>9.1f}"
             f"{stmts:>7}{(str(target) if target else '-'):>8}"
         )
-    print(
-        f"\ndrop a day ({folded:,} samples): DETACH + DROP {drop_seconds:.2f} s (target < 5 s); "
-        f"retention in all {retention_seconds:.1f} s, of which folding into rollups {fold_seconds:.1f} s"
-    )
-    print(f"  baseline: DELETE a day ({deleted:,} samples) {delete_seconds:.1f} s "
-          f"(plus the vacuum it leaves behind, not measured)")  # fmt: skip
-    print(
-        f"size of a day ({day_rows:,} samples): {(day_heap + day_indexes) / 2**30:.2f} GiB "
-        f"(table {day_heap / 2**30:.2f} GiB, indexes {day_indexes / 2**30:.2f} GiB), "
-        f"{(day_heap + day_indexes) / max(day_rows, 1):.0f} bytes a sample; "
-        f"7 days: {7 * (day_heap + day_indexes) / 2**30:.1f} GiB"
-    )
 
 
 if __name__ == "__main__":
