@@ -170,6 +170,7 @@ def run(args) -> None:
     system_url = f"/admin/systems/httpendpoint/{systems[0].pk}/change/"
 
     def pages() -> dict[str, tuple[list[float], int]]:
+        client.force_login(user)  # again: the generation outlasts the session's idle timeout
         result = {}
         for url in ("/admin/", system_url):
             client.get(url)  # warm-up
