@@ -14,7 +14,11 @@ from opsportal.systems.models import SystemKind
 
 class Sample(models.Model):
     """One measured value. Kept narrow (about 60 bytes a row): a 30 s interval over 60
-    systems and 7 days is a few million rows, read only through the index below."""
+    systems and 7 days is a few million rows, read only through the index below.
+
+    On PostgreSQL the table is partitioned by day (migration 0004, opsportal/monitoring/
+    partitions.py): its key there is (id, at) while Django knows `id` alone, which the
+    sequence keeps unique. A schema change to this model needs a look at the partitions."""
 
     at = models.DateTimeField()
     system = models.ForeignKey(

@@ -33,3 +33,8 @@ def downsample() -> int:
         # Also here, so stale figures leave /metrics even when no collection runs at all.
         services.series_prune_stale()
         return services.samples_downsample()
+
+
+@shared_task(name="monitoring.prepare_sample_partitions", time_limit=300, soft_time_limit=240)
+def prepare_sample_partitions() -> int:
+    return len(services.sample_partitions_prepare())

@@ -44,6 +44,7 @@ from opsportal.monitoring.services.derived import percentile
 from opsportal.monitoring.services.samples import (
     ROLLUP_SECONDS,
     SeriesValues,
+    sample_partitions_prepare,
     samples_downsample,
     samples_store,
     series_prune_stale,
@@ -76,6 +77,7 @@ __all__ = [
     "fingerprint_for",
     "monitoring_load_defaults",
     "percentile",
+    "sample_partitions_prepare",
     "samples_downsample",
     "samples_store",
     "series_prune_stale",

@@ -72,3 +72,11 @@ def monitoring_load_defaults() -> None:
         crontab={"minute": "17"},
         description="Folds samples older than the raw retention into 5-minute rollups.",
     )
+    periodic_task_ensure(
+        name="Prepare sample partitions",
+        task="monitoring.prepare_sample_partitions",
+        crontab={"minute": "7"},
+        description="On PostgreSQL, creates the raw sample table's partitions for today "
+        "and the next 7 days, so samples land in their day's partition and retention can "
+        "drop whole days.",
+    )

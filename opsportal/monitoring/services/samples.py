@@ -1,5 +1,10 @@
 """Stored samples: appending a round's values and moving each series' newest value, dropping
-series that stopped reporting, and folding old samples into rollups (retention)."""
+series that stopped reporting, and folding old samples into rollups (retention).
+
+On PostgreSQL the raw samples are partitioned by day (opsportal/monitoring/partitions.py):
+a round is written with one COPY, the beat prepares the coming days' partitions, and
+retention folds and drops whole days. SQLite (`make run`) keeps one plain table, written
+with bulk INSERTs and trimmed with DELETE."""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import datetime as dt
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from opsportal.monitoring import partitions
 from opsportal.monitoring.models import CollectionSchedule, LatestValue, Sample, SampleRollup
 
 # (system id or None, metric, subject) -> (value, at)
@@ -20,13 +26,20 @@ def samples_store(*, values: SeriesValues) -> int:
     """Append the samples and move each series' latest value forward."""
     if not values:
         return 0
-    Sample.objects.bulk_create(
-        [
-            Sample(system_id=system_id, metric=metric, subject=subject, value=value, at=at)
-            for (system_id, metric, subject), (value, at) in values.items()
-        ],
-        batch_size=2000,
-    )
+    if connection.vendor == "postgresql":
+        # One COPY for the whole round, routed by PostgreSQL to each day's partition.
+        with connection.cursor() as cursor:
+            statement = "COPY monitoring_sample (at, system_id, metric, subject, value) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for (system_id, metric, subject), (value, at) in values.items():
+                    copy.write_row((at, system_id, metric, subject, value))
+    else:
+        Sample.objects.bulk_create(
+            [
+                Sample(system_id=system_id, metric=metric, subject=subject, value=value, at=at)
+                for (system_id, metric, subject), (value, at) in values.items()
+            ]
+        )
     LatestValue.objects.bulk_create(
         [
             LatestValue(
@@ -82,12 +95,83 @@ def series_prune_stale(*, now: dt.datetime | None = None) -> int:
 ROLLUP_SECONDS = 300
 
 
+def sample_partitions_prepare(*, now: dt.datetime | None = None) -> list[dt.date]:
+    """Create the raw sample partitions of today and the next DAYS_AHEAD days (UTC), and of
+    any day whose samples wait in the default partition, moving them in. Run by the beat
+    every hour; a no-op on SQLite. Returns the days created."""
+    if connection.vendor != "postgresql":
+        return []
+    today = (now or timezone.now()).astimezone(dt.UTC).date()
+    with connection.cursor() as cursor:
+        existing = partitions.partition_days(cursor)
+        wanted = {today + dt.timedelta(days=i) for i in range(partitions.DAYS_AHEAD + 1)}
+        wanted |= partitions.default_days(cursor)
+    created = sorted(wanted - set(existing))
+    for day in created:
+        with transaction.atomic(), connection.cursor() as cursor:
+            partitions.partition_create(cursor, day)
+    return created
+
+
 def samples_downsample(*, now: dt.datetime | None = None, chunk: dt.timedelta | None = None) -> int:
-    """Fold raw samples older than the retention into 5-minute rollups, an hour at a time,
-    and drop rollups past their own retention. Returns how many raw samples were folded."""
+    """Fold raw samples older than the retention into 5-minute rollups and drop them, then
+    drop rollups past their own retention. Returns how many raw samples were folded.
+
+    PostgreSQL: each day partition whose whole day is older than the retention is folded in
+    one statement and dropped (so raw samples stay between the retention and one day more);
+    the default partition's old strays, if any, are folded and deleted. SQLite: folded an
+    hour (`chunk`) at a time and deleted."""
     now = now or timezone.now()
-    chunk = chunk or dt.timedelta(hours=1)
     cutoff = now - dt.timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)
+    if connection.vendor == "postgresql":
+        folded = _downsample_partitions(cutoff)
+    else:
+        folded = _downsample_rows(cutoff, chunk or dt.timedelta(hours=1))
+    SampleRollup.objects.filter(
+        bucket__lt=now - dt.timedelta(days=settings.MONITORING_ROLLUP_RETENTION_DAYS)
+    ).delete()
+    return folded
+
+
+def _downsample_partitions(cutoff: dt.datetime) -> int:
+    folded = 0
+    with connection.cursor() as cursor:
+        days = partitions.partition_days(cursor)
+    for day, name in sorted(days.items()):
+        if dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) > cutoff:
+            continue
+        # Fold and drop in one transaction: a failure leaves the day whole, to fold again.
+        with transaction.atomic(), connection.cursor() as cursor:
+            day_folded = partitions.partition_fold(cursor, name, rollup_seconds=ROLLUP_SECONDS)
+            _partition_drop_when_free(cursor, name)
+        folded += day_folded
+    with transaction.atomic(), connection.cursor() as cursor:
+        folded += partitions.default_fold_and_delete(
+            cursor, before=cutoff, rollup_seconds=ROLLUP_SECONDS
+        )
+    return folded
+
+
+DROP_LOCK_TIMEOUT_MS = 2000
+DROP_ATTEMPTS = 30
+
+
+def _partition_drop_when_free(cursor, name: str) -> None:
+    """Drop the day's partition, trying for the table's lock a little at a time: a long read
+    of the samples (a report over weeks) delays the drop, not the collectors' inserts that
+    would otherwise queue behind the waiting lock."""
+    for attempt in range(DROP_ATTEMPTS):
+        try:
+            with transaction.atomic():  # a savepoint: a timed-out wait keeps the fold
+                partitions.partition_drop(cursor, name, lock_timeout_ms=DROP_LOCK_TIMEOUT_MS)
+            return
+        except OperationalError as error:
+            waited = getattr(error.__cause__, "sqlstate", None) == "55P03"  # lock_not_available
+            if not waited or attempt == DROP_ATTEMPTS - 1:
+                raise
+
+
+def _downsample_rows(cutoff: dt.datetime, chunk: dt.timedelta) -> int:
     folded = 0
     while True:
         oldest = Sample.objects.filter(at__lt=cutoff).order_by("at").values_list("at", flat=True)
@@ -121,7 +205,4 @@ def samples_downsample(*, now: dt.datetime | None = None, chunk: dt.timedelta | 
             )
             deleted, _ = Sample.objects.filter(at__gte=start, at__lt=end).delete()
         folded += deleted
-    SampleRollup.objects.filter(
-        bucket__lt=now - dt.timedelta(days=settings.MONITORING_ROLLUP_RETENTION_DAYS)
-    ).delete()
     return folded
