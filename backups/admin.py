@@ -367,6 +367,16 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             # What the restore replaces, read live: shown, then confirmed (previews.py).
             preview = restore_confirmation(request, backup, form.cleaned_data["target"])
+            if not preview.get("confirmed"):
+                try:  # said with the preview, before the person confirms it
+                    services.restore_check(
+                        backup=backup,
+                        target=form.cleaned_data["target"],
+                        reason=form.cleaned_data["reason"],
+                        confirmation=form.cleaned_data["confirmation"],
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc.messages[0])
         if request.method == "POST" and form.is_valid() and preview.get("confirmed"):
             try:
                 restore = services.restore_request(

@@ -44,6 +44,7 @@ from backups.services.plans import (
     schedule_crontab,
 )
 from backups.services.restores import (
+    restore_check,
     restore_preview,
     restore_request,
     restore_run,
@@ -117,6 +118,7 @@ __all__ = [
     "heartbeat_seconds",
     "heartbeat_stale",
     "plan_next_due",
+    "restore_check",
     "restore_preview",
     "restore_request",
     "restore_run",

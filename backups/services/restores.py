@@ -55,18 +55,7 @@ def restore_request(
     required. `preview` is what the page showed (restore_preview), stored on the restore.
     """
     _require(actor, "backups.restore_backup")
-    if not backup.is_restorable:
-        raise ValidationError(
-            f"Backup #{backup.pk} cannot be restored: "
-            + ("its file was deleted by retention." if backup.pruned_at else "it did not succeed.")
-        )
-    if confirmation.strip() != target.name:
-        raise ValidationError(
-            f"Type the name of the system you restore into, {target.name!r} (its registered "
-            "name, not its database name), exactly to confirm."
-        )
-    if not reason.strip():
-        raise ValidationError("Give a reason for the restore.")
+    restore_check(backup=backup, target=target, reason=reason, confirmation=confirmation)
     restore = Restore.objects.create(
         backup=backup,
         target=target,
@@ -87,6 +76,25 @@ def restore_request(
 
         enqueue_after_commit(run_restore, restore.pk)
     return restore
+
+
+def restore_check(
+    *, backup: Backup, target: PostgresDatabase, reason: str, confirmation: str
+) -> None:
+    """ValidationError unless `backup` can be restored into `target` with this typed
+    confirmation and reason (restore_request checks it; the page says it before asking)."""
+    if not backup.is_restorable:
+        raise ValidationError(
+            f"Backup #{backup.pk} cannot be restored: "
+            + ("its file was deleted by retention." if backup.pruned_at else "it did not succeed.")
+        )
+    if confirmation.strip() != target.name:
+        raise ValidationError(
+            f"Type the name of the system you restore into, {target.name!r} (its registered "
+            "name, not its database name), exactly to confirm."
+        )
+    if not reason.strip():
+        raise ValidationError("Give a reason for the restore.")
 
 
 def restore_run_now(*, restore: Restore) -> Restore:

@@ -74,7 +74,7 @@ def _connections(target, params: dict) -> dict:
         "columns": ["pid", "user", "application", "state", "idle_seconds", "client"],
         "rows": rows,
         "total": found.total,
-        "seen": [r["key"] for r in found.rows],
+        "seen": [r["key"] for r in found.rows if r["key"]],
         "access": found.access.sentence,
     }
 
@@ -110,7 +110,7 @@ def _statements(target, params: dict) -> dict:
         "columns": ["pid", "user", "application", "state", "seconds", "query"],
         "rows": rows,
         "total": found.total,
-        "seen": [r["key"] for r in found.rows],
+        "seen": [r["key"] for r in found.rows if r["key"]],
         "access": found.access.sentence,
     }
 
