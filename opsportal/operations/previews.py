@@ -128,9 +128,9 @@ def _cache_keys(target, params: dict) -> dict:
         summary = f"{counted.matched} keys match {pattern!r} in {where} and would be removed."
     else:
         summary = (
-            f"At least {counted.matched} keys match {pattern!r} in {where}: counting stopped "
-            f"after {counted.scanned} keys ({CACHE_COUNT_SECONDS:g} s); all matching keys are "
-            "removed."
+            f"At least {counted.matched} keys match {pattern!r} in {where}, about "
+            f"{counted.estimate} in all (counting stopped after {counted.scanned} keys, "
+            f"{CACHE_COUNT_SECONDS:g} s); every matching key is removed."
         )
     return {
         "summary": summary,
@@ -138,6 +138,7 @@ def _cache_keys(target, params: dict) -> dict:
         "rows": [{"example": key} for key in counted.examples],
         "total": counted.matched,
         "count": counted.matched,
+        "estimate": counted.estimate,
         "complete": counted.complete,
         "pattern": pattern,
     }

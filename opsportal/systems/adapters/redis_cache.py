@@ -174,6 +174,14 @@ class KeyCount:
     complete: bool
     examples: list[str]
 
+    @property
+    def estimate(self) -> int:
+        """The matching keys of the whole database, extrapolated from those walked (SCAN
+        walks the hash table, so the keys walked are a fair sample); exact when complete."""
+        if self.complete or not self.scanned:
+            return self.matched
+        return round(self.matched * self.keys_in_database / self.scanned)
+
 
 def cache_count_matching(
     cache: RedisCache,
