@@ -270,6 +270,12 @@ class Restore(JobFields):
     error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
+    preview = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the requester was shown: the backup's size and age and the target's "
+        "size, tables and sessions, read live before confirming.",
+    )
 
     class Meta:
         ordering = ["-requested_at"]

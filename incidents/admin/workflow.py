@@ -14,8 +14,15 @@ from django.urls import path, reverse
 from incidents import selectors, services
 from incidents.forms import StepRunForm
 from incidents.models import Incident, IncidentStep, Runbook
-from opsportal.operations.kinds import KINDS
+from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.models import Evidence
+from opsportal.operations.previews import (
+    Confirmation,
+    confirmation_preview,
+    preview_failed_reason_message,
+    preview_from_token,
+)
+from opsportal.operations.runners import InvalidTarget, check_target
 from opsportal.operations.selectors import systems_for_kind
 from opsportal.operations.services import (
     OPERATE_ANY_SYSTEM_PERMISSION,
@@ -24,6 +31,30 @@ from opsportal.operations.services import (
     incident_operation_targets,
 )
 from opsportal.systems.models import System
+
+
+def _needs_confirming(confirmation: Confirmation | None) -> bool:
+    """A fresh preview was read for what was submitted: show it before anything runs."""
+    return (
+        confirmation is not None
+        and confirmation.preview is not None
+        and not (confirmation.confirmed)
+    )
+
+
+def _first_preview(actor, kind, targets, target_id, params) -> Confirmation | None:
+    """The preview the run page opens with, for its pre-filled system and parameters."""
+    target = targets.filter(pk=target_id).first() if target_id else None
+    if target is None:
+        return None
+    try:
+        cleaned = clean_params(kind, params)
+        check_target(kind, target, cleaned)
+    except (InvalidParameters, InvalidTarget):
+        return None  # the form says what is wrong once submitted
+    return confirmation_preview(
+        token="", actor=actor, kind=kind, target=target, params=cleaned, submitted=False
+    )
 
 
 class IncidentWorkflowViews:
@@ -220,7 +251,22 @@ class IncidentWorkflowViews:
             params=params,
             targets=targets,
         )
-        if request.method == "POST" and form.is_valid():
+        # What a change would do now, read live, shown before it runs (previews.py).
+        token = request.POST.get("preview_token", "")
+        shown = preview_from_token(token=token, actor=request.user) if spec.changing else None
+        if shown and shown.get("failed"):
+            form.fields["reason"].error_messages["required"] = preview_failed_reason_message(shown)
+        confirmation = Confirmation(shown, token) if shown else None
+        if request.method == "POST" and form.is_valid() and spec.changing:
+            confirmation = confirmation_preview(
+                token=token,
+                actor=request.user,
+                kind=step.operation_kind,
+                target=form.cleaned_data["target"],
+                params=form.cleaned_data["params"],
+                submitted=True,
+            )
+        if request.method == "POST" and form.is_valid() and not _needs_confirming(confirmation):
             try:
                 operation = services.incident_step_run(
                     step=step,
@@ -228,6 +274,7 @@ class IncidentWorkflowViews:
                     target=form.cleaned_data["target"],
                     params=form.cleaned_data["params"],
                     reason=form.cleaned_data["reason"],
+                    preview=confirmation.confirmed if confirmation else None,
                 )
             except services.IncidentRefused as exc:
                 form.add_error(None, exc.message)
@@ -239,8 +286,13 @@ class IncidentWorkflowViews:
                     messages.SUCCESS,
                 )
                 return self._back(incident.pk)
+        elif request.method == "GET" and spec.changing:
+            confirmation = _first_preview(
+                request.user, step.operation_kind, targets, target_id, params
+            )
         context = {
             **self.admin_site.each_context(request),
+            **(confirmation.context if confirmation else {}),
             "opts": self.opts,
             "title": f"{'Confirm: ' if spec.changing else 'Run: '}{spec.label}",
             "incident": incident,

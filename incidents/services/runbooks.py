@@ -143,9 +143,11 @@ def incident_step_run(
     target: System | None = None,
     params: dict | None = None,
     reason: str = "",
+    preview: dict | None = None,
 ) -> Operation:
     """Request the step's operation for the incident. Refused unless the actor may run
-    incident steps and this kind of operation (checked here as well as by the page)."""
+    incident steps and this kind of operation (checked here as well as by the page).
+    `preview`: what the page showed it would do (opsportal.operations.previews)."""
     from opsportal.operations.services import OperationRefused, operation_request
 
     if not step.operation_kind:
@@ -169,8 +171,14 @@ def incident_step_run(
                 target=target,
                 params=step.operation_params if params is None else params,
                 actor=actor,
-                reason=reason or f"Incident #{step.incident_id}: {step.text}",
+                reason=reason
+                or (
+                    ""
+                    if preview and preview.get("failed")
+                    else f"Incident #{step.incident_id}: {step.text}"
+                ),
                 incident=step.incident,
+                preview=preview,
             )
         except OperationRefused as exc:
             raise IncidentRefused(exc.message) from exc

@@ -47,6 +47,7 @@ class OperationAdmin(admin.ModelAdmin):
         "status",
         "output",
         "result",
+        "preview",
         "error",
         "requested_at",
         "started_at",

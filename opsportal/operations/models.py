@@ -54,6 +54,12 @@ class Operation(JobFields):
     )
     output = models.TextField(blank=True, help_text="What the operation found or did, in words.")
     result = models.JSONField(default=dict, blank=True, help_text="The same, as structured data.")
+    preview = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the requester was shown it would do, read live before confirming "
+        "(opsportal.operations.previews); the operation acts on that and says what differed.",
+    )
     # error, started_at, finished_at and dispatch_count are JobFields'; requested_at has
     # never been indexed here, and an operation has no worker or heartbeat columns.
     requested_at = models.DateTimeField(auto_now_add=True)

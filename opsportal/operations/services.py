@@ -33,7 +33,9 @@ from opsportal.operations.models import (
     Operation,
     OperationStatus,
 )
+from opsportal.operations.previews import preview_failed_reason_message
 from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target, resolve_engine
+from opsportal.operations.runners.previewed import run_against_preview
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
 from opsportal.refusals import ServiceRefused
@@ -143,6 +145,7 @@ def operation_request(
     actor,
     reason: str = "",
     incident=None,
+    preview: dict | None = None,
 ) -> Operation:
     """Record the operation (queued) and dispatch its task once the row is committed.
 
@@ -151,6 +154,9 @@ def operation_request(
     changing operation while another one is in progress on the same target, and, for an
     operation requested for an incident, a target outside the incident's systems or a
     changing operation on a resolved or closed incident.
+
+    `preview` is what the requester was shown (opsportal.operations.previews): the
+    operation acts on it. A failed preview needs a reason.
     """
     spec = KINDS.get(kind)
     if spec is None:
@@ -160,6 +166,8 @@ def operation_request(
         check_target(kind, target, params)
     except (InvalidParameters, InvalidTarget) as exc:
         raise OperationRefused(str(exc)) from exc
+    if preview and preview.get("failed") and not reason.strip():
+        raise OperationRefused(preview_failed_reason_message(preview))
     actor = acting_user(actor)
     with transaction.atomic():
         if incident is not None:
@@ -183,6 +191,7 @@ def operation_request(
                     reason=reason.strip()[:500],
                     incident=incident,
                     time_limit_seconds=spec.time_limit_seconds,
+                    preview=preview or {},
                     dispatch_count=1,
                     last_dispatched_at=timezone.now(),
                 )
@@ -238,7 +247,7 @@ def operation_execute(*, operation_id: int) -> Operation | None:
     )
     status, output, result, error = OperationStatus.SUCCEEDED, "", {}, ""
     try:
-        outcome = RUNNERS[operation.kind](operation.target, operation.params, operation)
+        outcome = run_against_preview(RUNNERS[operation.kind], operation)
         output, result = outcome.output, outcome.result
     except (AdapterError, InvalidTarget) as exc:
         status, error = OperationStatus.FAILED, str(exc)
