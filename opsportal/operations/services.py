@@ -452,7 +452,7 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
         operation.refresh_from_db()
         raise OperationRefused(
             f"Operation #{operation.pk} is {operation.get_status_display().lower()}; only a "
-            "queued operation or one awaiting approval can be cancelled."
+            "queued operation can be cancelled (or one still awaiting approval)."
         )
     return finished
 

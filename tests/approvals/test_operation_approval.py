@@ -3,13 +3,10 @@ PostgreSQL and the real broker: "terminate all connections" waits for a second p
 never dispatched while it waits, runs once another DBA approves; the requester's own
 approval, an expired and an already-decided request are refused and change nothing."""
 
-import base64
 import datetime as dt
-import json
 
 import psycopg
 import pytest
-import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -34,24 +31,11 @@ from opsportal.operations.services import (
 from opsportal.operations.tasks import execute_operation
 from opsportal.people.models import Notification, Responsibility, Team
 from opsportal.people.services import people_load_defaults
-from tests.workers import clear_queue
+from tests.workers import clear_queue, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
 STEP = "Restart database connections"
-
-
-def queued_tasks() -> list[tuple[str, list]]:
-    """(task name, args) of every message waiting in the real broker's queues."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    found = []
-    for queue in settings.WORKER_QUEUES:
-        for raw in client.lrange(queue, 0, -1):
-            message = json.loads(raw)
-            args = json.loads(base64.b64decode(message["body"]))[0]
-            found.append((message["headers"]["task"], args[0] if args else None))
-    client.close()
-    return found
 
 
 @pytest.fixture
@@ -103,7 +87,7 @@ def test_terminate_all_waits_is_not_dispatched_and_runs_after_a_second_dba_appro
         operation = _request(step, users["dana"])
     assert operation.status == OperationStatus.AWAITING
     assert operation.dispatch_count == 0 and operation.last_dispatched_at is None
-    assert not [t for t in queued_tasks() if t[0] == "operations.execute"]
+    assert not [t for t in queued_tasks(settings.CELERY_BROKER_URL) if t[0] == "operations.execute"]
     approval = approval_for(operation)
     assert approval.status == ApprovalStatus.PENDING
     assert approval.expires_at - approval.requested_at == dt.timedelta(minutes=30)
@@ -118,13 +102,13 @@ def test_terminate_all_waits_is_not_dispatched_and_runs_after_a_second_dba_appro
         "orphaned": 0,
         "approvals_expired": 0,
     }
-    assert not [t for t in queued_tasks() if t[0] == "operations.execute"]
+    assert not [t for t in queued_tasks(settings.CELERY_BROKER_URL) if t[0] == "operations.execute"]
 
     with django_capture_on_commit_callbacks(execute=True):
         approval_decide(approval=approval, actor=users["dev"], approve=True, reason="seen it")
     operation.refresh_from_db()
     assert operation.status == OperationStatus.QUEUED
-    assert ("operations.execute", operation.pk) in queued_tasks()
+    assert ("operations.execute", operation.pk) in queued_tasks(settings.CELERY_BROKER_URL)
     clear_queue(settings.CELERY_BROKER_URL)
     execute_operation.apply(args=[operation.pk])
     operation.refresh_from_db()
@@ -160,7 +144,7 @@ def test_own_approval_is_refused_and_changes_nothing(world):
 def test_approver_without_the_scope_permission_is_refused(world):
     users, _, step = world
     approval = approval_for(_request(step, users["dana"]))
-    with pytest.raises(PermissionDenied, match="approvals.approve_databases"):
+    with pytest.raises(PermissionDenied, match=r"approvals\.approve_databases"):
         approval_decide(approval=approval, actor=users["olga"], approve=True, reason="ok")
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.PENDING
@@ -171,7 +155,7 @@ def test_an_expired_request_is_refused_and_the_operation_is_not_run(world):
     operation = _request(step, users["dana"])
     approval = approval_for(operation)
     later = approval.expires_at + dt.timedelta(seconds=1)
-    with pytest.raises(ApprovalRefused, match="expired .* nothing was run"):
+    with pytest.raises(ApprovalRefused, match=r"expired .* nothing was run"):
         approval_decide(approval=approval, actor=users["dev"], approve=True, reason="ok", now=later)
     approval.refresh_from_db()
     operation.refresh_from_db()
@@ -257,7 +241,7 @@ def test_cancelling_a_waiting_operation_withdraws_its_approval(world):
 
 def test_break_glass_only_on_sev1_with_a_reason_notifies_security_and_is_marked(world):
     users, incident, step = world
-    with pytest.raises(IncidentRefused, match="only possible .* active SEV1"):
+    with pytest.raises(IncidentRefused, match=r"only possible .* active SEV1"):
         _request(step, users["dana"], break_glass_reason="no time")
     assert not Operation.objects.exists() and not ApprovalRequest.objects.exists()
 
