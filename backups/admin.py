@@ -393,8 +393,14 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Restore of backup #{backup.pk} into {restore.target} queued; a safety "
-                    "backup of the target is taken first. Its outcome appears below.",
+                    f"Restore of backup #{backup.pk} into {restore.target} "
+                    + (
+                        "awaits a second person's approval (the people who may approve it "
+                        "were notified); once approved, "
+                        if restore.status == "awaiting"
+                        else "queued; "
+                    )
+                    + "a safety backup of the target is taken first. Its outcome appears below.",
                 )
                 return self._back(backup)
         context = {

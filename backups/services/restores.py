@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from backups.models import (
@@ -28,8 +29,15 @@ from backups.services._common import (
 from backups.services.runs import BackupBusy, backup_run
 from backups.storage import StorageError, storage_for
 from opsportal.actors import acting_user
+from opsportal.approvals.services import (
+    ApprovalRefused,
+    approval_policy_for,
+    approval_request,
+    approval_subject_register,
+)
 from opsportal.audit.models import AuditAction, AuditOutcome
 from opsportal.audit.services import audit_record
+from opsportal.jobs import job_claim, job_finish
 from opsportal.queueing import enqueue_after_commit
 from opsportal.systems.adapters import pg_preview, pg_tools, postgres
 from opsportal.systems.adapters.errors import AdapterError
@@ -56,21 +64,37 @@ def restore_request(
     """
     _require(actor, "backups.restore_backup")
     restore_check(backup=backup, target=target, reason=reason, confirmation=confirmation)
-    restore = Restore.objects.create(
-        backup=backup,
-        target=target,
-        reason=reason.strip()[:500],
-        requested_by=acting_user(actor),
-        disconnect_sessions=disconnect_sessions,
-        preview=preview or {},
-    )
-    audit_record(
-        action=AuditAction.OPERATION,
-        obj=restore,
-        actor=actor,
-        outcome=AuditOutcome.REQUESTED,
-        message=f"Restore of backup #{backup.pk} into {target} requested: {reason.strip()}",
-    )
+    # Two-person approval: a person's restore waits for another DBA (the command line's
+    # `restore_backup`, run by someone with the server's shell, is not asked).
+    policy = approval_policy_for(RESTORE_POLICY) if acting_user(actor) is not None else None
+    with transaction.atomic():
+        restore = Restore.objects.create(
+            backup=backup,
+            target=target,
+            reason=reason.strip()[:500],
+            requested_by=acting_user(actor),
+            disconnect_sessions=disconnect_sessions,
+            preview=preview or {},
+            status=RestoreStatus.AWAITING if policy is not None else RestoreStatus.QUEUED,
+        )
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=restore,
+            actor=actor,
+            outcome=AuditOutcome.REQUESTED,
+            message=f"Restore of backup #{backup.pk} into {target} requested: {reason.strip()}"
+            + (" (awaiting approval)" if policy is not None else ""),
+        )
+        if policy is not None:
+            approval_request(
+                subject=restore,
+                policy=policy,
+                actor=actor,
+                summary=f"Restore of backup #{backup.pk} ({backup.database}, "
+                f"{timezone.localtime(backup.requested_at):%Y-%m-%d %H:%M}) into {target}",
+                reason=restore.reason,
+            )
+            return restore
     if dispatch:
         from backups.tasks import run_restore
 
@@ -95,6 +119,47 @@ def restore_check(
         )
     if not reason.strip():
         raise ValidationError("Give a reason for the restore.")
+
+
+RESTORE_POLICY = "restore"
+
+
+def _restore_approved(restore: Restore, approval) -> None:
+    """Approved: the waiting restore joins the queue and runs on a worker after commit."""
+    if not job_claim(
+        Restore, restore.pk, from_status=RestoreStatus.AWAITING, to_status=RestoreStatus.QUEUED
+    ):
+        restore.refresh_from_db()
+        raise ApprovalRefused(
+            f"Restore #{restore.pk} is {restore.get_status_display().lower()}, no longer "
+            "awaiting approval; nothing was changed."
+        )
+    from backups.tasks import run_restore
+
+    enqueue_after_commit(run_restore, restore.pk)
+
+
+def _restore_dropped(restore: Restore, approval, message: str) -> None:
+    job_finish(
+        Restore,
+        restore.pk,
+        from_status=RestoreStatus.AWAITING,
+        to_status=RestoreStatus.NOT_APPROVED,
+        message=f"Not run: {message}",
+    )
+
+
+def restores_load_defaults() -> None:
+    from opsportal.approvals.models import ApprovalScope
+    from opsportal.approvals.services import approvals_load_defaults
+
+    approvals_load_defaults(
+        [(RESTORE_POLICY, "Restore of a backup", ApprovalScope.RESTORES, True, False)]
+    )
+
+
+def restores_approval_register() -> None:
+    approval_subject_register(Restore, approved=_restore_approved, dropped=_restore_dropped)
 
 
 def restore_run_now(*, restore: Restore) -> Restore:

@@ -29,6 +29,7 @@ from opsportal.operations.services import (
     EvidenceUnavailable,
     evidence_open,
     incident_operation_targets,
+    operation_needs_approval,
 )
 from opsportal.systems.models import System
 
@@ -244,12 +245,17 @@ class IncidentWorkflowViews:
             linked_system_id=int(linked) if re.fullmatch(r"[0-9]{1,18}", linked) else None,
             linked_container=request.GET.get("container", "")[:160],
         )
+        # Two-person approval: said on the page; break-glass offered during a SEV1 only.
+        needs_approval = operation_needs_approval(
+            kind=step.operation_kind, params=params or {}, actor=request.user
+        )
         form = StepRunForm(
             request.POST or None,
             initial={"target": target_id},
             kind=step.operation_kind,
             params=params,
             targets=targets,
+            break_glass=needs_approval and incident.allows_break_glass,
         )
         # What a change would do now, read live, shown before it runs (previews.py).
         token = request.POST.get("preview_token", "")
@@ -275,14 +281,20 @@ class IncidentWorkflowViews:
                     params=form.cleaned_data["params"],
                     reason=form.cleaned_data["reason"],
                     preview=confirmation.confirmed if confirmation else None,
+                    break_glass_reason=form.cleaned_data.get("break_glass_reason", ""),
                 )
             except services.IncidentRefused as exc:
                 form.add_error(None, exc.message)
             else:
                 self.message_user(
                     request,
-                    f"{spec.label} requested (operation #{operation.pk}); its result will "
-                    "appear on the step and the timeline.",
+                    f"{spec.label} requested (operation #{operation.pk}); "
+                    + (
+                        "it awaits a second person's approval (they were notified), then "
+                        if operation.status == "awaiting"
+                        else ""
+                    )
+                    + "its result will appear on the step and the timeline.",
                     messages.SUCCESS,
                 )
                 return self._back(incident.pk)
@@ -301,6 +313,7 @@ class IncidentWorkflowViews:
             "form": form,
             # Said before the user fills the form in; the service refuses it anyway.
             "refused_on_finished_incident": spec.changing and not incident.is_active,
+            "needs_approval": needs_approval,
         }
         return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
 

@@ -9,6 +9,9 @@ from opsportal.operations.kinds import KINDS
 
 
 class OperationStatus(models.TextChoices):
+    # A person's request of a kind that needs a second person's approval: not dispatched
+    # until approved (then queued); rejected or expired, it is cancelled.
+    AWAITING = "awaiting", "Awaiting approval"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -17,6 +20,8 @@ class OperationStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+# A change awaiting approval already holds its system: approving it never races another.
+BLOCKING_STATUSES = (OperationStatus.AWAITING, *ACTIVE_STATUSES)
 FINISHED_STATUSES = (OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED)
 
 # Stored output is bounded so a chatty container cannot bloat the portal's database.
@@ -80,7 +85,7 @@ class Operation(JobFields):
             # system are refused by the database, not only by a check in Python.
             models.UniqueConstraint(
                 fields=["target"],
-                condition=models.Q(changing=True, status__in=["queued", "running"]),
+                condition=models.Q(changing=True, status__in=["awaiting", "queued", "running"]),
                 name="one_changing_operation_per_target",
             )
         ]
