@@ -15,6 +15,16 @@ def _operation_approved(operation: Operation, approval) -> None:
     """Approved: the waiting row joins the queue and its task is dispatched after commit."""
     from opsportal.approvals.services import ApprovalRefused
 
+    # The incident may have been resolved while the request waited: a change approved now
+    # would act on a system its incident no longer covers (operation_request refuses the
+    # same on a resolved incident). Nothing changes; the request expires or is rejected.
+    incident = operation.incident
+    if incident is not None and KINDS[operation.kind].changing and not incident.is_active:
+        raise ApprovalRefused(
+            f"Incident #{incident.pk} is {incident.get_status_display().lower()}: operation "
+            f"#{operation.pk} changes the system and is not run on a resolved or closed "
+            "incident. Reject the request, or reopen the incident first."
+        )
     if not job_claim(
         Operation,
         operation.pk,

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from incidents.models import IncidentStep
-from incidents.services import IncidentRefused, incident_open, incident_step_run
+from incidents.services import IncidentRefused, incident_open, incident_resolve, incident_step_run
 from incidents.services.runbooks import incidents_load_defaults
 from opsportal.access import groups_load_defaults
 from opsportal.approvals.models import ApprovalRequest, ApprovalStatus
@@ -186,6 +186,23 @@ def test_an_already_decided_request_is_refused(world):
     approval.refresh_from_db()
     assert approval.status == ApprovalStatus.APPROVED and approval.decision_reason == "go"
     assert Operation.objects.get(pk=approval.subject_id).status == OperationStatus.QUEUED
+
+
+def test_approving_after_the_incident_was_resolved_is_refused_and_runs_nothing(world):
+    users, incident, step = world
+    operation = _request(step, users["dana"])
+    approval = approval_for(operation)
+    incident_resolve(incident=incident, actor=users["dana"], resolution="pool fixed upstream")
+    with pytest.raises(ApprovalRefused, match=f"Incident #{incident.pk} is resolved"):
+        approval_decide(approval=approval, actor=users["dev"], approve=True, reason="go")
+    approval.refresh_from_db()
+    operation.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING and approval.decided_by is None
+    assert operation.status == OperationStatus.AWAITING and operation.dispatch_count == 0
+    # Rejecting it still works and cancels the operation with the reason.
+    approval_decide(approval=approval, actor=users["dev"], approve=False, reason="resolved")
+    operation.refresh_from_db()
+    assert operation.status == OperationStatus.CANCELLED
 
 
 def test_rejection_needs_a_reason_and_cancels_the_operation(world):

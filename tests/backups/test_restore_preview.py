@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 
 from backups import services
 from backups.models import Restore, RestoreStatus
+from opsportal.approvals.services import approval_decide, approval_for
 from opsportal.defaults import load_defaults
 from opsportal.systems.models import PostgresDatabase
 from tests.backups.conftest import query
@@ -59,6 +60,13 @@ def test_the_restore_page_previews_backup_and_target_and_the_restore_says_what_c
     assert confirmed.status_code == 302, confirmed.content.decode()[:2000]
     restore = Restore.objects.get()
     assert restore.preview["target_size_bytes"] == size_now
+    # Restores wait for a second DBA by default (two-person approval).
+    assert restore.status == RestoreStatus.AWAITING
+    second = get_user_model().objects.create_user("dan-dba", password="dba-pass-456", is_staff=True)
+    second.groups.add(Group.objects.get(name="Database admins"))
+    approval_decide(
+        approval=approval_for(restore), actor=second, approve=True, reason="copy refresh, ok"
+    )
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
     assert restore.status == RestoreStatus.SUCCEEDED, restore.message
