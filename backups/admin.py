@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from backups import services
 from backups.models import Backup, BackupPlan, Restore, RestoreDrill
 from opsportal.admin_mixins import ReadOnlyAdminMixin
+from opsportal.operations.previews import preview_from_token, preview_token
 from opsportal.systems.models import PostgresDatabase
 
 
@@ -150,6 +151,27 @@ class RestoreDrillInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+def restore_confirmation(request, backup, target) -> dict:
+    """The restore preview the person confirmed for this backup and target (`confirmed`),
+    or a fresh one to show first (`preview`, `preview_token`, `preview_note`)."""
+    token = request.POST.get("preview_token", "")
+    shown = preview_from_token(token=token, actor=request.user)
+    if shown and (shown.get("kind"), shown.get("backup_id"), shown.get("target_id")) == (
+        "restore",
+        backup.pk,
+        target.pk,
+    ):
+        return {"preview": shown, "preview_token": token, "confirmed": shown}
+    fresh = services.restore_preview(backup=backup, target=target)
+    return {
+        "preview": fresh,
+        "preview_token": preview_token(preview=fresh, actor=request.user),
+        "preview_note": "This is what the restore replaces now: check it and confirm again."
+        if not shown
+        else "The preview you saw was for another target or is too old: check this one.",
+    }
 
 
 class RestoreForm(forms.Form):
@@ -341,7 +363,21 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # No target is pre-selected: proposing the source database would make overwriting
         # production one click away; the operator chooses it deliberately.
         form = RestoreForm(request.POST or None)
+        preview = {}
         if request.method == "POST" and form.is_valid():
+            # What the restore replaces, read live: shown, then confirmed (previews.py).
+            preview = restore_confirmation(request, backup, form.cleaned_data["target"])
+            if not preview.get("confirmed"):
+                try:  # said with the preview, before the person confirms it
+                    services.restore_check(
+                        backup=backup,
+                        target=form.cleaned_data["target"],
+                        reason=form.cleaned_data["reason"],
+                        confirmation=form.cleaned_data["confirmation"],
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc.messages[0])
+        if request.method == "POST" and form.is_valid() and preview.get("confirmed"):
             try:
                 restore = services.restore_request(
                     backup=backup,
@@ -350,14 +386,21 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     reason=form.cleaned_data["reason"],
                     confirmation=form.cleaned_data["confirmation"],
                     disconnect_sessions=form.cleaned_data["disconnect_sessions"],
+                    preview=preview["confirmed"],
                 )
             except ValidationError as exc:
                 form.add_error(None, exc.messages[0])
             else:
                 self.message_user(
                     request,
-                    f"Restore of backup #{backup.pk} into {restore.target} queued; a safety "
-                    "backup of the target is taken first. Its outcome appears below.",
+                    f"Restore of backup #{backup.pk} into {restore.target} "
+                    + (
+                        "awaits a second person's approval (the people who may approve it "
+                        "were notified); once approved, "
+                        if restore.status == "awaiting"
+                        else "queued; "
+                    )
+                    + "a safety backup of the target is taken first. Its outcome appears below.",
                 )
                 return self._back(backup)
         context = {
@@ -367,6 +410,7 @@ class BackupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "backup": backup,
             "form": form,
             "title": f"Restore backup #{backup.pk}",
+            **preview,
         }
         return TemplateResponse(request, "admin/backups/backup/restore.html", context)
 

@@ -14,6 +14,11 @@ class BackupsConfig(AppConfig):
         from opsportal.defaults import defaults_loader_register
 
         defaults_loader_register("backups", backups_load_defaults, order=120)
+        # Two-person approval of restores: on by default (issue 14), another DBA approves.
+        from backups.services.restores import restores_approval_register, restores_load_defaults
+
+        restores_approval_register()
+        defaults_loader_register("restore-approval", restores_load_defaults, order=121)
         from backups import audit_checkpoints, models, monitoring, services
         from opsportal import configuration
         from opsportal.audit.checkpoints import checkpoint_store_register

@@ -236,6 +236,10 @@ class Backup(JobFields):
 class RestoreStatus(models.TextChoices):
     """Where a restore or a restore drill stands (a backup has its own BackupStatus)."""
 
+    # A person's restore waits for a second person (two-person approval); not dispatched
+    # until approved, "not approved" when rejected or expired.
+    AWAITING = "awaiting", "Awaiting approval"
+    NOT_APPROVED = "not_approved", "Not approved"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -270,6 +274,12 @@ class Restore(JobFields):
     error = None
     duration_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
+    preview = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the requester was shown: the backup's size and age and the target's "
+        "size, tables and sessions, read live before confirming.",
+    )
 
     class Meta:
         ordering = ["-requested_at"]

@@ -174,6 +174,11 @@ class OperationRequestSerializer(StrictSerializer):
     target = serializers.SlugRelatedField(slug_field="name", queryset=System.objects.all())
     params = serializers.DictField(required=False, default=dict)
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    # A kind that needs two-person approval answers with status "awaiting"; during a SEV1 a
+    # break-glass reason runs it at once (the Security team is notified).
+    break_glass_reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=500
+    )
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -413,6 +418,7 @@ class IncidentViewSet(mixins.CreateModelMixin, ApiReadOnlyViewSet):
             params=data["params"],
             actor=request.user,
             reason=data["reason"],
+            break_glass_reason=data["break_glass_reason"],
         )
         return Response(OperationSerializer(operation).data, status=status.HTTP_201_CREATED)
 

@@ -36,6 +36,11 @@ class IncidentsConfig(AppConfig):
         audit_register(Runbook)
         audit_register(RunbookStep)
         operation_finished.connect(on_operation_finished, dispatch_uid="incidents-timeline")
+        # Two-person approval of an incident's operations: decisions on the timeline.
+        from incidents.services.runbooks import on_approval_decided
+        from opsportal.approvals.signals import approval_decided
+
+        approval_decided.connect(on_approval_decided, dispatch_uid="incidents-approvals")
         # The runbooks exist before the operations and alert rules that name them.
         defaults_loader_register("incidents", incidents_load_defaults, order=50)
         # Monitoring hands its firing and cleared alerts to incident handling.

@@ -32,7 +32,15 @@ class StepRunForm(OperationParamsFormMixin, forms.Form):
         max_length=500, required=False, widget=forms.TextInput(attrs={"size": 80})
     )
 
-    def __init__(self, *args, kind: str, params: dict | None = None, targets=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        kind: str,
+        params: dict | None = None,
+        targets=None,
+        break_glass: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if targets is not None:
             self.fields["target"].queryset = targets
@@ -49,6 +57,16 @@ class StepRunForm(OperationParamsFormMixin, forms.Form):
         if self.changing:
             self.fields["reason"].required = True
             self.fields["reason"].help_text = "This operation changes the system: say why."
+        if break_glass:
+            # Two-person approval's break-glass (SEV1 only): filled in, it runs without
+            # waiting; the Security team is told and the audit record marks it.
+            self.fields["break_glass_reason"] = forms.CharField(
+                max_length=500,
+                required=False,
+                label="Break-glass reason",
+                widget=forms.TextInput(attrs={"size": 80}),
+                help_text="SEV1 only: run now without approval. The Security team is notified.",
+            )
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -127,6 +127,12 @@ class Incident(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def allows_break_glass(self) -> bool:
+        """During an active SEV1, an operation that needs approval may run without it (with a
+        reason; the Security team is told)."""
+        return self.severity == Severity.SEV1 and self.is_active
+
+    @property
     def time_to_acknowledge(self):
         return self.acknowledged_at - self.detected_at if self.acknowledged_at else None
 

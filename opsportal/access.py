@@ -135,12 +135,26 @@ ROLE_PERMISSIONS["Security team"] += [("operations", "download_evidence")]
 # it lists as affected; a responder who needs another system adds it to the incident (a
 # recorded change) rather than acting outside it. Superusers keep it, as every permission.
 
+# Two-person approval (opsportal/approvals): the second person for a database operation or a
+# restore is another DBA (the runbook's "Database Admin" owns both); for container, cache and
+# API operations, DevOps. Superusers may approve anything, as every permission.
+ROLE_PERMISSIONS["Database admins"] += [
+    ("approvals", "approve_databases"),
+    ("approvals", "approve_restores"),
+]
+ROLE_PERMISSIONS["DevOps"] += [
+    ("approvals", "approve_containers"),
+    ("approvals", "approve_caches"),
+    ("approvals", "approve_api"),
+]
+
 PORTAL_APPS = [
     "systems",
     "people",
     "audit",
     "health",
     "operations",
+    "approvals",
     "monitoring",
     "statuspage",
     "incidents",

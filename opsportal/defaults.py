@@ -9,6 +9,7 @@ layer imports no domain app).
 from collections.abc import Callable
 
 from opsportal.access import groups_load_defaults
+from opsportal.approvals.services import approvals_schedule_load_defaults
 from opsportal.audit.services import audit_load_defaults
 from opsportal.health.services import health_load_defaults
 from opsportal.monitoring.services import monitoring_load_defaults
@@ -24,6 +25,7 @@ _loaders: dict[str, tuple[int, Callable[[], None]]] = {
     "health": (30, health_load_defaults),
     "audit": (40, audit_load_defaults),
     "operations": (60, operations_load_defaults),
+    "approvals": (62, approvals_schedule_load_defaults),
     "monitoring": (70, monitoring_load_defaults),
     "statuspage": (80, statuspage_load_defaults),
 }

@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "opsportal.people",
     "opsportal.health",
     "opsportal.operations",
+    "opsportal.approvals",
     "opsportal.monitoring",
     "opsportal.statuspage",
     "opsportal.api",

@@ -10,6 +10,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.previewing import preview_token_of
+
 # The drills' API: latency and error rate come from /run/fault (a tmpfs: a restart clears
 # it, as restarting a degraded service clears its state).
 CGI = r"""#!/bin/sh
@@ -101,8 +103,14 @@ def run_fix_from_overview(
     for name, value in (overrides or {}).items():
         data[PREFIX + name] = value
     data["reason"] = f"{step_text} (from the firing alert)"
+    # Confirmed against the preview the page showed (again if the overrides changed it).
+    data["preview_token"] = preview_token_of(page) or ""
     confirmed = client.post(link, data)
     path.posts += 1
+    token = preview_token_of(confirmed) if confirmed.status_code == 200 else None
+    if token and token != data["preview_token"]:  # a new preview to confirm: one more form
+        confirmed = client.post(link, {**data, "preview_token": token})
+        path.posts += 1
     assert confirmed.status_code == 302, confirmed.context["form"].errors
     step.refresh_from_db()
     operation = step.last_operation

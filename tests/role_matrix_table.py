@@ -206,6 +206,7 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
                 "people",
                 "health",
                 "operations",
+                "approvals",
                 "monitoring",
                 "statuspage",
                 "incidents",
@@ -319,6 +320,18 @@ ROLE_MATRIX: dict[str, Access | dict[str, Access]] = {
         delete=NOBODY,
         actions={"retry_now": roles(OC, DEV, SU)},
     ),
+    # --- two-person approval (issue 14) ------------------------------------------------------
+    # The policies: seen by everyone, switched on or off by an admin (superusers).
+    **model_pages(
+        "approvals.approvalpolicy", view=STAFF, add=NOBODY, change=ONLY_SUPERUSER, delete=NOBODY
+    ),
+    # The approval page (linked from the notification) is read by everyone; deciding needs
+    # the approve permission of the request's scope (the world's is a restore: DBAs). An
+    # empty POST is refused with a message (a reason is needed) and changes nothing.
+    **model_pages(
+        "approvals.approvalrequest", view=STAFF, add=NOBODY, change=NOBODY, delete=NOBODY
+    ),
+    "admin:approvals_approvalrequest_decide": Access(get=POST_ONLY, post=roles(DBA, SU)),
     # --- health, operations, monitoring ------------------------------------------------------
     **model_pages("health.heartbeat", view=STAFF, add=NOBODY, change=NOBODY),
     # Cancelling a queued operation is offered to every role that may run some kind of

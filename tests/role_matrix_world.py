@@ -14,6 +14,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from opsportal.approvals.models import ApprovalPolicy, ApprovalRequest
 from opsportal.defaults import load_defaults
 from tests import realsystems
 from tests.role_matrix_table import (
@@ -308,6 +309,9 @@ def _build_world(*, target_database_dsn: str, media_root: Path) -> World:
         "backups.backupplan": plan,
         "backups.backup": backup,
         "backups.restore": restore,
+        # Restores need a second person's approval by default (issue 14): root's waits.
+        "approvals.approvalrequest": ApprovalRequest.objects.get(subject_id=restore.pk),
+        "approvals.approvalpolicy": ApprovalPolicy.objects.get(subject="restore"),
         "backups.restoredrill": drill,
         "maintenance.maintenancewindow": window,
         "maintenance.maintenanceplan": MaintenancePlan.objects.order_by("name").first(),

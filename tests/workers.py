@@ -163,6 +163,23 @@ def clear_queue(broker_url: str) -> None:
     client.close()
 
 
+def queued_tasks(broker_url: str) -> list[tuple[str, object]]:
+    """(task name, first argument) of every message waiting in the broker's queues: what has
+    been dispatched and not yet taken by a worker."""
+    import base64
+    import json
+
+    client = redis.Redis.from_url(broker_url)
+    found = []
+    for queue in settings.WORKER_QUEUES:
+        for raw in client.lrange(queue, 0, -1):
+            message = json.loads(raw)
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            found.append((message["headers"]["task"], args[0] if args else None))
+    client.close()
+    return found
+
+
 class RedisBroker:
     """A private redis-server on a free port that can be stopped and started again."""
 

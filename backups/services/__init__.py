@@ -45,7 +45,13 @@ from backups.services.plans import (
     plan_next_due,
     schedule_crontab,
 )
-from backups.services.restores import restore_request, restore_run, restore_run_now
+from backups.services.restores import (
+    restore_check,
+    restore_preview,
+    restore_request,
+    restore_run,
+    restore_run_now,
+)
 from backups.services.retention import (
     backup_plan_apply_retention,
     backups_beyond_retention,
@@ -115,6 +121,8 @@ __all__ = [
     "heartbeat_seconds",
     "heartbeat_stale",
     "plan_next_due",
+    "restore_check",
+    "restore_preview",
     "restore_request",
     "restore_run",
     "restore_run_now",

@@ -14,16 +14,48 @@ from django.urls import path, reverse
 from incidents import selectors, services
 from incidents.forms import StepRunForm
 from incidents.models import Incident, IncidentStep, Runbook
-from opsportal.operations.kinds import KINDS
+from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.models import Evidence
+from opsportal.operations.previews import (
+    Confirmation,
+    confirmation_preview,
+    preview_failed_reason_message,
+    preview_from_token,
+)
+from opsportal.operations.runners import InvalidTarget, check_target
 from opsportal.operations.selectors import systems_for_kind
 from opsportal.operations.services import (
     OPERATE_ANY_SYSTEM_PERMISSION,
     EvidenceUnavailable,
     evidence_open,
     incident_operation_targets,
+    operation_needs_approval,
 )
 from opsportal.systems.models import System
+
+
+def _needs_confirming(confirmation: Confirmation | None) -> bool:
+    """A fresh preview was read for what was submitted: show it before anything runs."""
+    return (
+        confirmation is not None
+        and confirmation.preview is not None
+        and not (confirmation.confirmed)
+    )
+
+
+def _first_preview(actor, kind, targets, target_id, params) -> Confirmation | None:
+    """The preview the run page opens with, for its pre-filled system and parameters."""
+    target = targets.filter(pk=target_id).first() if target_id else None
+    if target is None:
+        return None
+    try:
+        cleaned = clean_params(kind, params)
+        check_target(kind, target, cleaned)
+    except (InvalidParameters, InvalidTarget):
+        return None  # the form says what is wrong once submitted
+    return confirmation_preview(
+        token="", actor=actor, kind=kind, target=target, params=cleaned, submitted=False
+    )
 
 
 class IncidentWorkflowViews:
@@ -213,14 +245,34 @@ class IncidentWorkflowViews:
             linked_system_id=int(linked) if re.fullmatch(r"[0-9]{1,18}", linked) else None,
             linked_container=request.GET.get("container", "")[:160],
         )
+        # Two-person approval: said on the page; break-glass offered during a SEV1 only.
+        needs_approval = operation_needs_approval(
+            kind=step.operation_kind, params=params or {}, actor=request.user
+        )
         form = StepRunForm(
             request.POST or None,
             initial={"target": target_id},
             kind=step.operation_kind,
             params=params,
             targets=targets,
+            break_glass=needs_approval and incident.allows_break_glass,
         )
-        if request.method == "POST" and form.is_valid():
+        # What a change would do now, read live, shown before it runs (previews.py).
+        token = request.POST.get("preview_token", "")
+        shown = preview_from_token(token=token, actor=request.user) if spec.changing else None
+        if shown and shown.get("failed"):
+            form.fields["reason"].error_messages["required"] = preview_failed_reason_message(shown)
+        confirmation = Confirmation(shown, token) if shown else None
+        if request.method == "POST" and form.is_valid() and spec.changing:
+            confirmation = confirmation_preview(
+                token=token,
+                actor=request.user,
+                kind=step.operation_kind,
+                target=form.cleaned_data["target"],
+                params=form.cleaned_data["params"],
+                submitted=True,
+            )
+        if request.method == "POST" and form.is_valid() and not _needs_confirming(confirmation):
             try:
                 operation = services.incident_step_run(
                     step=step,
@@ -228,19 +280,31 @@ class IncidentWorkflowViews:
                     target=form.cleaned_data["target"],
                     params=form.cleaned_data["params"],
                     reason=form.cleaned_data["reason"],
+                    preview=confirmation.confirmed if confirmation else None,
+                    break_glass_reason=form.cleaned_data.get("break_glass_reason", ""),
                 )
             except services.IncidentRefused as exc:
                 form.add_error(None, exc.message)
             else:
                 self.message_user(
                     request,
-                    f"{spec.label} requested (operation #{operation.pk}); its result will "
-                    "appear on the step and the timeline.",
+                    f"{spec.label} requested (operation #{operation.pk}); "
+                    + (
+                        "it awaits a second person's approval (they were notified), then "
+                        if operation.status == "awaiting"
+                        else ""
+                    )
+                    + "its result will appear on the step and the timeline.",
                     messages.SUCCESS,
                 )
                 return self._back(incident.pk)
+        elif request.method == "GET" and spec.changing:
+            confirmation = _first_preview(
+                request.user, step.operation_kind, targets, target_id, params
+            )
         context = {
             **self.admin_site.each_context(request),
+            **(confirmation.context if confirmation else {}),
             "opts": self.opts,
             "title": f"{'Confirm: ' if spec.changing else 'Run: '}{spec.label}",
             "incident": incident,
@@ -249,6 +313,7 @@ class IncidentWorkflowViews:
             "form": form,
             # Said before the user fills the form in; the service refuses it anyway.
             "refused_on_finished_incident": spec.changing and not incident.is_active,
+            "needs_approval": needs_approval,
         }
         return TemplateResponse(request, "admin/incidents/incident/run_step.html", context)
 

@@ -143,9 +143,13 @@ def incident_step_run(
     target: System | None = None,
     params: dict | None = None,
     reason: str = "",
+    preview: dict | None = None,
+    break_glass_reason: str = "",
 ) -> Operation:
     """Request the step's operation for the incident. Refused unless the actor may run
-    incident steps and this kind of operation (checked here as well as by the page)."""
+    incident steps and this kind of operation (checked here as well as by the page). A kind
+    that needs approval waits for it (break-glass: during a SEV1, with a reason, runs now).
+    `preview`: what the page showed it would do (opsportal.operations.previews)."""
     from opsportal.operations.services import OperationRefused, operation_request
 
     if not step.operation_kind:
@@ -169,8 +173,15 @@ def incident_step_run(
                 target=target,
                 params=step.operation_params if params is None else params,
                 actor=actor,
-                reason=reason or f"Incident #{step.incident_id}: {step.text}",
+                reason=reason
+                or (
+                    ""
+                    if preview and preview.get("failed")
+                    else f"Incident #{step.incident_id}: {step.text}"
+                ),
                 incident=step.incident,
+                preview=preview,
+                break_glass_reason=break_glass_reason,
             )
         except OperationRefused as exc:
             raise IncidentRefused(exc.message) from exc
@@ -180,7 +191,7 @@ def incident_step_run(
             incident=step.incident,
             kind=TimelineKind.OPERATION,
             message=f"Requested {operation.get_kind_display()} on {target} for step "
-            f"{step.text!r} (operation #{operation.pk})",
+            f"{step.text!r} (operation #{operation.pk})" + _approval_note(operation),
             actor=actor,
             operation=operation,
         )
@@ -195,6 +206,7 @@ def incident_operation_request(
     actor,
     params: dict | None = None,
     reason: str = "",
+    break_glass_reason: str = "",
 ) -> Operation:
     """Request an operation for the incident outside its checklist (the API's "run this
     now"): the same permissions as running a step of that kind (PermissionDenied naming
@@ -221,6 +233,7 @@ def incident_operation_request(
                 actor=actor,
                 reason=reason.strip() or f"Incident #{incident.pk}",
                 incident=incident,
+                break_glass_reason=break_glass_reason,
             )
         except OperationRefused as exc:
             raise IncidentRefused(exc.message) from exc
@@ -228,11 +241,43 @@ def incident_operation_request(
             incident=incident,
             kind=TimelineKind.OPERATION,
             message=f"Requested {operation.get_kind_display()} on {target} "
-            f"(operation #{operation.pk})",
+            f"(operation #{operation.pk})" + _approval_note(operation),
             actor=actor,
             operation=operation,
         )
     return operation
+
+
+def _approval_note(operation: Operation) -> str:
+    from opsportal.audit.models import AuditRecord
+
+    if operation.status == OperationStatus.AWAITING:
+        return ": awaiting approval by a second person"
+    marked = AuditRecord.objects.filter(
+        object_type=operation._meta.label_lower,
+        object_id=str(operation.pk),
+        changes__break_glass=True,
+    )
+    return ": BREAK-GLASS, run without approval (Security team notified)" if marked.exists() else ""
+
+
+def on_approval_decided(sender, approval, **kwargs) -> None:
+    """An operation's approval decided (approved, rejected, expired, withdrawn) lands on its
+    incident's timeline."""
+    operation = approval.subject
+    if not isinstance(operation, Operation) or not operation.incident_id:
+        return
+    by = approval.decided_by.get_username() if approval.decided_by else "nobody in time"
+    timeline_add(
+        incident=Incident.objects.get(pk=operation.incident_id),
+        kind=TimelineKind.OPERATION,
+        message=f"{approval.get_status_display()} ({by}) operation #{operation.pk}, "
+        f"{operation.get_kind_display()} on {operation.target}"
+        + (f": {approval.decision_reason}" if approval.decision_reason else ""),
+        actor=approval.decided_by,
+        source=Source.PERSON if approval.decided_by else Source.WORKER,
+        operation=operation,
+    )
 
 
 def on_operation_finished(sender, operation: Operation, **kwargs) -> None:

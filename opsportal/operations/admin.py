@@ -47,6 +47,7 @@ class OperationAdmin(admin.ModelAdmin):
         "status",
         "output",
         "result",
+        "preview",
         "error",
         "requested_at",
         "started_at",
@@ -82,10 +83,15 @@ class OperationAdmin(admin.ModelAdmin):
         # operation, the permission to run that one's kind.
         return any(request.user.has_perm(operation_permission(kind)) for kind in KINDS)
 
-    @admin.action(description="Cancel the selected queued operations", permissions=["cancel"])
+    @admin.action(
+        description="Cancel the selected queued (or awaiting approval) operations",
+        permissions=["cancel"],
+    )
     def cancel_queued(self, request, queryset):
         cancelled = 0
-        for operation in queryset.filter(status=OperationStatus.QUEUED).select_related("target"):
+        for operation in queryset.filter(
+            status__in=[OperationStatus.QUEUED, OperationStatus.AWAITING]
+        ).select_related("target"):
             try:
                 operation_cancel(operation=operation, actor=request.user)
                 cancelled += 1

@@ -10,3 +10,6 @@ class OperationsConfig(AppConfig):
         from opsportal.operations.metrics import operation_gauges
 
         register_gauges(operation_gauges)
+        from opsportal.operations.approval import operations_approval_register
+
+        operations_approval_register()

@@ -50,6 +50,9 @@ class KindSpec:
     time_limit_seconds: int = 60
     params: dict[str, Param] = field(default_factory=dict)
     group: str = ""
+    # Parameters that narrow what a changing kind acts on (one application's connections
+    # instead of all): an approval policy may exempt a narrowed request.
+    narrowing: tuple[str, ...] = ()
 
     @property
     def permission(self) -> str:
@@ -191,6 +194,7 @@ _SPECS: dict[str, KindSpec] = {
         "Terminate idle connections",
         TargetType.POSTGRES,
         changing=True,
+        narrowing=("application_name", "user"),
         params={
             "application_name": Param(
                 str,

@@ -9,6 +9,9 @@ from opsportal.operations.kinds import KINDS
 
 
 class OperationStatus(models.TextChoices):
+    # A person's request of a kind that needs a second person's approval: not dispatched
+    # until approved (then queued); rejected or expired, it is cancelled.
+    AWAITING = "awaiting", "Awaiting approval"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -17,6 +20,8 @@ class OperationStatus(models.TextChoices):
 
 
 ACTIVE_STATUSES = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+# A change awaiting approval already holds its system: approving it never races another.
+BLOCKING_STATUSES = (OperationStatus.AWAITING, *ACTIVE_STATUSES)
 FINISHED_STATUSES = (OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED)
 
 # Stored output is bounded so a chatty container cannot bloat the portal's database.
@@ -54,6 +59,12 @@ class Operation(JobFields):
     )
     output = models.TextField(blank=True, help_text="What the operation found or did, in words.")
     result = models.JSONField(default=dict, blank=True, help_text="The same, as structured data.")
+    preview = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the requester was shown it would do, read live before confirming "
+        "(opsportal.operations.previews); the operation acts on that and says what differed.",
+    )
     # error, started_at, finished_at and dispatch_count are JobFields'; requested_at has
     # never been indexed here, and an operation has no worker or heartbeat columns.
     requested_at = models.DateTimeField(auto_now_add=True)
@@ -74,7 +85,7 @@ class Operation(JobFields):
             # system are refused by the database, not only by a check in Python.
             models.UniqueConstraint(
                 fields=["target"],
-                condition=models.Q(changing=True, status__in=["queued", "running"]),
+                condition=models.Q(changing=True, status__in=["awaiting", "queued", "running"]),
                 name="one_changing_operation_per_target",
             )
         ]

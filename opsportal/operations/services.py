@@ -27,13 +27,15 @@ from opsportal.jobs import JobSpec, job_claim, job_finish, job_sweep
 from opsportal.operations.kinds import KINDS, InvalidParameters, clean_params
 from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.models import (
-    ACTIVE_STATUSES,
+    BLOCKING_STATUSES,
     OUTPUT_LIMIT_CHARS,
     Evidence,
     Operation,
     OperationStatus,
 )
+from opsportal.operations.previews import preview_failed_reason_message
 from opsportal.operations.runners import RUNNERS, InvalidTarget, check_target, resolve_engine
+from opsportal.operations.runners.previewed import run_against_preview
 from opsportal.operations.signals import operation_finished
 from opsportal.queueing import enqueue_after_commit
 from opsportal.refusals import ServiceRefused
@@ -130,8 +132,36 @@ def _describe_conflict(first: Operation) -> str:
 def active_changing_operation(*, target) -> Operation | None:
     return (
         Operation.objects.select_related("requested_by", "target")
-        .filter(target=target, changing=True, status__in=ACTIVE_STATUSES)
+        .filter(target=target, changing=True, status__in=BLOCKING_STATUSES)
         .first()
+    )
+
+
+def _approval_policy(*, spec, kind: str, params: dict, actor):
+    """The approval policy a person's request of this kind waits for, or None. A request
+    narrowed by one of the kind's narrowing parameters (one application's connections, not
+    all) is exempt when its policy says so. The portal acting on its own is not asked."""
+    from opsportal.approvals.services import approval_policy_for
+
+    if acting_user(actor) is None:
+        return None
+    narrowed = any(params.get(name) for name in spec.narrowing)
+    return approval_policy_for(f"operation:{kind}", narrowed=narrowed)
+
+
+def _summary(spec, target, params: dict) -> str:
+    return f"{spec.label} on {target}" + (
+        f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
+    )
+
+
+def operation_needs_approval(*, kind: str, params: dict, actor) -> bool:
+    """Whether `actor`'s request of this kind (with these parameters) will wait for a second
+    person; the run page says so before the request is made."""
+    spec = KINDS.get(kind)
+    return (
+        spec is not None
+        and _approval_policy(spec=spec, kind=kind, params=params, actor=actor) is not None
     )
 
 
@@ -143,14 +173,25 @@ def operation_request(
     actor,
     reason: str = "",
     incident=None,
+    preview: dict | None = None,
+    break_glass_reason: str = "",
+    now: dt.datetime | None = None,
 ) -> Operation:
     """Record the operation (queued) and dispatch its task once the row is committed.
+
+    A person's request of a kind whose approval policy is on is recorded awaiting approval
+    instead and not dispatched; the people who may approve it are notified. Break-glass
+    (`break_glass_reason`) runs it at once, only for an incident that allows it (SEV1, still
+    active): the audit record is marked and the Security team told.
 
     Callers check `operation_permission(kind)` for the user first. Refused (with a message
     naming the problem) for unknown kinds, bad parameters, an unsuitable target, a
     changing operation while another one is in progress on the same target, and, for an
     operation requested for an incident, a target outside the incident's systems or a
     changing operation on a resolved or closed incident.
+
+    `preview` is what the requester was shown (opsportal.operations.previews): the
+    operation acts on it. A failed preview needs a reason.
     """
     spec = KINDS.get(kind)
     if spec is None:
@@ -160,8 +201,19 @@ def operation_request(
         check_target(kind, target, params)
     except (InvalidParameters, InvalidTarget) as exc:
         raise OperationRefused(str(exc)) from exc
+    if preview and preview.get("failed") and not reason.strip():
+        raise OperationRefused(preview_failed_reason_message(preview))
     actor = acting_user(actor)
+    now = now or timezone.now()
+    policy = _approval_policy(spec=spec, kind=kind, params=params, actor=actor)
+    break_glass_reason = break_glass_reason.strip()[:500]
+    break_glass = policy is not None and bool(break_glass_reason)
     with transaction.atomic():
+        if break_glass and not (incident is not None and incident.allows_break_glass):
+            raise OperationRefused(
+                "Break-glass (running without approval) is only possible for an operation "
+                "requested for an active SEV1 incident; ask a second person to approve it."
+            )
         if incident is not None:
             # Locked so the incident cannot be resolved between this check and the insert.
             incident = type(incident)._default_manager.select_for_update().get(pk=incident.pk)
@@ -170,6 +222,12 @@ def operation_request(
             )
         if spec.changing:
             first = active_changing_operation(target=target)
+            if first is not None and first.status == OperationStatus.AWAITING:
+                from opsportal.approvals.services import approval_expire_if_due
+
+                # A request nobody approved in time no longer holds the system.
+                if approval_expire_if_due(subject=first, now=now):
+                    first = active_changing_operation(target=target)
             if first is not None:
                 raise OperationRefused(_describe_conflict(first), conflicting=first)
         try:
@@ -183,8 +241,12 @@ def operation_request(
                     reason=reason.strip()[:500],
                     incident=incident,
                     time_limit_seconds=spec.time_limit_seconds,
-                    dispatch_count=1,
-                    last_dispatched_at=timezone.now(),
+                    preview=preview or {},
+                    status=OperationStatus.AWAITING
+                    if policy is not None and not break_glass
+                    else OperationStatus.QUEUED,
+                    dispatch_count=0 if policy is not None and not break_glass else 1,
+                    last_dispatched_at=None if policy is not None and not break_glass else now,
                 )
         except IntegrityError as exc:
             # Another request for the same target won the race between check and insert.
@@ -200,8 +262,31 @@ def operation_request(
             outcome=AuditOutcome.REQUESTED,
             message=f"Requested {spec.label} on {target}"
             + (f" with {params}" if params else "")
-            + (f": {operation.reason}" if operation.reason else ""),
+            + (f": {operation.reason}" if operation.reason else "")
+            + (" (awaiting approval)" if operation.status == OperationStatus.AWAITING else ""),
         )
+        if operation.status == OperationStatus.AWAITING:
+            from opsportal.approvals.services import approval_request
+
+            approval_request(
+                subject=operation,
+                policy=policy,
+                actor=actor,
+                summary=_summary(spec, target, params)
+                + (f" (incident #{incident.pk})" if incident is not None else ""),
+                reason=operation.reason,
+                now=now,
+            )
+            return operation
+        if break_glass:
+            from opsportal.approvals.services import break_glass_record
+
+            break_glass_record(
+                subject=operation,
+                actor=actor,
+                summary=_summary(spec, target, params) + f" (incident #{incident.pk})",
+                reason=break_glass_reason,
+            )
         _dispatch(operation)
     return operation
 
@@ -238,7 +323,7 @@ def operation_execute(*, operation_id: int) -> Operation | None:
     )
     status, output, result, error = OperationStatus.SUCCEEDED, "", {}, ""
     try:
-        outcome = RUNNERS[operation.kind](operation.target, operation.params, operation)
+        outcome = run_against_preview(RUNNERS[operation.kind], operation)
         output, result = outcome.output, outcome.result
     except (AdapterError, InvalidTarget) as exc:
         status, error = OperationStatus.FAILED, str(exc)
@@ -320,19 +405,24 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
             f"You need the '{permission}' permission to cancel operation #{operation.pk} "
             f"({operation.get_kind_display()})."
         )
+    from opsportal.approvals.services import approval_withdraw
+
     who = acting_name(actor, otherwise="the system")
-    finished = _finish(
-        operation,
-        status=OperationStatus.CANCELLED,
-        error=f"Cancelled by {who} before it started.",
-        from_statuses=(OperationStatus.QUEUED,),
-        actor=actor,
-    )
+    with transaction.atomic():
+        finished = _finish(
+            operation,
+            status=OperationStatus.CANCELLED,
+            error=f"Cancelled by {who} before it started.",
+            from_statuses=(OperationStatus.QUEUED, OperationStatus.AWAITING),
+            actor=actor,
+        )
+        if finished is not None:
+            approval_withdraw(subject=finished, actor=actor)
     if finished is None:
         operation.refresh_from_db()
         raise OperationRefused(
             f"Operation #{operation.pk} is {operation.get_status_display().lower()}; only a "
-            "queued operation can be cancelled."
+            "queued operation can be cancelled (or one still awaiting approval)."
         )
     return finished
 
@@ -395,17 +485,26 @@ OPERATION_JOB = JobSpec(
 def operations_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Re-dispatch queued rows whose message was lost, give up on rows queued for too long,
     and fail running rows whose worker stopped answering."""
-    counts = job_sweep(OPERATION_JOB, now=now or timezone.now())
+    from opsportal.approvals.services import approvals_expire
+
+    now = now or timezone.now()
+    counts = job_sweep(OPERATION_JOB, now=now)
+    # Rows awaiting approval are neither queued nor running, so the job sweep leaves them
+    # alone; those nobody approved in time are cancelled here.
+    expired = approvals_expire(now=now, subject_model=Operation)
     return {
         "redispatched": counts["redispatched"],
         "given_up": counts["given_up"],
         "orphaned": counts["failed"],
+        "approvals_expired": expired,
     }
 
 
 def operations_load_defaults() -> None:
+    from opsportal.operations.approval import operations_approval_load_defaults
     from opsportal.schedules import periodic_task_ensure
 
+    operations_approval_load_defaults()
     periodic_task_ensure(
         name="Operations: re-dispatch lost and fail orphaned operations",
         task="operations.sweep",

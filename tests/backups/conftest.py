@@ -122,3 +122,17 @@ def register_database(db):
 def backup_root(settings, tmp_path):
     settings.BACKUP_ROOT = tmp_path / "backups"
     return settings.BACKUP_ROOT
+
+
+def second_dba_approves(restore) -> None:
+    """Restores need a second person's approval by default (issue 14): another DBA gives it."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from opsportal.approvals.services import approval_decide, approval_for
+
+    second, _ = get_user_model().objects.get_or_create(username="second-dba")
+    second.groups.add(Group.objects.get(name="Database admins"))
+    approval_decide(
+        approval=approval_for(restore), actor=second, approve=True, reason="checked it too"
+    )

@@ -9,6 +9,7 @@ from backups import services
 from backups.models import Restore
 from opsportal.audit.models import AuditRecord
 from opsportal.defaults import load_defaults
+from tests.previewing import post_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def test_typing_the_database_name_is_refused_and_the_system_name_proceeds(
     assert not Restore.objects.exists()
     assert not AuditRecord.objects.filter(object_type="backups.restore").exists()
 
-    response = client.post(url, {**form, "confirmation": f" {second_database.name} "})
+    response = post_confirmed(client, url, {**form, "confirmation": f" {second_database.name} "})
     assert response.status_code == 302, response.content.decode()[:2000]
     restore = Restore.objects.get()
     assert restore.target_id == second_database.pk and restore.backup_id == backup.pk

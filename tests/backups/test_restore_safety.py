@@ -14,7 +14,7 @@ from backups import services
 from backups.models import Backup, BackupStatus, BackupTrigger, RestoreStatus, Verification
 from opsportal.audit.models import AuditRecord
 from opsportal.defaults import load_defaults
-from tests.backups.conftest import query, table_contents_digest
+from tests.backups.conftest import query, second_dba_approves, table_contents_digest
 
 
 @pytest.fixture
@@ -73,6 +73,7 @@ def test_the_safety_backup_is_verified_before_the_target_is_overwritten(
         confirmation=second_database.name,
         dispatch=False,
     )
+    second_dba_approves(restore)
     services.restore_run(restore_id=restore.pk)
     restore.refresh_from_db()
     assert restore.status == RestoreStatus.SUCCEEDED, restore.message

@@ -72,6 +72,14 @@ def test_dba_restarts_the_leaking_apps_connections_from_the_incident(
         assert page.input_value("#id_param_state") == "any"
         page.fill("#id_param_application_name", "leaky-app")
         page.fill("#id_reason", "a leaking pool holds every connection")
+        # The page opened with the preview of every application's idle connections; for
+        # leaky-app alone it shows what it would end now, and runs on the second click.
+        page.click("#confirm-run")
+        page.wait_for_selector("#preview-note")
+        assert "17 connections of app-db would be terminated" in page.inner_text(
+            "#operation-preview"
+        )
+        assert page.locator("#preview-rows tbody tr").count() == 17
         page.click("#confirm-run")
         page.wait_for_selector("#incident-timeline")
 

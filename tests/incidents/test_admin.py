@@ -13,6 +13,7 @@ from incidents.services import incident_open
 from opsportal.access import groups_load_defaults
 from opsportal.operations.models import Operation
 from opsportal.people.models import Responsibility
+from tests.previewing import post_confirmed
 
 
 @pytest.fixture
@@ -119,7 +120,8 @@ def test_attach_runbook_and_run_a_changing_step_needs_a_reason(
         run_url, {"target": redis_target.pk, "param_pattern": "", "reason": ""}
     )
     assert "This field is required" in response.content.decode()
-    response = member_client.post(
+    response = post_confirmed(
+        member_client,
         run_url,
         {"target": redis_target.pk, "param_pattern": "sess:*", "reason": "stale sessions"},
     )
@@ -127,8 +129,8 @@ def test_attach_runbook_and_run_a_changing_step_needs_a_reason(
     operation = Operation.objects.get()
     assert operation.reason == "stale sessions" and operation.params == {"pattern": "sess:*"}
     assert operation.incident_id == incident.pk
-    response = member_client.post(
-        run_url, {"target": redis_target.pk, "param_pattern": "", "reason": "again"}
+    response = post_confirmed(
+        member_client, run_url, {"target": redis_target.pk, "param_pattern": "", "reason": "again"}
     )
     assert f"Clear cache (#{operation.pk}), queued" in response.content.decode()
 

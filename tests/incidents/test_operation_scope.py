@@ -18,6 +18,7 @@ from incidents.services import (
 from opsportal.access import ROLE_PERMISSIONS, groups_load_defaults
 from opsportal.operations.models import Operation
 from opsportal.systems.models import HttpEndpoint, RedisCache
+from tests.previewing import post_confirmed
 
 
 def staff_in(role: str):
@@ -89,7 +90,7 @@ def test_a_step_acts_only_on_the_incidents_systems(
 
     # The incident's own system is fine.
     client.force_login(get_user_model().objects.get(username="devops"))
-    response = client.post(url, {**post, "target": redis_target.pk})
+    response = post_confirmed(client, url, {**post, "target": redis_target.pk})
     assert response.status_code == 302
     assert Operation.objects.get().target_id == redis_target.pk
 
@@ -97,7 +98,7 @@ def test_a_step_acts_only_on_the_incidents_systems(
     assert superuser.has_perm("operations.operate_any_system")
     client.force_login(superuser)
     assert {redis_target.pk, other_cache.pk} <= target_choices(client.get(url))
-    response = client.post(url, post)
+    response = post_confirmed(client, url, post)
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Operation.objects.filter(target=other_cache, requested_by=superuser).exists()
 
@@ -158,7 +159,7 @@ def test_changing_operations_are_refused_on_resolved_and_closed_incidents(
     incident_resolve(incident=incident, actor=devops, resolution="cache fixed")
     page = client.get(clear_url).content.decode()
     assert "operations that change a system are refused on a resolved or closed" in page
-    response = client.post(clear_url, form)
+    response = post_confirmed(client, clear_url, form)
     assert response.status_code == 200
     assert (
         f"Incident #{incident.pk} is resolved: Clear cache changes the system and is refused "
@@ -173,7 +174,7 @@ def test_changing_operations_are_refused_on_resolved_and_closed_incidents(
     incident_close(incident=incident, actor=devops)
     for user in (devops, superuser):  # "operate any system" does not lift this
         client.force_login(user)
-        response = client.post(clear_url, form)
+        response = post_confirmed(client, clear_url, form)
         assert response.status_code == 200
         assert f"Incident #{incident.pk} is closed: Clear cache changes the system" in (
             response.content.decode()

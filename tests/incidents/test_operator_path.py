@@ -19,6 +19,7 @@ from opsportal.operations.forms import PREFIX
 from opsportal.operations.models import OperationStatus
 from opsportal.operations.tasks import execute_operation
 from opsportal.systems.models import DockerEngine, HttpEndpoint, PostgresDatabase
+from tests.previewing import preview_token_of
 from tests.signin import TwoFactorClient
 
 
@@ -140,6 +141,8 @@ def test_successful_fix_offers_mark_mitigated_on_the_spot(defaults, docker_engin
     data = {k: v for k, v in data.items() if v is not None}
     data["reason"] = "crash loop"
     data[PREFIX + "timeout_seconds"] = 1
+    # The page showed the container it restarts; the stop timeout is not part of that.
+    data["preview_token"] = preview_token_of(page)
     submitted = client.post(run_url, data)
     assert submitted.status_code == 302, submitted.context["form"].errors
     step.refresh_from_db()

@@ -18,6 +18,7 @@ from opsportal.operations.models import Operation, OperationStatus
 from opsportal.operations.tasks import execute_operation
 from opsportal.systems.models import PostgresDatabase
 from tests.limited_postgres import APP_PASSWORD, SUPERUSER_PASSWORD
+from tests.previewing import post_confirmed
 
 
 @pytest.fixture
@@ -114,7 +115,8 @@ def test_the_step_posted_with_typed_fields_frees_the_exhausted_database(
         limited_postgres.connect_as_app()
     step = restart_step(engineer, app_database)
     url = reverse("admin:incidents_incident_step_run", args=[step.incident_id, step.pk])
-    response = dba_client.post(
+    response = post_confirmed(
+        dba_client,
         url,
         {
             "target": app_database.pk,

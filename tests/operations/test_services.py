@@ -192,7 +192,7 @@ def test_sweeper_fails_orphaned_and_long_queued_rows(redis_target, http_endpoint
         last_dispatched_at=timezone.now() - dt.timedelta(hours=2),
     )
     counts = operations_sweep()
-    assert counts == {"redispatched": 0, "given_up": 1, "orphaned": 1}
+    assert counts == {"redispatched": 0, "given_up": 1, "orphaned": 1, "approvals_expired": 0}
     running.refresh_from_db()
     stale.refresh_from_db()
     assert running.status == OperationStatus.FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,3 +161,51 @@ def cache_clear(cache: RedisCache, *, pattern: str = "", batch_size: int = 500) 
         if batch:
             removed += client.unlink(*batch)
     return removed
+
+
+@dataclass(frozen=True)
+class KeyCount:
+    """How many keys match a pattern: `complete` is False when the count stopped at its
+    time or key cap (then `matched` is a lower bound after walking `scanned` keys)."""
+
+    matched: int
+    scanned: int
+    keys_in_database: int
+    complete: bool
+    examples: list[str]
+
+    @property
+    def estimate(self) -> int:
+        """The matching keys of the whole database, extrapolated from those walked (SCAN
+        walks the hash table, so the keys walked are a fair sample); exact when complete."""
+        if self.complete or not self.scanned:
+            return self.matched
+        return round(self.matched * self.keys_in_database / self.scanned)
+
+
+def cache_count_matching(
+    cache: RedisCache,
+    *,
+    pattern: str = "",
+    max_seconds: float = 1.5,
+    max_scanned: int = 5_000_000,
+    scan_count: int = 5_000,
+) -> KeyCount:
+    """Count the keys matching `pattern` with SCAN (never KEYS), bounded in time and in keys
+    walked; an empty pattern is the whole database (DBSIZE, exact)."""
+    with connect(cache) as client:
+        total = client.dbsize()
+        if not pattern:
+            return KeyCount(total, total, total, True, [])
+        deadline = time.monotonic() + max_seconds
+        cursor, matched, scanned, examples = 0, 0, 0, []
+        while True:
+            cursor, keys = client.scan(cursor=cursor, match=pattern, count=scan_count)
+            matched += len(keys)
+            scanned += scan_count
+            if len(examples) < 5:
+                examples.extend(keys[: 5 - len(examples)])
+            if cursor == 0:
+                return KeyCount(matched, total, total, True, examples)
+            if time.monotonic() > deadline or scanned >= max_scanned:
+                return KeyCount(matched, min(scanned, total), total, False, examples)

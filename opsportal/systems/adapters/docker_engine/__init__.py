@@ -42,6 +42,8 @@ from opsportal.systems.adapters.docker_engine.exec_export import (
 )
 from opsportal.systems.adapters.docker_engine.services import (
     compose_service_scale,
+    containers_touched,
+    swarm_service_replicas,
     swarm_service_scale,
 )
 
@@ -62,10 +64,12 @@ __all__ = [
     "container_stop",
     "container_update_limits",
     "containers_list",
+    "containers_touched",
     "engine_figures",
     "engine_info_and_events",
     "exec_stream",
     "ping",
+    "swarm_service_replicas",
     "swarm_service_scale",
     "translate_error",
 ]

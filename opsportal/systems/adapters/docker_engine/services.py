@@ -10,7 +10,7 @@ import docker
 import docker.errors
 
 from opsportal.systems.adapters.docker_engine.connection import client
-from opsportal.systems.adapters.docker_engine.containers import _get_container
+from opsportal.systems.adapters.docker_engine.containers import _container_row, _get_container
 from opsportal.systems.adapters.errors import NotFound, OperationFailed
 
 if TYPE_CHECKING:
@@ -122,3 +122,46 @@ def swarm_service_scale(engine: DockerEngine, service_name: str, *, replicas: in
         if not service.scale(replicas):
             raise OperationFailed(f"Docker engine {engine.name} refused to scale {service_name}.")
     return {"service": service_name, "replicas_before": before, "replicas_after": replicas}
+
+
+def containers_touched(
+    engine: DockerEngine, name: str, *, whole_service: bool = False
+) -> list[dict]:
+    """Container `name` as it is now (name, id, state, health, image…), or with
+    `whole_service` every replica of the Compose service it belongs to (itself alone when
+    it belongs to none): what a restart, stop or scale would touch."""
+    with client(engine) as docker_client:
+        reference = _get_container(docker_client, engine, name)
+        labels = reference.labels or {}
+        project, service = labels.get(_COMPOSE_PROJECT), labels.get(_COMPOSE_SERVICE)
+        if not (whole_service and project and service):
+            return [_container_row(reference.attrs)]
+        replicas = docker_client.containers.list(
+            all=True,
+            filters={"label": [f"{_COMPOSE_PROJECT}={project}", f"{_COMPOSE_SERVICE}={service}"]},
+        )
+        replicas = [
+            c for c in replicas if (c.labels or {}).get("com.docker.compose.oneoff") != "True"
+        ]
+        replicas.sort(key=lambda c: int((c.labels or {}).get(_COMPOSE_NUMBER) or 0))
+        return [_container_row(c.attrs) for c in replicas]
+
+
+def swarm_service_replicas(engine: DockerEngine, service_name: str) -> dict:
+    """A Swarm service's name and the replica count its spec asks for now."""
+    with client(engine) as docker_client:
+        try:
+            service = docker_client.services.get(service_name)
+        except docker.errors.NotFound as exc:
+            raise NotFound(
+                f"Swarm service {service_name!r} does not exist on Docker engine {engine.name}."
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise OperationFailed(
+                f"Docker engine {engine.name} could not show Swarm service {service_name!r}: "
+                f"{str(exc)[:200]}"
+            ) from exc
+        replicas = (service.attrs.get("Spec", {}).get("Mode", {}).get("Replicated") or {}).get(
+            "Replicas"
+        )
+    return {"service": service_name, "replicas": replicas}
