@@ -319,6 +319,21 @@ def approval_expire_if_due(*, subject: models.Model, now: dt.datetime | None = N
     return True
 
 
+def approval_lock(*, subject: models.Model) -> ApprovalRequest | None:
+    """Lock the subject's pending request, if any, inside the caller's transaction. Whoever
+    changes a waiting subject takes this lock first, as deciding does (request, then
+    subject), so a cancel racing an approval waits for it instead of deadlocking."""
+    return (
+        ApprovalRequest.objects.select_for_update()
+        .filter(
+            subject_type=ContentType.objects.get_for_model(subject),
+            subject_id=subject.pk,
+            status=ApprovalStatus.PENDING,
+        )
+        .first()
+    )
+
+
 def approval_withdraw(*, subject: models.Model, actor) -> None:
     """The subject was cancelled while waiting: its request is closed as withdrawn (the
     subject itself is already ended by the caller, so no handler runs)."""

@@ -19,6 +19,8 @@ def _operation_approved(operation: Operation, approval) -> None:
     # would act on a system its incident no longer covers (operation_request refuses the
     # same on a resolved incident). Nothing changes; the request expires or is rejected.
     incident = operation.incident
+    # Read, not locked: locking it here (request row first) would invert the order in which
+    # a new request for the system takes them (incident, then an expiring request).
     if incident is not None and KINDS[operation.kind].changing and not incident.is_active:
         raise ApprovalRefused(
             f"Incident #{incident.pk} is {incident.get_status_display().lower()}: operation "

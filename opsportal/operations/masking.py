@@ -6,7 +6,8 @@ Two rules. By name: an environment variable (or label, or result key) whose name
 holds a secret or a connection string (PASSWORD, TOKEN, *_URL, *DSN*, *AUTH*, …) has its
 whole value masked. By shape, in any text: the password of a URL's userinfo
 (postgres://app:***@db), a token in a URL's userinfo, `Basic`/`Bearer` credentials, an
-Authorization header and `password=…`-style pairs of DSNs and command lines.
+Authorization header, `password=…`-style pairs of DSNs and command lines, and passwords
+given as SQL literals (`ALTER ROLE … PASSWORD '…'`, `IDENTIFIED BY '…'`).
 
 Evidence files are not masked: they are forensic copies, kept byte for byte and guarded by
 their own download permission.
@@ -66,6 +67,14 @@ _KEY_VALUE = re.compile(
 _ENV_ASSIGNMENT = re.compile(
     r"(?<![A-Za-z0-9_])(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|[^\s\"',;]+)"
 )
+# A password given as an SQL literal: ALTER ROLE app PASSWORD 'pw', CREATE USER … ENCRYPTED
+# PASSWORD E'pw', … IDENTIFIED BY 'pw', dollar-quoted $$pw$$; a literal cut off by a bounded
+# read (a preview's first 300 characters of a query) is masked to its end.
+_SQL_PASSWORD = re.compile(
+    r"(?P<head>\b(?:PASSWORD|IDENTIFIED\s+BY)\s+)"
+    r"(?:[EeUu]?&?'(?:[^']|'')*(?:'|$)|\$(?P<tag>[A-Za-z_0-9]*)\$.*?(?:\$(?P=tag)\$|$))",
+    re.IGNORECASE | re.DOTALL,
+)
 # "password": "…" in JSON text (an application logging its settings).
 _JSON_KEY_VALUE = re.compile(
     rf"(?P<head>\"{_CREDENTIAL_KEY_PATTERN}\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"", re.IGNORECASE
@@ -102,6 +111,7 @@ def mask_credentials(text: str) -> str:
     text = _BEARER.sub(lambda m: m["head"] + MASK, text)
     text = _BASIC.sub(_basic, text)
     text = _KEY_VALUE.sub(lambda m: m["head"] + MASK, text)
+    text = _SQL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     return _JSON_KEY_VALUE.sub(lambda m: f'{m["head"]}"{MASK}"', text)
 
 

@@ -21,7 +21,7 @@ from django.core import signing
 from django.utils import timezone
 
 from opsportal.operations.kinds import KINDS
-from opsportal.operations.masking import mask_structure
+from opsportal.operations.masking import mask_credentials, mask_structure
 from opsportal.operations.runners.targets import InvalidTarget, resolve_container, resolve_engine
 from opsportal.systems.adapters import docker_engine, pg_preview, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
@@ -238,6 +238,8 @@ def operation_preview(*, kind: str, target, params: dict) -> dict | None:
     preview["rows"] = mask_structure(
         [{c: row.get(c) for c in columns} for row in preview.get("rows", [])[:PREVIEW_SHOWN_ROWS]]
     )
+    # An adapter's error may quote a connection string or a statement.
+    preview["failed"] = mask_credentials(preview["failed"])
     return preview
 
 

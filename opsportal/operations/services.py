@@ -209,14 +209,16 @@ def operation_request(
     break_glass_reason = break_glass_reason.strip()[:500]
     break_glass = policy is not None and bool(break_glass_reason)
     with transaction.atomic():
+        if incident is not None:
+            # Locked so the incident cannot be resolved (or lose its SEV1 for break-glass)
+            # between these checks and the insert.
+            incident = type(incident)._default_manager.select_for_update().get(pk=incident.pk)
         if break_glass and not (incident is not None and incident.allows_break_glass):
             raise OperationRefused(
                 "Break-glass (running without approval) is only possible for an operation "
                 "requested for an active SEV1 incident; ask a second person to approve it."
             )
         if incident is not None:
-            # Locked so the incident cannot be resolved between this check and the insert.
-            incident = type(incident)._default_manager.select_for_update().get(pk=incident.pk)
             _check_incident_scope(
                 incident=incident, kind=kind, spec=spec, target=target, actor=actor, params=params
             )
@@ -405,10 +407,12 @@ def operation_cancel(*, operation: Operation, actor) -> Operation:
             f"You need the '{permission}' permission to cancel operation #{operation.pk} "
             f"({operation.get_kind_display()})."
         )
-    from opsportal.approvals.services import approval_withdraw
+    from opsportal.approvals.services import approval_lock, approval_withdraw
 
     who = acting_name(actor, otherwise="the system")
     with transaction.atomic():
+        # The request's row before the operation's, in the order deciding takes them.
+        approval_lock(subject=operation)
         finished = _finish(
             operation,
             status=OperationStatus.CANCELLED,

@@ -89,3 +89,23 @@ def test_the_approval_page_refuses_the_requester_and_a_decision_without_reason(s
         .permissions.filter(codename="approve_restores")
         .exists()
     )
+
+
+def test_load_defaults_requires_approval_for_restores_and_terminate_all_only(setup):
+    from opsportal.approvals.models import ApprovalPolicy
+    from opsportal.operations.kinds import KINDS
+
+    required = dict(
+        ApprovalPolicy.objects.filter(required=True).values_list("subject", "exempt_when_narrowed")
+    )
+    # "Terminate all connections": terminating idle connections unless narrowed to one
+    # application or user; every other changing kind runs at once until an admin says so.
+    assert required == {"restore": False, "operation:db_terminate_idle": True}
+    changing = {f"operation:{kind}" for kind, spec in KINDS.items() if spec.changing}
+    not_required = set(
+        ApprovalPolicy.objects.filter(required=False).values_list("subject", flat=True)
+    )
+    assert not_required == changing - {"operation:db_terminate_idle"}
+    assert set(ApprovalPolicy.objects.values_list("expires_after_minutes", flat=True)) == {30}
+    load_defaults()  # loading again changes nothing an admin may have set
+    assert ApprovalPolicy.objects.filter(required=True).count() == 2

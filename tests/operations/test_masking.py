@@ -48,6 +48,16 @@ BASIC = base64.b64encode(b"svc:canary-basic-pw").decode()
             "export SLACK_WEBHOOK_URL=********",
         ),
         ('"OAUTH_CLIENT=abc", "MODE=prod"', '"OAUTH_CLIENT=********", "MODE=prod"'),
+        # Passwords as SQL literals: a query a preview or a long-query listing shows.
+        ("ALTER ROLE app WITH PASSWORD 'hunter2'", "ALTER ROLE app WITH PASSWORD ********"),
+        (
+            "CREATE USER bob ENCRYPTED PASSWORD E'it''s' VALID UNTIL 'infinity'",
+            "CREATE USER bob ENCRYPTED PASSWORD ******** VALID UNTIL 'infinity'",
+        ),
+        ("alter user x password $pw$s3cr'et$pw$;", "alter user x password ********;"),
+        ("CREATE USER 'u'@'%' IDENTIFIED BY 'pw'", "CREATE USER 'u'@'%' IDENTIFIED BY ********"),
+        ("ALTER ROLE app PASSWORD 'cut off by the 300 charact", "ALTER ROLE app PASSWORD ********"),
+        ("ALTER ROLE app PASSWORD NULL", "ALTER ROLE app PASSWORD NULL"),
         # Not credentials: left alone.
         ("Basic information about the service", "Basic information about the service"),
         ("http://api:8080/health?q=1", "http://api:8080/health?q=1"),

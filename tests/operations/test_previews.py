@@ -98,6 +98,23 @@ def test_terminate_idle_ends_only_the_connections_seen_and_names_the_newcomer(
     assert operation.output.startswith(f"Terminated 2 connections of application {application!r}")
 
 
+def test_a_password_in_a_previewed_statement_is_masked(postgres_target, target_database_dsn):
+    role = f"preview_canary_{uuid.uuid4().hex[:8]}"
+    secret = f"CANARY-{uuid.uuid4().hex}"
+    with psycopg.connect(target_database_dsn, autocommit=True) as conn:
+        # The session's last statement carries the password; it is idle now.
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+        try:
+            params = {"pids": [conn.info.backend_pid]}
+            for kind in ("db_cancel_queries", "db_terminate_queries"):
+                preview = operation_preview(kind=kind, target=postgres_target, params=params)
+                (row,) = preview["rows"]
+                assert row["query"].startswith(f"CREATE ROLE {role} LOGIN PASSWORD ********")
+                assert secret not in repr(preview)
+        finally:
+            conn.execute(f"DROP ROLE {role}")
+
+
 def test_cancel_queries_stops_the_statement_seen_not_one_started_afterwards(
     postgres_target, target_database_dsn, operator
 ):
