@@ -230,6 +230,24 @@ def test_a_container_preview_shows_its_state_and_the_run_says_it_changed(
     assert operation.result["preview_differences"]
 
 
+def test_a_container_recreated_since_the_preview_is_not_acted_on(
+    docker_engine, run_container, operator
+):
+    container = run_container(["sleep", "300"])
+    params = {"container": container.name, "timeout_seconds": 1}
+    preview = operation_preview(kind="container_stop", target=docker_engine, params=params)
+    assert preview["rows"][0]["id"] == container.id[:12]
+    # A deploy replaces it under the same name between the preview and the confirmation.
+    container.remove(force=True)
+    successor = run_container(["sleep", "300"], name=container.name)
+    operation = request_and_run("container_stop", docker_engine, params, operator, preview)
+    assert operation.status == OperationStatus.FAILED
+    assert "is another container than in the preview you confirmed" in operation.error
+    assert f"id {container.id[:12]} then, {successor.id[:12]} now" in operation.error
+    successor.reload()
+    assert successor.status == "running"  # the one nobody saw was left alone
+
+
 def test_an_unreachable_system_fails_the_preview_and_then_needs_a_reason(operator):
     closed = PostgresDatabase.objects.create(
         name="gone-db",

@@ -149,9 +149,12 @@ def _container_drift(operation) -> list[str]:
         if before is None:
             lines.append(f"{row['name']} was not in the preview.")
         elif before["id"] != row["id"]:
-            lines.append(
-                f"{row['name']} is another container than in the preview (id {before['id']} "
-                f"then, {row['id']} now: it was recreated meanwhile)."
+            # The container the person confirmed no longer exists: acting on its successor
+            # is not what they saw (a deploy may have just replaced it). Nothing is done.
+            raise AdapterError(
+                f"Not run: {row['name']} is another container than in the preview you "
+                f"confirmed (id {before['id']} then, {row['id']} now: it was recreated "
+                "meanwhile). Open the step again to see the new one and confirm it."
             )
         elif before["state"] != row["state"]:
             lines.append(
