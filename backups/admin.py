@@ -436,6 +436,7 @@ class RestoreAdmin(_ReadOnlyAdmin):
         "target",
         "status",
         "reason",
+        "preview",
         "requested_by",
         "disconnect_sessions",
         "safety_backup",

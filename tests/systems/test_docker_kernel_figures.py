@@ -13,6 +13,8 @@ from tests.workers import wait_until
 
 pytestmark = pytest.mark.docker
 
+MEMORY_SLACK = 1024 * 1024
+
 
 def test_kernel_figures_match_the_engine_stats(docker_engine, docker_client, run_container):
     container = run_container(["sh", "-c", "echo started; sleep 600"])
@@ -23,12 +25,15 @@ def test_kernel_figures_match_the_engine_stats(docker_engine, docker_client, run
     assert kernel is not None
     api_cpu, api_memory = engine_adapter._stats_figures(docker_client.api, container.id)
     cpu, memory = kernel
-    assert memory == pytest.approx(api_memory, rel=0.05) and memory > 0
+    # The two reads are up to a second apart (the API waits for its stats tick) and a tiny
+    # container's page cache moves by a few hundred KiB meanwhile: agreement within 1 MiB
+    # still tells the right cgroup from any other.
+    assert memory == pytest.approx(api_memory, rel=0.05, abs=MEMORY_SLACK) and memory > 0
     assert cpu == pytest.approx(api_cpu, rel=0.05, abs=0.05)
 
     figures = engine_adapter.engine_figures(docker_engine)
     (mine,) = [c for c in figures.containers if c.container_id == container.id]
-    assert mine.memory_bytes == pytest.approx(api_memory, rel=0.05)
+    assert mine.memory_bytes == pytest.approx(api_memory, rel=0.05, abs=MEMORY_SLACK)
     assert mine.cpu_usage_seconds >= cpu
 
 
