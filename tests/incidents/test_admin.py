@@ -192,6 +192,29 @@ def test_changelist_search_is_answered_by_the_trigram_indexes(member_client, tea
     assert "incidents_incident_title_trgm" in plan and "incidents_incident_symptoms_trgm" in plan
 
 
+def test_a_search_matching_more_than_the_count_limit_says_more_than(
+    member_client, teams, engineer, monkeypatch
+):
+    """A search or filter counts its matches only up to a limit (counting 20,000 matches
+    costs more than the page): beyond it the page says "more than", within it the exact
+    number; the whole list keeps its estimate."""
+    from incidents.admin import display
+
+    monkeypatch.setattr(display, "COUNT_MATCHES_UP_TO", 3)
+    for n in range(5):
+        incident_open(title=f"Disk full {n}", severity="sev3", category="other")
+    incident_open(title="API slow", severity="sev3", category="api")
+    url = reverse("admin:incidents_incident_changelist")
+    many = member_client.get(url + "?q=disk").content.decode()
+    assert "more than 3 results" in many
+    assert "more than 3 incidents" in many
+    assert many.count('<td class="field-title">') == 5  # fewer than a page: every row
+    few = member_client.get(url + "?q=api").content.decode()
+    assert "1 result" in few and "more than" not in few
+    whole = member_client.get(url + "?status__exact=closed").content.decode()
+    assert "0 incidents" in whole
+
+
 @pytest.mark.docker
 def test_evidence_downloads_are_what_was_captured_and_are_audited(
     client, engineer, teams, run_container, docker_engine, settings, tmp_path
