@@ -26,7 +26,7 @@ VIEW = "backups.view_backup"
 class BackupSerializer(serializers.ModelSerializer):
     database = serializers.CharField(source="database.name", read_only=True)
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True, allow_null=True
+        source="requested_by.username", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -67,7 +67,7 @@ class BackupRequestSerializer(StrictSerializer):
 class DrillSerializer(serializers.ModelSerializer):
     database = serializers.CharField(source="backup.database.name", read_only=True)
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True, allow_null=True
+        source="requested_by.username", read_only=True, allow_null=True
     )
 
     class Meta:

@@ -55,9 +55,7 @@ DETAIL_TIMELINE = 200
 
 
 class TimelineEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(
-        source="actor.username", default=None, read_only=True, allow_null=True
-    )
+    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True)
 
     class Meta:
         model = TimelineEvent
@@ -65,16 +63,10 @@ class TimelineEventSerializer(serializers.ModelSerializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    team = serializers.CharField(source="team.name", default=None, read_only=True, allow_null=True)
-    commander = serializers.CharField(
-        source="commander.username", default=None, read_only=True, allow_null=True
-    )
-    reporter = serializers.CharField(
-        source="reporter.username", default=None, read_only=True, allow_null=True
-    )
-    runbook = serializers.CharField(
-        source="runbook.name", default=None, read_only=True, allow_null=True
-    )
+    team = serializers.CharField(source="team.name", read_only=True, allow_null=True)
+    commander = serializers.CharField(source="commander.username", read_only=True, allow_null=True)
+    reporter = serializers.CharField(source="reporter.username", read_only=True, allow_null=True)
+    runbook = serializers.CharField(source="runbook.name", read_only=True, allow_null=True)
     affected_systems = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
 
     class Meta:

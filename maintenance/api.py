@@ -28,9 +28,7 @@ class WindowSerializer(StrictModelSerializer):
     systems = serializers.SlugRelatedField(
         many=True, slug_field="name", queryset=System.objects.all(), required=False
     )
-    owner = serializers.CharField(
-        source="owner.username", default=None, read_only=True, allow_null=True
-    )
+    owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
 
     class Meta:
         model = MaintenanceWindow

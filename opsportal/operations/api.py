@@ -14,11 +14,9 @@ from opsportal.operations.models import Operation, OperationStatus
 
 
 class OperationSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(
-        source="target.name", default=None, read_only=True, allow_null=True
-    )
+    target = serializers.CharField(source="target.name", read_only=True, allow_null=True)
     requested_by = serializers.CharField(
-        source="requested_by.username", default=None, read_only=True, allow_null=True
+        source="requested_by.username", read_only=True, allow_null=True
     )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 

@@ -17,7 +17,7 @@ from opsportal.systems.models import System, SystemKind
 
 class SystemSerializer(serializers.ModelSerializer):
     docker_engine = serializers.CharField(
-        source="docker_engine.name", default=None, read_only=True, allow_null=True
+        source="docker_engine.name", read_only=True, allow_null=True
     )
 
     class Meta:

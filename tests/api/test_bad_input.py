@@ -214,6 +214,22 @@ def test_maintenance_windows_are_validated_by_the_service(devops):
     assert web.pk
 
 
+def test_a_window_without_owner_answers_with_every_field_after_a_partial_update(devops):
+    """A plan's generated window has no owner: a PATCH's answer still carries "owner": null
+    (the schema requires every field; Schemathesis found it missing once)."""
+    client, _ = devops
+    generated = MaintenanceWindow.objects.filter(owner=None, plan__isnull=False).first()
+    assert generated is not None, "load_defaults generates the plans' coming windows"
+    answer = client.patch(
+        f"/api/v1/maintenance/windows/{generated.pk}/", {"title": "Monthly, moved"}
+    )
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["owner"] is None and body["title"] == "Monthly, moved"
+    assert body["plan"] == generated.plan_id
+    assert client.get(f"/api/v1/maintenance/windows/{generated.pk}/").json() == body
+
+
 def test_maintenance_now_answers_for_a_window_in_progress(devops):
     client, user = devops
     web = HttpEndpoint.objects.create(name="web", url="http://127.0.0.1:9/")
