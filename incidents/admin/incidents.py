@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 
 from incidents import selectors, services
+from incidents.admin import display
 from incidents.admin.display import (
     IncidentChangeList,
     IncidentPaginator,
@@ -129,7 +130,17 @@ class IncidentAdmin(IncidentPostmortemViews, IncidentWorkflowViews, admin.ModelA
     def get_changelist(self, request, **kwargs):
         return IncidentChangeList
 
-    paginator = IncidentPaginator
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        from django.contrib.admin.views.main import SEARCH_VAR
+
+        searching = bool(request.GET.get(SEARCH_VAR, "").strip())
+        return IncidentPaginator(
+            queryset,
+            per_page,
+            orphans,
+            allow_empty_first_page,
+            count_up_to=display.COUNT_MATCHES_UP_TO if searching else None,
+        )
 
     # --- the changelist: my team's open incidents first --------------------------------
     # Shown as their own short list above the full one: ordering the whole table by "mine

@@ -5,6 +5,7 @@ Issues" and security incident response's "Isolate affected systems").
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 import docker
@@ -93,15 +94,20 @@ def container_inspect(engine: DockerEngine, name: str) -> dict:
 
 
 def container_logs(
-    engine: DockerEngine, name: str, *, lines: int | None = 200, since_minutes: int | None = None
+    engine: DockerEngine,
+    name: str,
+    *,
+    lines: int | None = 200,
+    since_minutes: int | None = None,
+    now: dt.datetime | None = None,
 ) -> str:
-    """The container's last `lines` log lines (stdout and stderr), optionally only recent."""
-    import datetime as dt
-
+    """The container's last `lines` log lines (stdout and stderr), optionally only those of
+    the `since_minutes` before `now` (the engine's clock is the host's)."""
     kwargs: dict = {"stdout": True, "stderr": True, "timestamps": True}
     kwargs["tail"] = lines if lines else "all"
     if since_minutes:
-        kwargs["since"] = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=since_minutes)
+        now = now or dt.datetime.now(dt.UTC)
+        kwargs["since"] = now - dt.timedelta(minutes=since_minutes)
     with client(engine) as docker_client:
         container = _get_container(docker_client, engine, name)
         raw = container.logs(**kwargs)
