@@ -282,7 +282,7 @@ class RowWriter:
                     popup = ""
                     if self.cl.is_popup:
                         value = result.serializable_value(self.pk_attname)
-                        popup = f' data-popup-opener="{escape(value)}"'
+                        popup = f' data-popup-opener="{conditional_escape(value)}"'
                     text = f'<a href="{escape(url)}"{popup}>{text}</a>'
                 cells.append(f'<{tag} class="{classes}">{text}</{tag}>')
             else:
