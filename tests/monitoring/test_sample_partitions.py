@@ -147,6 +147,25 @@ def test_a_round_is_written_with_one_copy(http_endpoint):
     ]
     assert Sample.objects.filter(system_id=http_endpoint.pk).count() == 10_000
     assert LatestValue.objects.filter(system_id=http_endpoint.pk).count() == 10_000
+    # The newest values move forward with one statement per round, the portal's own series
+    # (no system) included; each series keeps one row.
+    later = at + dt.timedelta(seconds=30)
+    moved = {key: (value + 0.5, later) for key, (value, _) in values.items()}
+    moved[(None, "container_cpu_percent", "portal")] = (7.0, later)
+    with CaptureQueriesContext(connection) as ctx:
+        assert services.samples_store(values=moved) == 10_001
+    latest_statements = [q for q in ctx.captured_queries if "monitoring_latestvalue" in q["sql"]]
+    assert len(latest_statements) == 1
+    with connection.cursor() as cursor:  # room on each page: the rewrite is a HOT update
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'monitoring_latestvalue'")
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
+    assert LatestValue.objects.filter(system_id=http_endpoint.pk).count() == 10_000
+    newest = LatestValue.objects.get(
+        key=LatestValue.key_for(http_endpoint.pk, "container_cpu_percent", "container-7")
+    )
+    assert (newest.value, newest.at) == (7.5, later)
+    portal = LatestValue.objects.get(system=None, subject="portal")
+    assert (portal.value, portal.at, portal.key) == (7.0, later, "0|container_cpu_percent|portal")
 
 
 def test_charts_read_across_the_days_partitions(http_endpoint):

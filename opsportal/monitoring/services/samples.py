@@ -40,26 +40,54 @@ def samples_store(*, values: SeriesValues) -> int:
                 for (system_id, metric, subject), (value, at) in values.items()
             ]
         )
-    LatestValue.objects.bulk_create(
-        [
-            LatestValue(
-                key=LatestValue.key_for(system_id, metric, subject),
-                system_id=system_id,
-                metric=metric,
-                subject=subject,
-                value=value,
-                at=at,
-            )
-            for (system_id, metric, subject), (value, at) in sorted(
-                values.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1], kv[0][2])
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["key"],
-        update_fields=["value", "at"],
-        batch_size=2000,
-    )
+    if connection.vendor == "postgresql":
+        _latest_values_upsert(values)
+    else:
+        LatestValue.objects.bulk_create(
+            [
+                LatestValue(
+                    key=LatestValue.key_for(system_id, metric, subject),
+                    system_id=system_id,
+                    metric=metric,
+                    subject=subject,
+                    value=value,
+                    at=at,
+                )
+                for (system_id, metric, subject), (value, at) in sorted(
+                    values.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1], kv[0][2])
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["key"],
+            update_fields=["value", "at"],
+            batch_size=2000,
+        )
     return len(values)
+
+
+def _latest_values_upsert(values: SeriesValues) -> None:
+    """Every series' newest value in one statement: the round travels as six arrays and
+    `unnest` turns them into rows (10,000 model objects and five 12,000-parameter INSERTs
+    cost ~600 ms of a round). Rows are written in key order, the same for every worker, so
+    two collectors' rounds lock shared rows in the same order (no deadlock)."""
+    columns: tuple[list, ...] = ([], [], [], [], [], [])
+    keys, system_ids, metrics, subjects, numbers, times = columns
+    for (system_id, metric, subject), (value, at) in values.items():
+        keys.append(LatestValue.key_for(system_id, metric, subject))
+        system_ids.append(system_id)
+        metrics.append(metric)
+        subjects.append(subject)
+        numbers.append(value)
+        times.append(at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO monitoring_latestvalue (key, system_id, metric, subject, value, at) "
+            "SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[],"
+            " %s::double precision[], %s::timestamptz[])"
+            " AS round (key, system_id, metric, subject, value, at) ORDER BY key"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, at = EXCLUDED.at",
+            list(columns),
+        )
 
 
 def series_prune_stale(*, now: dt.datetime | None = None) -> int:
