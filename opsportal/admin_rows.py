@@ -93,7 +93,7 @@ def _model_field(cl: ChangeList, name: Any) -> models.Field | None:
         return None
     if field.is_relation and ((field.many_to_one and not field.related_model) or field.one_to_many):
         return None  # generic foreign keys and reverse relations
-    if field.is_relation and not field.many_to_many and field.attname == name:
+    if field.is_relation and not field.many_to_many and getattr(field, "attname", None) == name:
         return None  # "team_id" is read as an attribute, not coerced to the relation
     return field
 
@@ -168,8 +168,11 @@ class RowWriter:
         self._url_template = self._change_url_template()
 
     def _change_url_template(self) -> tuple[str, str] | None:
-        """The change URL with its preserved filters, split around the primary key."""
+        """The change URL with its preserved filters, split around the primary key; None
+        when the ChangeList links its rows its own way (url_for_result overridden)."""
         cl = self.cl
+        if type(cl).url_for_result is not ChangeList.url_for_result:
+            return None
         try:
             url = reverse(
                 f"admin:{cl.opts.app_label}_{cl.opts.model_name}_change",

@@ -11,6 +11,7 @@ import datetime as dt
 import pytest
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.test import RequestFactory
@@ -119,6 +120,8 @@ class EveryKindOfColumn(admin.ModelAdmin):
         "detected_at",
         "resolved_at",
         "severity_label",
+        "public",  # a reverse one-to-one (none exists: the empty value)
+        "team__name",  # a related lookup, through a missing team on some rows
     ]
     list_display_links = ["id", "severity"]
 
@@ -135,9 +138,29 @@ class SessionRows(admin.ModelAdmin):
     list_display = ["session_key", "expire_date"]
 
 
+class UnlinkedColumns(EveryKindOfColumn):
+    list_display_links = None
+
+
+class TicketLinks(ChangeList):
+    def url_for_result(self, result):
+        return f"/tickets/{result.pk}/"
+
+
+class LinkedElsewhere(admin.ModelAdmin):
+    list_display = ["id", "title"]
+
+    def get_changelist(self, request, **kwargs):
+        return TicketLinks
+
+
 columns_site = admin.AdminSite(name="admin")
 columns_site.register(Incident, EveryKindOfColumn)
 columns_site.register(Session, SessionRows)
+unlinked_site = admin.AdminSite(name="admin")
+unlinked_site.register(Incident, UnlinkedColumns)
+elsewhere_site = admin.AdminSite(name="admin")
+elsewhere_site.register(Incident, LinkedElsewhere)
 urlpatterns = [path("admin/", columns_site.urls)]
 
 
@@ -146,6 +169,14 @@ def test_every_kind_of_column_and_a_quoted_primary_key(varied_rows, superuser):
     changelist = _changelist(columns_site._registry[Incident], superuser)
     assert _compare(changelist) == 3
     assert "(nothing)" in str(RowWriter(changelist).row(changelist.result_list[0]))
+    unlinked = _changelist(unlinked_site._registry[Incident], superuser)
+    assert _compare(unlinked) == 3
+    assert "<a href" not in str(RowWriter(unlinked).row(unlinked.result_list[0]))
+    # A ChangeList that links its rows elsewhere keeps its links.
+    elsewhere = _changelist(elsewhere_site._registry[Incident], superuser)
+    assert _compare(elsewhere) == 3
+    first = elsewhere.result_list[0]
+    assert f'href="/tickets/{first.pk}/"' in str(RowWriter(elsewhere).row(first))
     # Primary keys admin URLs quote ("/" becomes "_2F", "_" "_5F": written from the
     # placeholder URL) and one with characters reverse() percent-encodes (Django's path).
     expires = timezone.now() + dt.timedelta(days=1)

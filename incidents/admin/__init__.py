@@ -20,7 +20,6 @@ module here: that import is what registers their ModelAdmins.
 from incidents.admin.alerts import AlertAdmin
 from incidents.admin.display import (
     ESTIMATED_COUNT_ABOVE,
-    IncidentChangeList,
     IncidentPaginator,
     elapsed_text,
     timeline_rows,
@@ -38,7 +37,6 @@ __all__ = [
     "EscalationAdmin",
     "EscalationPolicyAdmin",
     "IncidentAdmin",
-    "IncidentChangeList",
     "IncidentPaginator",
     "IncidentWorkflowViews",
     "PublicIncidentAdmin",

@@ -2,7 +2,6 @@
 one reverse() per row, the timeline's rows built in Python, and elapsed times as a review
 reads them."""
 
-from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
@@ -61,15 +60,6 @@ class IncidentPaginator(Paginator):
             self.more_than_counted = True
             return self.count_up_to
         return counted
-
-
-class IncidentChangeList(ChangeList):
-    def url_for_result(self, result) -> str:
-        # The number and the title both link to the incident: reverse() once per row.
-        cached = getattr(result, "_admin_change_url", None)
-        if cached is None:
-            cached = result._admin_change_url = super().url_for_result(result)
-        return cached
 
 
 def timeline_rows(events: list[TimelineEvent]) -> SafeString:

@@ -11,7 +11,6 @@ from django.utils.translation import gettext
 from incidents import selectors, services
 from incidents.admin import display
 from incidents.admin.display import (
-    IncidentChangeList,
     IncidentPaginator,
     elapsed_text,
     timeline_rows,
@@ -126,9 +125,6 @@ class IncidentAdmin(IncidentPostmortemViews, IncidentWorkflowViews, admin.ModelA
             incident.pk,
             gettext("Select this object for an action - {}").format(incident),
         )
-
-    def get_changelist(self, request, **kwargs):
-        return IncidentChangeList
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         from django.contrib.admin.views.main import SEARCH_VAR

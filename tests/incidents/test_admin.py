@@ -211,6 +211,14 @@ def test_a_search_matching_more_than_the_count_limit_says_more_than(
     assert many.count('<td class="field-title">') == 5  # fewer than a page: every row
     few = member_client.get(url + "?q=api").content.decode()
     assert "1 result" in few and "more than" not in few
+    # Nor does the actions bar offer "Select all 3": an action would run on every match.
+    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    member_client.force_login(superuser)
+    acting = member_client.get(url + "?q=disk")
+    assert 'name="action"' in acting.content.decode()
+    assert "Select all 3" not in acting.content.decode()
+    origins = {template.origin.name for template in acting.templates}
+    assert any(name.endswith("admin/incidents/incident/actions.html") for name in origins)
     filtered = member_client.get(url + "?category__exact=other").content.decode()
     assert "5 incidents" in filtered and "more than" not in filtered
 

@@ -152,6 +152,8 @@ def test_a_round_is_written_with_one_copy(http_endpoint):
     later = at + dt.timedelta(seconds=30)
     moved = {key: (value + 0.5, later) for key, (value, _) in values.items()}
     moved[(None, "container_cpu_percent", "portal")] = (7.0, later)
+    # Derived figures can be ints beside floats (a restart count): one float array.
+    moved[(http_endpoint.pk, "container_cpu_percent", "container-8")] = (3, later)
     with CaptureQueriesContext(connection) as ctx:
         assert services.samples_store(values=moved) == 10_001
     latest_statements = [q for q in ctx.captured_queries if "monitoring_latestvalue" in q["sql"]]
@@ -164,6 +166,8 @@ def test_a_round_is_written_with_one_copy(http_endpoint):
         key=LatestValue.key_for(http_endpoint.pk, "container_cpu_percent", "container-7")
     )
     assert (newest.value, newest.at) == (7.5, later)
+    counted = LatestValue.objects.get(subject="container-8", system_id=http_endpoint.pk)
+    assert counted.value == 3.0
     portal = LatestValue.objects.get(system=None, subject="portal")
     assert (portal.value, portal.at, portal.key) == (7.0, later, "0|container_cpu_percent|portal")
 

@@ -68,8 +68,9 @@ def samples_store(*, values: SeriesValues) -> int:
 def _latest_values_upsert(values: SeriesValues) -> None:
     """Every series' newest value in one statement: the round travels as six arrays and
     `unnest` turns them into rows (10,000 model objects and five 12,000-parameter INSERTs
-    cost ~600 ms of a round). Rows are written in key order, the same for every worker, so
-    two collectors' rounds lock shared rows in the same order (no deadlock)."""
+    cost ~600 ms of a round). Rows are written in (system, metric, subject) order with code-point
+    comparison, the order the bulk INSERTs used, so two collectors' rounds (of this or the
+    previous version, during a rolling deploy) lock shared rows in the same order."""
     columns: tuple[list, ...] = ([], [], [], [], [], [])
     keys, system_ids, metrics, subjects, numbers, times = columns
     for (system_id, metric, subject), (value, at) in values.items():
@@ -77,14 +78,15 @@ def _latest_values_upsert(values: SeriesValues) -> None:
         system_ids.append(system_id)
         metrics.append(metric)
         subjects.append(subject)
-        numbers.append(value)
+        numbers.append(float(value))  # a round may mix ints and floats; one array type
         times.append(at)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO monitoring_latestvalue (key, system_id, metric, subject, value, at) "
             "SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[],"
             " %s::double precision[], %s::timestamptz[])"
-            " AS round (key, system_id, metric, subject, value, at) ORDER BY key"
+            " AS round (key, system_id, metric, subject, value, at)"
+            ' ORDER BY coalesce(system_id, 0), metric COLLATE "C", subject COLLATE "C"'
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, at = EXCLUDED.at",
             list(columns),
         )
