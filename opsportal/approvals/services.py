@@ -239,15 +239,22 @@ def approval_decide(
                 "ask again."
             )
         else:
-            _close(
-                locked,
-                status=ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED,
-                actor=actor,
-                reason=reason,
-                now=now,
-                message=f"{'Approved' if approve else 'Rejected'} by {who}: {reason} "
-                f"({locked.summary})",
-            )
+            try:
+                # A savepoint: when the subject cannot start (its incident was resolved
+                # meanwhile), the decision is undone and refused like the ones above.
+                with transaction.atomic():
+                    _close(
+                        locked,
+                        status=ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED,
+                        actor=actor,
+                        reason=reason,
+                        now=now,
+                        message=f"{'Approved' if approve else 'Rejected'} by {who}: {reason} "
+                        f"({locked.summary})",
+                    )
+            except ApprovalRefused as refused:
+                locked.refresh_from_db()
+                refusal = refused.message
     if refusal:
         audit_record(
             action=AuditAction.OPERATION,

@@ -199,6 +199,11 @@ def test_approving_after_the_incident_was_resolved_is_refused_and_runs_nothing(w
     operation.refresh_from_db()
     assert approval.status == ApprovalStatus.PENDING and approval.decided_by is None
     assert operation.status == OperationStatus.AWAITING and operation.dispatch_count == 0
+    # The refused decision is in the audit history like every other refusal.
+    refused = AuditRecord.objects.filter(
+        object_type="approvals.approvalrequest", object_id=str(approval.pk), outcome="failure"
+    ).get()
+    assert refused.message.startswith("Approve refused for dev: Incident #")
     # Rejecting it still works and cancels the operation with the reason.
     approval_decide(approval=approval, actor=users["dev"], approve=False, reason="resolved")
     operation.refresh_from_db()
