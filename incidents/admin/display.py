@@ -1,6 +1,7 @@
 """How the incident changelist and page render fast: the row estimate instead of a count,
-one reverse() per row, the timeline's rows built in Python, and elapsed times as a review
-reads them."""
+a search's count capped, the timeline's rows built in Python, and elapsed times as a review
+reads them. (The changelist's rows are written by opsportal/admin_rows.py, as every
+changelist's are.)"""
 
 from django.core.paginator import Paginator
 from django.db import connection
