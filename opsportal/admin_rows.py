@@ -17,7 +17,7 @@ import contextlib
 import datetime
 import enum
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,9 +308,3 @@ def result_list(cl: ChangeList) -> dict:
         writer = RowWriter(cl)
         context["results"] = [ResultList(None, [writer.row(r)]) for r in cl.result_list]
     return context
-
-
-def rows_as_django_writes_them(cl: ChangeList) -> Iterator[str]:
-    """Django's own rows (for the comparison test)."""
-    for row in results(cl):
-        yield "".join(str(cell) for cell in row)

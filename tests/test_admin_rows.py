@@ -11,6 +11,7 @@ import datetime as dt
 import pytest
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.templatetags.admin_list import results
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from incidents.models import Incident, Severity
 from incidents.services import incident_open
-from opsportal.admin_rows import RowWriter, rows_as_django_writes_them
+from opsportal.admin_rows import RowWriter
 from opsportal.audit.models import AuditAction, AuditSource
 from opsportal.audit.services import audit_record
 from opsportal.people.models import Contact, Team
@@ -56,6 +57,11 @@ def varied_rows(superuser):
             source=AuditSource.ADMIN,
         )
     return database
+
+
+def rows_as_django_writes_them(changelist) -> list[str]:
+    """Django's own rows, each as one string."""
+    return ["".join(str(cell) for cell in row) for row in results(changelist)]
 
 
 def _changelist(model_admin, superuser, query: str = ""):
