@@ -14,15 +14,25 @@ and renamed into the queue directory (rename is atomic within one filesystem). A
 takes a message by renaming it into its own claimed directory, next to the queue: exactly
 one consumer's rename succeeds. A file that is not a message (left by an older writer) is
 set aside in a rejected directory and logged, never fatal to the worker.
+
+An exchange's table of bindings has the same problem: kombu creates the table file empty
+and only then locks and fills it, so a second process declaring the same queue at that
+moment reads nothing and dies on the same JSONDecodeError (and its first writer's
+truncating open can wipe a binding just written). Here bindings change under a lock file
+of their own and the new table replaces the old one in one rename: a reader sees the old
+table or the new one, never a partial one.
 """
 
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty
 
@@ -111,12 +121,54 @@ class Channel(filesystem.Channel):
         raise Empty()
 
     def get_table(self, exchange):
-        # kombu creates an exchange's table file and then locks and writes it; a reader in
-        # between finds it empty. An empty table is no bindings yet, not a crash.
+        # Tables are replaced whole (below); an empty file can only be one left by kombu's
+        # own writer, and it means no bindings yet, not a crash.
         try:
             return super().get_table(exchange)
         except ValueError:
             return []
+
+    @contextmanager
+    def _table_lock(self, exchange):
+        table = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        with open(table.with_name(table.name + ".lock"), "ab") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield table
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _change_table(self, exchange, change: Callable[[list], list]) -> None:
+        """Read the exchange's bindings, apply `change`, and put the new table in place
+        with one rename, all under the exchange's lock file."""
+        with self._table_lock(exchange) as table:
+            queues = self.get_table(exchange)
+            changed = change(list(queues))
+            if changed == queues:
+                return
+            staged = table.with_name(f".{table.name}.{uuid.uuid4().hex}")
+            try:
+                staged.write_bytes(str_to_bytes(dumps(changed)))
+                os.replace(staged, table)
+            except OSError as exc:
+                staged.unlink(missing_ok=True)
+                raise filesystem.ChannelError(f"Cannot write {table}: {exc}") from exc
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(
+            exchange, lambda queues: queues if binding in queues else [binding, *queues]
+        )
+
+    def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+        # The virtual channel's own bookkeeping (kombu's filesystem._delete calls it first),
+        # then the table without the binding.
+        super(filesystem.Channel, self)._delete(
+            queue, exchange, routing_key, pattern, *args, **kwargs
+        )
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda queues: [q for q in queues if q != binding])
 
 
 class Transport(filesystem.Transport):
