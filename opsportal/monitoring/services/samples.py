@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from opsportal.monitoring import partitions
+from opsportal.monitoring import partitions, selectors
 from opsportal.monitoring.models import CollectionSchedule, LatestValue, Sample, SampleRollup
 
 # (system id or None, metric, subject) -> (value, at)
@@ -62,6 +62,8 @@ def samples_store(*, values: SeriesValues) -> int:
             update_fields=["value", "at"],
             batch_size=2000,
         )
+    # Once the round is visible to the pages: the overview's sparklines read since then.
+    transaction.on_commit(selectors.overview_series_outdate)
     return len(values)
 
 

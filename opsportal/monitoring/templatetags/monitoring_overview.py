@@ -29,14 +29,13 @@ def system_charts(system) -> dict:
 
 
 @register.simple_tag
-def sparkline(points: list[tuple[dt.datetime, float]], width: int = 120, height: int = 24):
-    if len(points) < 2:
+def sparkline(values: list[float], width: int = 120, height: int = 24):
+    if len(values) < 2:
         return format_html(
             '<svg class="sparkline" width="{}" height="{}" role="img" aria-label="no data"></svg>',
             width,
             height,
         )
-    values = [v for _, v in points]
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     step = (width - 2) / (len(values) - 1)
