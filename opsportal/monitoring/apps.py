@@ -10,7 +10,8 @@ class MonitoringConfig(AppConfig):
         from opsportal.audit.services import audit_register
         from opsportal.health.checks import register_check
         from opsportal.health.metrics import register_gauges
-        from opsportal.monitoring import exports, models
+        from opsportal.monitoring import exports, models, selectors
+        from opsportal.monitoring.signals import collection_finished
 
         audit_register(models.AlertRule, exclude_fields=["updated_at"])
         audit_register(
@@ -29,3 +30,6 @@ class MonitoringConfig(AppConfig):
         # Alert rules are configuration too: the configuration backup (backups app) exports
         # them with the other shared-layer models it registers.
         register_check("monitoring", exports.collector_checks)
+        collection_finished.connect(
+            selectors.overview_series_refresh, dispatch_uid="overview-series-refresh"
+        )

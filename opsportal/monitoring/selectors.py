@@ -71,25 +71,30 @@ def series_recent(
 
 # When a round of samples was last stored (set by samples_store once it is committed).
 SAMPLES_STORED_CACHE_KEY = "monitoring:samples-stored"
+# How long the overview's sparklines, read once, serve other views of the same round.
+OVERVIEW_SERIES_FRESH_SECONDS = 60
+OVERVIEW_METRICS = sorted({m for ms in KEY_METRICS.values() for m in ms})
 
 
 def overview_series_outdate() -> None:
     try:
         cache.set(SAMPLES_STORED_CACHE_KEY, time.time_ns(), timeout=None)
     except Exception:
-        # The sparklines then wait for the minute to turn (see overview_series); the
+        # The sparklines then lag until they are a minute old (see overview_series); the
         # round itself is stored and must not fail for the cache.
         logger.warning("Could not mark the overview's sparklines outdated", exc_info=True)
 
 
 def overview_series(
-    *, system_ids: list[int], metrics: list[str], now: dt.datetime
+    *, system_ids: list[int], metrics: list[str], now: dt.datetime, reread: bool = False
 ) -> dict[tuple[int, str], list[float]]:
-    """series_recent for the overview, read once per stored round (and at least once a
-    minute, as the hour's window moves) and shared by every view and every web process
-    through the cache: 200 systems' hour is the overview's largest read, and it only
-    changes when a round is stored. Without a record of the last round (a cache that is
-    not shared, or flushed), or with the cache unreachable, it is read every time."""
+    """series_recent for the overview, read once per stored round and shared by every view
+    and every web process through the cache: 200 systems' hour is the overview's largest
+    read, and it only changes when a round is stored (or, slowly, as the hour moves on: a
+    read serves for a minute at most). The worker that stores a round's last share reads
+    them right away (overview_series_refresh), so views find them read. Without a record
+    of the last round (a cache that is not shared, or flushed), or with the cache
+    unreachable, every view reads them itself."""
     since = now - CHART_WINDOW
     try:
         stored = cache.get(SAMPLES_STORED_CACHE_KEY)
@@ -99,16 +104,34 @@ def overview_series(
     if stored is None:
         return series_recent(system_ids=system_ids, metrics=metrics, since=since)
     which = hashlib.blake2b(repr((system_ids, metrics)).encode(), digest_size=12).hexdigest()
-    key = f"monitoring:overview-series:{stored}:{now:%Y%m%d%H%M}:{which}"
-    try:
-        series = cache.get(key)
-    except Exception:
-        series = None
-    if series is None:
-        series = dict(series_recent(system_ids=system_ids, metrics=metrics, since=since))
+    key = f"monitoring:overview-series:{which}"
+    entry = None
+    if not reread:
         with contextlib.suppress(Exception):
-            cache.set(key, series, timeout=120)
+            entry = cache.get(key)
+    if entry is not None:
+        read_for, read_at, series = entry
+        age = now.timestamp() - read_at
+        if read_for == stored and 0 <= age < OVERVIEW_SERIES_FRESH_SECONDS:
+            return series
+    series = dict(series_recent(system_ids=system_ids, metrics=metrics, since=since))
+    with contextlib.suppress(Exception):
+        cache.set(key, (stored, now.timestamp(), series), timeout=OVERVIEW_SERIES_FRESH_SECONDS * 5)
     return series
+
+
+def overview_systems() -> list[System]:
+    return list(System.objects.order_by("name", "pk")[:OVERVIEW_MAX_SYSTEMS])
+
+
+def overview_series_refresh(sender=None, **kwargs) -> None:
+    """After a round's last share is stored (collection_finished, in the worker): read the
+    overview's sparklines once, so that no view waits for them."""
+    try:
+        ids = [system.pk for system in overview_systems()]
+        overview_series(system_ids=ids, metrics=OVERVIEW_METRICS, now=timezone.now(), reread=True)
+    except Exception:
+        logger.exception("Reading the overview's sparklines after a round failed")
 
 
 @dataclass(frozen=True)
@@ -231,11 +254,12 @@ def systems_status(*, now: dt.datetime | None = None) -> list[SystemStatus]:
     queries however many systems and samples there are."""
     now = now or timezone.now()
     targets = metric_targets()
-    systems = list(System.objects.order_by("name")[:OVERVIEW_MAX_SYSTEMS])
+    systems = overview_systems()
     ids = [s.pk for s in systems]
-    metrics = sorted({m for ms in KEY_METRICS.values() for m in ms})
-    latest = latest_values(system_ids=ids, metrics=["up", *metrics], counted=("container_running",))
-    series = overview_series(system_ids=ids, metrics=metrics, now=now)
+    latest = latest_values(
+        system_ids=ids, metrics=["up", *OVERVIEW_METRICS], counted=("container_running",)
+    )
+    series = overview_series(system_ids=ids, metrics=OVERVIEW_METRICS, now=now)
     firing = dict(
         AlertState.objects.filter(status=AlertStatus.FIRING, system_id__in=ids)
         .values("system_id")

@@ -40,3 +40,16 @@ def test_a_stored_round_shows_at_once_and_reads_are_reused_until_then():
 
     # The hour's window moves on with the minute even without a new round.
     assert latency_line(api, now + dt.timedelta(minutes=59, seconds=30)) == [20.0]
+
+
+def test_the_worker_reads_them_after_a_round_so_views_do_not(http_endpoint):
+    round_ = services.collection_run_due()
+    assert [c.system.pk for c in round_.collected] == [http_endpoint.pk]
+    stored = list(
+        Sample.objects.filter(system=http_endpoint, metric=METRIC).values_list("value", flat=True)
+    )
+    assert len(stored) == 1  # the round's own latency
+    # Written after the worker read the sparklines (and before any view): the views serve
+    # what the worker read.
+    Sample.objects.create(system=http_endpoint, metric=METRIC, value=12345.0, at=timezone.now())
+    assert latency_line(http_endpoint, timezone.now()) == stored
