@@ -38,7 +38,7 @@ def test_a_stored_round_shows_at_once_and_reads_are_reused_until_then():
     services.samples_store(values={key: (20.0, now)})
     assert latency_line(api, now) == [10.0, 99.0, 20.0]
 
-    # The hour's window moves on with the minute even without a new round.
+    # A read serves for a minute at most: the hour's window moves on without a new round.
     assert latency_line(api, now + dt.timedelta(minutes=59, seconds=30)) == [20.0]
 
 
