@@ -210,7 +210,7 @@ def run(args) -> None:
                 queries = len(ctx.captured_queries)
             result[name] = (timings, queries)
             if worker:
-                result[WORKER_READ] = (worker, 1)
+                result[WORKER_READ] = (worker, 2)  # the systems, their samples
         selectors.overview_series_outdate()
         return result
 

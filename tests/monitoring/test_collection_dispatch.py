@@ -9,19 +9,13 @@ import datetime as dt
 
 from django.utils import timezone
 
-from opsportal.monitoring import selectors, services, tasks
+from opsportal.monitoring import services, tasks
 from opsportal.monitoring.models import CollectionSchedule, Sample
 from opsportal.monitoring.signals import collection_finished
 
 
 def up_samples(system) -> int:
     return Sample.objects.filter(system_id=system.pk, metric="up").count()
-
-
-def shares_sent(callbacks: list) -> list:
-    """The dispatch's after-commit callbacks that send a share; the others are the
-    overview's note that the round's own figure (backup storage) was stored."""
-    return [c for c in callbacks if c is not selectors.overview_series_outdate]
 
 
 def test_beat_tick_sends_one_share_per_system_after_commit(
@@ -34,11 +28,10 @@ def test_beat_tick_sends_one_share_per_system_after_commit(
 
     collection_finished.connect(on_finished)
     try:
-        with django_capture_on_commit_callbacks() as callbacks:
+        with django_capture_on_commit_callbacks() as sends:
             dispatch = services.collection_dispatch_due()
             # Nothing is sent before the leases are committed.
             assert not Sample.objects.filter(metric="up").exists()
-        sends = shares_sent(callbacks)
         assert sorted(dispatch.leased) == sorted([http_endpoint.pk, redis_target.pk])
         assert len(sends) == 2  # first seen: a share per system
         leases = set(CollectionSchedule.objects.values_list("lease_until", flat=True))
@@ -82,11 +75,11 @@ def test_quick_systems_share_a_task_new_and_slow_ones_have_their_own(
     http_endpoint, redis_target, django_capture_on_commit_callbacks
 ):
     services.collection_run_due()  # both answered quickly: next time they share
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks() as sends:
         services.collection_dispatch_due(now=timezone.now() + dt.timedelta(minutes=1))
-    assert len(shares_sent(callbacks)) == 1
+    assert len(sends) == 1
     CollectionSchedule.objects.filter(pk=http_endpoint.pk).update(last_duration_ms=2000)
     CollectionSchedule.objects.update(lease_until=None)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks() as sends:
         services.collection_dispatch_due(now=timezone.now() + dt.timedelta(minutes=2))
-    assert len(shares_sent(callbacks)) == 2
+    assert len(sends) == 2

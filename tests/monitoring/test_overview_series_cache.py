@@ -32,13 +32,15 @@ def test_a_stored_round_shows_at_once_and_reads_are_reused_until_then():
     # Written behind the collector's back: no round was stored, so the overview still
     # shows what it read for the last one (that is the reuse).
     Sample.objects.create(system=api, metric=METRIC, value=99.0, at=now - dt.timedelta(minutes=1))
-    assert latency_line(api, now) == [10.0]
+    assert latency_line(api, now + dt.timedelta(seconds=59)) == [10.0]
+    # A read serves for a minute at most: after that it is read again, round or not.
+    assert latency_line(api, now + dt.timedelta(seconds=61)) == [10.0, 99.0]
 
     # The next round is stored: everything since is read again.
     services.samples_store(values={key: (20.0, now)})
     assert latency_line(api, now) == [10.0, 99.0, 20.0]
 
-    # A read serves for a minute at most: the hour's window moves on without a new round.
+    # The hour's window moves on without a new round.
     assert latency_line(api, now + dt.timedelta(minutes=59, seconds=30)) == [20.0]
 
 

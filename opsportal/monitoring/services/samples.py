@@ -62,8 +62,10 @@ def samples_store(*, values: SeriesValues) -> int:
             update_fields=["value", "at"],
             batch_size=2000,
         )
-    # Once the round is visible to the pages: the overview's sparklines read since then.
-    transaction.on_commit(selectors.overview_series_outdate)
+    if any(system_id is not None for system_id, _metric, _subject in values):
+        # Once the samples are visible to the pages, the overview's sparklines read before
+        # are out of date (the portal's own figures are not on them).
+        transaction.on_commit(selectors.overview_series_outdate)
     return len(values)
 
 
