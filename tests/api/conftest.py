@@ -1,9 +1,14 @@
 """API clients: a user in one of the seeded role groups (load_defaults) with a personal API
-token made through the service, sending it the way a pipeline does."""
+token made through the service, sending it the way a pipeline does; and the portal under
+gunicorn on the test database, for clients outside the process (Schemathesis, curl)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +17,8 @@ from django.test import Client
 
 from opsportal.api.services import api_token_create
 from opsportal.defaults import load_defaults
+from tests import realsystems
+from tests.conftest import PROJECT_ROOT, _test_database_url
 
 
 class ApiClient:
@@ -74,3 +81,37 @@ def api_client(db):
         return ApiClient(plain), user, token
 
     return build
+
+
+@pytest.fixture
+def live_server_url(transactional_db, tmp_path):
+    """The portal under gunicorn (production settings, two workers) on the test database."""
+    from django.db import connection
+
+    port = realsystems.free_port()
+    log_path = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "WEB_ACCESS_LOG": "0",
+        # Thousands of requests in a minute with one token: the throttle is tested elsewhere.
+        "API_TOKEN_RATE": "1000000/minute",
+        "DATABASE_URL": _test_database_url(connection.settings_dict),
+    }
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "opsportal.wsgi", "-c", "deploy/gunicorn.conf.py"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        realsystems.wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+        log.close()

@@ -12,14 +12,11 @@ a few documented ranges (ids from 1) are not in the schema."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import pytest
 from django.contrib.auth.models import Group
 
 from incidents.services import incident_open
@@ -29,47 +26,12 @@ from opsportal.systems.models import HttpEndpoint
 from tests import realsystems
 from tests.api.conftest import make_user
 from tests.api.test_roles import API_ROLES
-from tests.conftest import PROJECT_ROOT, _test_database_url
 
 MAX_EXAMPLES = 10
 SECONDS_PER_RUN = 50
 # Every method x path of the schema (test_roles checks that its table lists exactly those).
 OPERATIONS = len(API_ROLES)
 CHECKS_LEFT_OUT = "negative_data_rejection,positive_data_acceptance"
-
-
-@pytest.fixture
-def live_server_url(transactional_db, tmp_path):
-    """The portal under gunicorn (production settings, two workers) on the test database."""
-    from django.db import connection
-
-    port = realsystems.free_port()
-    log_path = tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "WEB_ACCESS_LOG": "0",
-        # Thousands of requests in a minute with one token: the throttle is tested elsewhere.
-        "API_TOKEN_RATE": "1000000/minute",
-        "DATABASE_URL": _test_database_url(connection.settings_dict),
-    }
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "opsportal.wsgi", "-c", "deploy/gunicorn.conf.py"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        realsystems.wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}", log_path
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
-        log.close()
 
 
 def _schemathesis(
