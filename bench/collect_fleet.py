@@ -3,7 +3,7 @@
 Registers, against real systems: at least 4 Docker engines (the test setup's unix-socket
 engine, plus engines started here the way deploy/dev/test-services.sh starts its engines,
 each with a daemon ID of its own) with 200 containers in all, 20 PostgreSQL databases (created on the shared server),
-10 Redis caches (databases 100-109 of the test Redis) and 20 HTTP endpoints (loopback
+10 Redis caches (databases of a Redis server started here) and 20 HTTP endpoints (loopback
 servers). Then measures a round, every system due: beat's task leases them and sends one
 share per system to the collect queue, and the round ends when every share is stored.
 
@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -50,12 +52,19 @@ ADMIN_DSN = os.environ.get("OPSPORTAL_TEST_PG_DSN", "postgres://postgres@127.0.0
 DOCKER_HOST = os.environ.get("OPSPORTAL_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 TLS_URL = os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_URL", "")
 TLS_DIR = Path(os.environ.get("OPSPORTAL_TEST_DOCKER_TLS_DIR", "/nonexistent"))
-REDIS_URL = os.environ.get("OPSPORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-REDIS_FIRST_DB = int(os.environ.get("OPSPORTAL_BENCH_REDIS_FIRST_DB", "100"))
 ENGINES_DIR = Path(os.environ.get("OPSPORTAL_BENCH_ENGINES_DIR", "/tmp/opsportal-bench-engines"))
 IMAGE = "opsportal-test/busybox:1"
 RUN = f"{os.getpid()}"
 PORTAL_DB = f"opsportal_bench_fleet_{RUN}"
+REST_SECONDS = 5
+
+
+def cpu_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (every process: the workers, the
+    engines, PostgreSQL, this process), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def admin(statement: str) -> None:
@@ -207,6 +216,7 @@ def main() -> None:
     os.environ["BACKUP_ROOT"] = str(workdir / "backups")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsportal.settings")
     servers: list = []
+    caches_server = None
     try:
         n = 0
         while len(engines) < args.engines:
@@ -233,7 +243,18 @@ def main() -> None:
             )
             for future in futures:
                 future.result()
-        run(args, engines, target_dbs, servers, workdir)
+        # The caches: databases of a server of the bench's own (the test Redis has 16
+        # databases, two of them the suite's cache and broker).
+        from tests.realsystems import free_port
+
+        redis_port = free_port()
+        caches_server = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+             "--databases", str(max(16, args.caches)), "--save", "", "--appendonly", "no",
+             "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        run(args, engines, target_dbs, servers, workdir, redis_port)
     finally:
         for server_cm in servers:
             with contextlib.suppress(Exception):
@@ -250,19 +271,16 @@ def main() -> None:
         for name in [PORTAL_DB, *target_dbs]:
             with contextlib.suppress(Exception):
                 admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        with contextlib.suppress(Exception):
-            import redis
-
-            for db in range(REDIS_FIRST_DB, REDIS_FIRST_DB + args.caches):
-                redis.Redis.from_url(REDIS_URL, db=db).flushdb()
+        if caches_server is not None:
+            caches_server.terminate()
+            caches_server.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args, engines, target_dbs, servers, workdir: Path) -> None:
+def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> None:
     import django
 
     django.setup()
-    import redis
     from django.conf import settings
     from django.core.management import call_command
     from django.utils import timezone
@@ -281,12 +299,9 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
         PostgresDatabase.objects.create(
             name=f"bench-postgres-{n}", host="127.0.0.1", port=5432, dbname=dbname
         )
-    url = redis.connection.parse_url(REDIS_URL)
+    realsystems.wait_for_port(redis_port)
     for n in range(args.caches):
-        RedisCache.objects.create(
-            name=f"bench-redis-{n}", host=url.get("host", "127.0.0.1"),
-            port=url.get("port", 6379), db=REDIS_FIRST_DB + n,
-        )  # fmt: skip
+        RedisCache.objects.create(name=f"bench-redis-{n}", host="127.0.0.1", port=redis_port, db=n)
     for n in range(args.endpoints):
         cm = realsystems.http_server()
         server = cm.__enter__()
@@ -296,11 +311,19 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
     broker_url = settings.CELERY_BROKER_URL
     clear_queue(broker_url)
 
+    # Where a spread round's time goes, per round: the dispatch (leasing and sending, in this
+    # process), when the first share started, the workers' busy time (the sum of their
+    # shares), the longest share, when the last share ended; from the workers' logs.
+    anatomy: dict[str, list[dict[str, float]]] = {"1": [], "2": []}
+
     def spread_round() -> float:
         CollectionSchedule.objects.update(next_due_at=None)
+        busy_before = cpu_busy_seconds()
+        wall_started = time.time()
         started = time.perf_counter()
         leased_at = timezone.now()
         leased = services.collection_dispatch_due(now=leased_at).leased
+        dispatched = time.perf_counter() - started
         deadline = time.monotonic() + 300
         while CollectionSchedule.objects.filter(pk__in=leased, lease_until__isnull=False).exists():
             if time.monotonic() > deadline:
@@ -309,13 +332,43 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
         elapsed = time.perf_counter() - started
         done = CollectionSchedule.objects.filter(pk__in=leased, last_finished_at__gte=leased_at)
         assert done.count() == len(leased), "a share was lost"
+        busy = cpu_busy_seconds() - busy_before
+        every_system_answered()
+        spans = [
+            span
+            for worker in (worker_a, worker_b)
+            for span in share_spans(worker)
+            if span[0] >= wall_started - 0.01
+        ]
+        anatomy["2" if len(workers_consuming) == 2 else "1"].append(
+            {
+                "dispatch": dispatched,
+                "first share starts": min(start for start, _ in spans) - wall_started,
+                "last share ends": max(end for _, end in spans) - wall_started,
+                "busy (sum of shares)": sum(end - start for start, end in spans),
+                "longest share": max(end - start for start, end in spans),
+                "shares": len(spans),
+                "CPUs busy (machine)": busy / elapsed,
+            }
+        )
         return elapsed
 
     def in_process_round() -> float:
         CollectionSchedule.objects.update(next_due_at=None)
         started = time.perf_counter()
         services.collection_run_due()
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        every_system_answered()
+        return elapsed
+
+    def every_system_answered() -> None:
+        """A round of failures is not the round measured here."""
+        failed = CollectionSchedule.objects.filter(last_ok=False).select_related("system")
+        if failed.exists():
+            raise RuntimeError(
+                "systems failed in the round: "
+                + "; ".join(f"{s.system.name}: {s.last_error}" for s in failed[:5])
+            )
 
     def shares(worker) -> int:
         return sum(
@@ -324,7 +377,24 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
             if "monitoring.collect_systems[" in line and "succeeded" in line
         )
 
+    succeeded = re.compile(
+        r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Task monitoring\.collect_systems\[[^]]+\] "
+        r"succeeded in ([\d.]+)s"
+    )
+
+    def share_spans(worker) -> list[tuple[float, float]]:
+        """(start, end) wall-clock times of the worker's shares, from its log."""
+        spans = []
+        for line in worker_log(worker).splitlines():
+            if match := succeeded.match(line):
+                end = dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                spans.append((end - float(match[2]), end))
+        return spans
+
+    workers_consuming: set[str] = set()
+
     def consume(worker, on: bool) -> None:
+        (workers_consuming.add if on else workers_consuming.discard)(worker.name)
         command = app.control.add_consumer if on else app.control.cancel_consumer
         replies = command("collect", destination=[worker.name], reply=True, timeout=10)
         if not replies:
@@ -342,9 +412,16 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
             extra_args=("-Q", "collect"),
         ) as worker_b,
     ):  # fmt: skip
+        workers_consuming.update((worker_a.name, worker_b.name))
         print("warm-up rounds ...", flush=True)
         spread_round()  # schedules, connections, first CPU counters
         in_process_round()
+        anatomy["2"].clear()
+        # The machine's own load between rounds (the engines and their 200 containers'
+        # shims, the kernel's writeback, the loopback servers): CPU no round can use.
+        busy_before, rest_started = cpu_busy_seconds(), time.perf_counter()
+        time.sleep(REST_SECONDS)
+        at_rest = (cpu_busy_seconds() - busy_before) / (time.perf_counter() - rest_started)
         for n in range(args.rounds):
             order = ("1", "2", "in-process") if n % 2 == 0 else ("in-process", "2", "1")
             for mode in order:
@@ -391,6 +468,21 @@ def run(args, engines, target_dbs, servers, workdir: Path) -> None:
     print(
         f"shares (tasks) taken by worker A / B in the 2-worker rounds: {split}; a share is one "
         f"system, or up to {services.SHARE_SIZE} that answered within {services.QUICK_MS} ms"
+    )
+    print(
+        "\nwhere a spread round's time goes (medians over the rounds; seconds from the dispatch):"
+    )
+    print(f"{'':<24}" + "".join(f"{key:>22}" for key in anatomy["1"][0]))
+    for mode, rounds in anatomy.items():
+        medians = [statistics.median(r[key] for r in rounds) for key in rounds[0]]
+        print(f"{mode + ' worker(s)':<24}" + "".join(f"{m:>22.3f}" for m in medians))
+    cpus = os.cpu_count() or 1
+    one_busy = statistics.median(r["CPUs busy (machine)"] for r in anatomy["1"])
+    print(
+        f"CPUs busy at rest: {at_rest:.2f} of {cpus}. A one-worker round keeps {one_busy:.2f} "
+        f"busy, so two workers can at best take (busy - rest) / ({cpus} - rest) = "
+        f"{(one_busy - at_rest) / (cpus - at_rest):.2f}x its time on this machine (all of the "
+        "round's CPU spread perfectly over what is left)."
     )
     slowest = CollectionSchedule.objects.select_related("system").order_by("-last_duration_ms")
     print(

@@ -6,12 +6,15 @@ from earlier samples (counters for rates) is handed to them in `previous`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 
 from opsportal.systems.adapters import docker_engine, http_endpoint, pg_activity, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
@@ -112,12 +115,27 @@ def collect_redis(cache, previous: Previous, now: dt.datetime) -> list[Reading]:
     return readings
 
 
+def _inspections_key(engine) -> str:
+    where = hashlib.blake2b(engine.base_url.encode(), digest_size=8).hexdigest()
+    return f"monitoring:docker-inspections:{engine.pk}:{where}"
+
+
 def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
+    # The containers' inspections of the last pass, kept in the shared cache so that any
+    # worker collecting this engine next repeats only those no longer true (the adapter's
+    # INSPECTION_EVENTS). Without the cache every container is inspected, as before.
+    key = _inspections_key(engine)
+    kept = None
+    with contextlib.suppress(Exception):
+        kept = cache.get(key)
     figures = docker_engine.engine_figures(
         engine,
         restarts_since=now - RESTARTS_WINDOW,
         kernel_figures=settings.MONITORING_DOCKER_KERNEL_FIGURES,
+        kept=kept,
     )
+    with contextlib.suppress(Exception):
+        cache.set(key, figures.inspections, timeout=docker_engine.INSPECTION_MAX_AGE_SECONDS)
     readings: list[Reading] = []
     used = 0
     for c in figures.containers:

@@ -29,6 +29,7 @@ from opsportal.systems.adapters.docker_engine.containers import (
     containers_list,
 )
 from opsportal.systems.adapters.docker_engine.engine import (
+    INSPECTION_MAX_AGE_SECONDS,
     ContainerFigures,
     EngineFigures,
     engine_figures,
@@ -48,6 +49,7 @@ from opsportal.systems.adapters.docker_engine.services import (
 )
 
 __all__ = [
+    "INSPECTION_MAX_AGE_SECONDS",
     "ContainerFigures",
     "EngineFigures",
     "client",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -81,13 +82,123 @@ class EngineFigures:
     cpus: int
     data_root: str
     data_root_disk: tuple[int, int] | None  # (total, free) bytes, when the data root is local
+    # The containers' inspections, to hand to the next pass (`engine_figures(kept=…)`).
+    inspections: dict | None = None
+    # The containers (IDs) this pass inspected; the others' inspections were kept.
+    inspected: frozenset[str] = frozenset()
+
+
+# Inspecting every container on every pass was most of an engine's collection: a request and
+# a JSON document per container, on the worker and on the engine. What an inspection adds to
+# the listing (restart count, OOM kill, main PID, limits, creation time) changes only with an
+# event of that container, so an inspection is kept and repeated only for a container that is
+# new, whose state or health in the listing differs from it, or that has one of these events
+# since the pass that kept it. Everything is inspected again when the events cannot be read,
+# when so many came that the engine's event buffer (256 on Docker 20.10) may have dropped
+# some, and at the latest after INSPECTION_MAX_AGE_SECONDS.
+INSPECTION_EVENTS = (
+    "create", "start", "restart", "die", "kill", "oom", "stop",
+    "pause", "unpause", "update", "rename", "destroy",
+)  # fmt: skip
+INSPECTION_EVENTS_TRUSTED = 200
+INSPECTION_MAX_AGE_SECONDS = 300
+# Events are read from a little before the previous pass's listing, on the engine's clock.
+INSPECTION_EVENTS_SLACK_SECONDS = 2.0
+
+
+def _kept_inspection(attrs: dict, read_at: float) -> dict:
+    """What `_container_figures` reads of an inspection, and when it was read."""
+    state = attrs.get("State") or {}
+    host = attrs.get("HostConfig") or {}
+    kept_state = {k: state.get(k) for k in ("Status", "Running", "Pid", "OOMKilled")}
+    if state.get("Health"):
+        kept_state["Health"] = {"Status": state["Health"].get("Status")}
+    return {
+        "Id": attrs.get("Id"),
+        "Name": attrs.get("Name"),
+        "Created": attrs.get("Created"),
+        "RestartCount": attrs.get("RestartCount"),
+        "State": kept_state,
+        "HostConfig": {k: host.get(k) for k in ("Memory", "NanoCpus", "CpuQuota", "CpuPeriod")},
+        "read_at": read_at,
+    }
+
+
+def _listed_health(status: str) -> str | None:
+    """The health the listing's status text shows ("Up 2 minutes (healthy)")."""
+    for marker, health in (
+        ("(healthy)", "healthy"),
+        ("(unhealthy)", "unhealthy"),
+        ("(health: starting)", "starting"),
+    ):
+        if marker in status:
+            return health
+    return None
+
+
+_LISTED_SINCE = re.compile(
+    r"^(?:Up|Exited \(-?\d+\)|Restarting \(-?\d+\)) (.+?)(?: ago)?(?: \(.*\))?$"
+)
+_DURATION_WORDS = {
+    "less than a second": 0, "about a minute": 60, "about an hour": 3600,
+}  # fmt: skip
+_DURATION_UNITS = {
+    "second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800,
+    "month": 2_592_000, "year": 31_536_000,
+}  # fmt: skip
+
+
+def _listed_since_seconds(status: str) -> float | None:
+    """At least how long ago the listing says the container started, exited or began
+    restarting ("Up 2 hours (healthy)", "Exited (1) 5 seconds ago"); None when it does not
+    say ("Created")."""
+    match = _LISTED_SINCE.match(status)
+    if not match:
+        return None
+    text = match[1].strip().lower()
+    if text in _DURATION_WORDS:
+        return _DURATION_WORDS[text]
+    number, _, unit = text.partition(" ")
+    try:
+        return int(number) * _DURATION_UNITS[unit.rstrip("s")]
+    except (ValueError, KeyError):
+        return None
+
+
+def _still_true(kept: dict | None, summary: dict, changed: set[str], engine_now: float) -> bool:
+    """Whether a kept inspection still describes the listed container: no event of it since,
+    the same state and health, not older than INSPECTION_MAX_AGE_SECONDS, and (should the
+    event have been lost) not started, stopped or restarted since it was read, by the
+    listing's own "Up …" / "Exited (…) … ago"."""
+    if not kept or summary["Id"] in changed:
+        return False
+    state = kept.get("State") or {}
+    age = engine_now - kept.get("read_at", 0)
+    listed = summary.get("Status", "")
+    since = _listed_since_seconds(listed)
+    return (
+        age < INSPECTION_MAX_AGE_SECONDS
+        and state.get("Status") == summary.get("State")
+        and (state.get("Health") or {}).get("Status") == _listed_health(listed)
+        and (since is None or since > age + INSPECTION_EVENTS_SLACK_SECONDS)
+    )
 
 
 def _container_figures(
-    api: docker.APIClient, summary: dict, local: bool = False
-) -> ContainerFigures:
+    api: docker.APIClient,
+    summary: dict,
+    local: bool = False,
+    attrs: dict | None = None,
+    ask_engine: bool = True,
+) -> ContainerFigures | None:
+    """One container's figures; `attrs` is its inspection when one is kept from an earlier
+    pass (see `engine_figures`). With `ask_engine` False, None when the engine would have to
+    be asked (an inspection or stats): the caller asks it concurrently."""
     container_id = summary["Id"]
-    attrs = api.inspect_container(container_id)
+    if attrs is None:
+        if not ask_engine:
+            return None
+        attrs = api.inspect_container(container_id)
     state = attrs.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
     cpu_seconds = memory = None
@@ -97,6 +208,8 @@ def _container_figures(
         )
         if kernel is not None:
             cpu_seconds, memory = kernel
+        elif not ask_engine:
+            return None
         else:
             cpu_seconds, memory = _stats_figures(api, container_id)
     configured_limit = (attrs.get("HostConfig") or {}).get("Memory") or None
@@ -192,22 +305,36 @@ def _flat_keys(path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
 
 
-def _container_starts(api: docker.APIClient, *, since: dt.datetime, until: float) -> dict[str, int]:
-    """How often the engine started each container (by ID) between `since` and `until`:
-    restart-policy restarts, `docker restart` and `docker start` each log one start event.
-
-    `until` is the current time with its fraction (the engine waits for an `until` in the
-    future before it answers). The engine keeps only its last few hundred events (256 on
-    Docker 20.10), so on a busy engine this is a lower bound."""
-    starts: dict[str, int] = {}
-    for event in _read_events(
+def _container_events(api: docker.APIClient, *, since: float, until: float) -> list[dict]:
+    """The engine's container events of INSPECTION_EVENTS between `since` and `until`
+    (seconds on the engine's clock; `until` is its current time with its fraction, as the
+    engine waits for an `until` in the future before it answers)."""
+    return _read_events(
         api,
-        since=f"{since.timestamp():.9f}",
+        since=f"{since:.9f}",
         until=f"{until:.9f}",
-        filters={"type": "container", "event": ["start"]},
-    ):
-        container_id = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
-        starts[container_id] = starts.get(container_id, 0) + 1
+        filters={"type": "container", "event": list(INSPECTION_EVENTS)},
+    )
+
+
+def _event_container(event: dict) -> str:
+    return (event.get("Actor") or {}).get("ID") or event.get("id") or ""
+
+
+def _event_time(event: dict) -> float:
+    return event["timeNano"] / 1e9 if event.get("timeNano") else float(event.get("time") or 0)
+
+
+def _container_starts(events: list[dict], *, since: float) -> dict[str, int]:
+    """How often the engine started each container (by ID) since `since` (engine clock):
+    restart-policy restarts, `docker restart` and `docker start` each log one start event.
+    The engine keeps only its last few hundred events (256 on Docker 20.10), so on a busy
+    engine this is a lower bound."""
+    starts: dict[str, int] = {}
+    for event in events:
+        if event.get("Action") == "start" and _event_time(event) >= since:
+            container_id = _event_container(event)
+            starts[container_id] = starts.get(container_id, 0) + 1
     return starts
 
 
@@ -255,12 +382,15 @@ def engine_figures(
     max_workers: int = 64,
     restarts_since: dt.datetime | None = None,
     kernel_figures: bool = True,
+    kept: dict | None = None,
 ) -> EngineFigures:
     """Every container's state, health, restarts, OOM kills, CPU and memory, and the host's
     memory and data-root disk, in one pass (containers inspected concurrently); with
     `restarts_since`, also each container's restarts since then, from the engine's events.
     With `kernel_figures`, an engine on this host (unix://) gives its containers' CPU and
     memory through the kernel's cgroup files where this process can read them.
+    `kept` is the `inspections` of an earlier pass over this engine: inspections still true
+    are not repeated (see INSPECTION_EVENTS).
 
     The engine answers a one-shot stats request at its next stats tick (about 1 s, measured
     on Docker 28), however many requests wait for it; so asking for all containers at once
@@ -269,30 +399,70 @@ def engine_figures(
 
     with client(engine) as docker_client:
         api = docker_client.api
+        asked_at = time.time()
         info = api.info()
-        starts = None
+        # Event times are the engine's: the portal's times are moved onto its clock.
+        engine_time = _engine_time(info.get("SystemTime"))
+        offset = engine_time.timestamp() - asked_at if engine_time else 0.0
+        engine_now = time.time() + offset
+        kept_containers = (kept or {}).get("containers") or {}
+        previous_read = (kept or {}).get("read_at", 0.0) - INSPECTION_EVENTS_SLACK_SECONDS
+        since = (
+            [max(previous_read, engine_now - INSPECTION_MAX_AGE_SECONDS)] if kept_containers else []
+        )
         if restarts_since is not None:
-            # Read before the containers are inspected: a start in between then shows in
-            # RestartCount, never in the events only.
+            since.append(restarts_since.timestamp() + offset)
+        events = None
+        if since:
+            # Read before the containers are listed: a start in between then shows in
+            # RestartCount and in a changed inspection, never in the events only.
             try:
-                starts = _container_starts(api, since=restarts_since, until=time.time())
-            except (docker.errors.APIError, requests.exceptions.RequestException):
-                starts = None  # the collector falls back to RestartCount alone
+                events = _container_events(api, since=min(since), until=time.time() + offset)
+            except (docker.errors.APIError, requests.exceptions.RequestException, ValueError):
+                events = None  # the collector falls back to RestartCount alone
+        starts = None
+        if restarts_since is not None and events is not None:
+            starts = _container_starts(events, since=restarts_since.timestamp() + offset)
+        trusted = events is not None and len(events) < INSPECTION_EVENTS_TRUSTED
+        changed = {_event_container(e) for e in events or () if _event_time(e) >= previous_read}
         summaries = api.containers(all=True)
-        with ThreadPoolExecutor(
-            max_workers=max(1, min(max_workers, len(summaries))),
-            thread_name_prefix="docker-figures",
-        ) as pool:
+        local = kernel_figures and engine.base_url.startswith("unix://")
+        attrs_for = {
+            s["Id"]: kept_containers[s["Id"]]
+            for s in summaries
+            if trusted and _still_true(kept_containers.get(s["Id"]), s, changed, engine_now)
+        }
+        figures: dict[str, ContainerFigures] = {}
+        for s in summaries:
+            if s["Id"] in attrs_for:
+                found = _container_figures(api, s, local, attrs_for[s["Id"]], ask_engine=False)
+                if found is not None:
+                    figures[s["Id"]] = found
+        remaining = [s for s in summaries if s["Id"] not in figures]
+        inspected: dict[str, dict] = {}
+        if remaining:
             # An engine reached through a local socket runs on this host: its containers'
             # CPU and memory come from the kernel's files when this process can read them.
-            local = kernel_figures and engine.base_url.startswith("unix://")
-            futures = [pool.submit(_container_figures, api, s, local) for s in summaries]
-            containers = []
-            for future in futures:
-                try:
-                    containers.append(future.result())
-                except docker.errors.NotFound:
-                    continue  # removed between the listing and the inspection
+            # A kept inspection whose main process the kernel no longer knows (a restart
+            # whose event was lost) is read again.
+            def ask(summary: dict) -> ContainerFigures:
+                attrs = None if local else attrs_for.get(summary["Id"])
+                if attrs is None:
+                    attrs = api.inspect_container(summary["Id"])
+                    inspected[summary["Id"]] = _kept_inspection(attrs, engine_now)
+                return _container_figures(api, summary, local, attrs)
+
+            with ThreadPoolExecutor(
+                max_workers=max(1, min(max_workers, len(remaining))),
+                thread_name_prefix="docker-figures",
+            ) as pool:
+                futures = {s["Id"]: pool.submit(ask, s) for s in remaining}
+                for container_id, future in futures.items():
+                    try:
+                        figures[container_id] = future.result()
+                    except docker.errors.NotFound:
+                        continue  # removed between the listing and the inspection
+    containers = [figures[s["Id"]] for s in summaries if s["Id"] in figures]
     if starts is not None:
         containers = [
             replace(c, restarts_recent=_restarts_since(c, starts, restarts_since))
@@ -304,12 +474,21 @@ def engine_figures(
     if engine.base_url.startswith("unix://") and data_root and os.path.isdir(data_root):
         usage = shutil.disk_usage(data_root)
         disk = (usage.total, usage.free)
+    listed = {s["Id"] for s in summaries}
     return EngineFigures(
         containers=containers,
         memory_total_bytes=int(info.get("MemTotal") or 0),
         cpus=int(info.get("NCPU") or 1),
         data_root=data_root,
         data_root_disk=disk,
+        inspections={
+            "read_at": engine_now,
+            "containers": {
+                **{k: v for k, v in attrs_for.items() if k in listed},
+                **{k: v for k, v in inspected.items() if k in listed},
+            },
+        },
+        inspected=frozenset(inspected),
     )
 
 
