@@ -25,6 +25,15 @@ def _normalized(html: str) -> str:
     return re.sub(r"\s*(<|>)\s*", r"\1", re.sub(r"\s+", " ", html)).replace(" >", ">").strip()
 
 
+# The home page's list: every app and model with its add, change or view links.
+DJANGO_HOME_LIST = (
+    "{% include 'admin/app_list.html' with app_list=app_list show_changelinks=True %}"
+)
+PORTAL_HOME_LIST = (
+    "{% load portal_navigation %}{% navigation_app_list app_list show_changelinks=True %}"
+)
+
+
 def _sidebars(user, path: str) -> tuple[str, str]:
     request = RequestFactory().get(path)
     request.user = user
@@ -33,6 +42,21 @@ def _sidebars(user, path: str) -> tuple[str, str]:
     django_html = engine.from_string(DJANGO_SIDEBAR).render(context)
     portal_html = engine.from_string("{% load portal_navigation %}{% navigation_app_list %}")
     return _normalized(django_html), _normalized(portal_html.render(context))
+
+
+def _home_lists(user) -> tuple[str, str]:
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    context = {
+        **admin.site.each_context(request),
+        "request": request,
+        "app_list": admin.site.get_app_list(request),
+    }
+    engine = engines["django"]
+    return (
+        _normalized(engine.from_string(DJANGO_HOME_LIST).render(context)),
+        _normalized(engine.from_string(PORTAL_HOME_LIST).render(context)),
+    )
 
 
 @pytest.mark.parametrize("role", [*ROLE_GROUPS, "superuser"])
@@ -50,6 +74,9 @@ def test_the_sidebar_is_what_djangos_template_shows(role):
         assert portal_html == django_html
         assert ("current-model" in portal_html) == ("/incident/" in path)
         assert portal_html.count('<tr class="model-') >= 10
+    django_html, portal_html = _home_lists(users.get(pk=user.pk))
+    assert portal_html == django_html
+    assert 'class="changelink"' in portal_html or 'class="viewlink"' in portal_html
 
 
 def test_a_change_of_role_shows_in_the_sidebar_at_once(client):
