@@ -318,6 +318,7 @@ def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> N
 
     def spread_round() -> float:
         CollectionSchedule.objects.update(next_due_at=None)
+        wal_before = wal_syncs()
         busy_before = cpu_busy_seconds()
         wall_started = time.time()
         started = time.perf_counter()
@@ -332,6 +333,14 @@ def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> N
         elapsed = time.perf_counter() - started
         done = CollectionSchedule.objects.filter(pk__in=leased, last_finished_at__gte=leased_at)
         assert done.count() == len(leased), "a share was lost"
+        # A share's alert evaluation (and the last one's refreshes) run after its systems are
+        # stored: the machine's CPU is read once every share the workers took has finished,
+        # so no share's tail runs into the next round.
+        while any(shares_taken(w) != shares(w) for w in (worker_a, worker_b)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the round's shares did not finish within 300 s")
+            time.sleep(0.01)
+        all_done = time.perf_counter() - started
         busy = cpu_busy_seconds() - busy_before
         every_system_answered()
         spans = [
@@ -348,7 +357,9 @@ def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> N
                 "busy (sum of shares)": sum(end - start for start, end in spans),
                 "longest share": max(end - start for start, end in spans),
                 "shares": len(spans),
-                "CPUs busy (machine)": busy / elapsed,
+                "every share done": all_done,
+                "CPUs busy (machine)": busy / all_done,
+                "WAL syncs": wal_syncs() - wal_before,
             }
         )
         return elapsed
@@ -369,6 +380,18 @@ def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> N
                 "systems failed in the round: "
                 + "; ".join(f"{s.system.name}: {s.last_error}" for s in failed[:5])
             )
+
+    def shares_taken(worker) -> int:
+        return sum(
+            1
+            for line in worker_log(worker).splitlines()
+            if "monitoring.collect_systems[" in line and "received" in line
+        )
+
+    def wal_syncs() -> int:
+        """The PostgreSQL server's WAL syncs so far (pg_stat_wal: every database's commits)."""
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            return conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
 
     def shares(worker) -> int:
         return sum(
@@ -480,9 +503,10 @@ def run(args, engines, target_dbs, servers, workdir: Path, redis_port: int) -> N
     one_busy = statistics.median(r["CPUs busy (machine)"] for r in anatomy["1"])
     print(
         f"CPUs busy at rest: {at_rest:.2f} of {cpus}. A one-worker round keeps {one_busy:.2f} "
-        f"busy, so two workers can at best take (busy - rest) / ({cpus} - rest) = "
-        f"{(one_busy - at_rest) / (cpus - at_rest):.2f}x its time on this machine (all of the "
-        "round's CPU spread perfectly over what is left)."
+        f"busy, so two workers would take (busy - rest) / ({cpus} - rest) = "
+        f"{(one_busy - at_rest) / (cpus - at_rest):.2f}x its time on this machine if the "
+        "round's CPU-seconds stayed the same and spread perfectly over what is left (an "
+        "estimate: two workers competing for the CPUs mostly need more, not less)."
     )
     slowest = CollectionSchedule.objects.select_related("system").order_by("-last_duration_ms")
     print(

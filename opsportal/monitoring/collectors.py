@@ -6,9 +6,9 @@ from earlier samples (counters for rates) is handed to them in `previous`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from django.core.cache import cache
 from opsportal.systems.adapters import docker_engine, http_endpoint, pg_activity, redis_cache
 from opsportal.systems.adapters.errors import AdapterError
 from opsportal.systems.models import System, SystemKind
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,27 +117,38 @@ def collect_redis(cache, previous: Previous, now: dt.datetime) -> list[Reading]:
     return readings
 
 
+# The shape of what engine_figures keeps: a new shape gets a new key, so a worker of the new
+# version never reads an entry of the old one.
+INSPECTIONS_VERSION = 1
+
+
 def _inspections_key(engine) -> str:
     where = hashlib.blake2b(engine.base_url.encode(), digest_size=8).hexdigest()
-    return f"monitoring:docker-inspections:{engine.pk}:{where}"
+    return f"monitoring:docker-inspections:v{INSPECTIONS_VERSION}:{engine.pk}:{where}"
 
 
 def collect_docker(engine, previous: Previous, now: dt.datetime) -> list[Reading]:
-    # The containers' inspections of the last pass, kept in the shared cache so that any
-    # worker collecting this engine next repeats only those no longer true (the adapter's
-    # INSPECTION_EVENTS). Without the cache every container is inspected, as before.
+    # The containers' inspections of the last pass, kept in the cache so that the worker
+    # collecting this engine next repeats only those no longer true (the adapter's
+    # INSPECTION_EVENTS). Shared by every worker with a shared cache (CACHE_URL on Redis);
+    # per process with the local-memory default. Without the cache every container is
+    # inspected, as before, and the collection goes on.
     key = _inspections_key(engine)
     kept = None
-    with contextlib.suppress(Exception):
+    try:
         kept = cache.get(key)
+    except Exception:
+        logger.warning("Could not read %s's kept inspections", engine.name, exc_info=True)
     figures = docker_engine.engine_figures(
         engine,
         restarts_since=now - RESTARTS_WINDOW,
         kernel_figures=settings.MONITORING_DOCKER_KERNEL_FIGURES,
-        kept=kept,
+        kept=kept if isinstance(kept, dict) else None,
     )
-    with contextlib.suppress(Exception):
+    try:
         cache.set(key, figures.inspections, timeout=docker_engine.INSPECTION_MAX_AGE_SECONDS)
+    except Exception:
+        logger.warning("Could not keep %s's inspections in the cache", engine.name, exc_info=True)
     readings: list[Reading] = []
     used = 0
     for c in figures.containers:

@@ -14,6 +14,7 @@ of a small page's ~10 ms)."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from urllib.parse import quote
 
 from django import template
@@ -62,20 +63,25 @@ def navigation_app_list(context, app_list=None, show_changelinks=False) -> SafeS
             for app in app_list
         ),
     )
-    html = _written.get(key)
-    if html is None:
-        html = _write(app_list, path, show_changelinks)
-        with _written_lock:
-            if len(_written) >= WRITTEN_CACHE_SIZE:
-                _written.clear()
-            _written[key] = html
+    with _written_lock:
+        html = _written.get(key)
+        if html is not None:
+            _written.move_to_end(key)
+            return html
+    html = _write(app_list, path, show_changelinks)
+    with _written_lock:
+        _written[key] = html
+        while len(_written) > WRITTEN_CACHE_SIZE:
+            _written.popitem(last=False)  # the least recently used
     return html
 
 
-# Written app lists by (language, change links, the list with what the path is under):
-# bounded, a few kilobytes each.
-WRITTEN_CACHE_SIZE = 512
-_written: dict[tuple, SafeString] = {}
+# Written app lists by (language, change links, the list with what the path is under), the
+# least recently used dropped first: each entry (its key and markup) takes 15-30 kB with
+# the portal's sixty-odd models, so at most ~8 MB a process (five role groups' sidebars on
+# every model's pages would be about 300: the most used are kept).
+WRITTEN_CACHE_SIZE = 256
+_written: OrderedDict[tuple, SafeString] = OrderedDict()
 _written_lock = threading.Lock()
 
 

@@ -1,8 +1,9 @@
 """An engine's pass keeps its containers' inspections and repeats only those no longer true:
 a container that restarted, was updated or stopped is inspected again (its event, its state
-in the listing, its main process gone), the others are not; and a restart whose event the
-engine's buffer has dropped is still caught, by the listing's "Up …", on an engine that is
-not on this host. On the real test engines."""
+in the listing), the others are not, on this host's engine and on one read over the network;
+when the engine's event buffer no longer reaches back to the last pass, everything is
+inspected again. On the real test engines; and what the listing's "Up …" / "Exited (…) …
+ago" tells of a kept inspection, with the engine's own status texts."""
 
 from __future__ import annotations
 
@@ -75,8 +76,11 @@ def test_only_changed_containers_are_inspected_again(docker_engine, docker_clien
     restarted = run_container(["sleep", "600"])
     updated = run_container(["sleep", "600"], mem_limit="48m")
     stopped = run_container(["sleep", "600"])
+    untouched = run_container(["sleep", "600"])
     ours = {restarted.id, updated.id, stopped.id}
-    wait_until(lambda: settled(docker_client, ours), "the containers to run for a while")
+    wait_until(
+        lambda: settled(docker_client, ours | {untouched.id}), "the containers to run for a while"
+    )
 
     first = figures_pass(docker_engine)
     assert ours <= first.inspected
@@ -102,7 +106,7 @@ def test_only_changed_containers_are_inspected_again(docker_engine, docker_clien
         "the changes to settle",
     )
     third = figures_pass(docker_engine, kept=second.inspections)
-    assert ours <= third.inspected
+    assert ours <= third.inspected and untouched.id not in third.inspected
     now = by_id(third, ours)
     assert now[updated.id].memory_limit_bytes == 64 * 1024 * 1024
     assert now[stopped.id].state == "exited" and now[stopped.id].memory_bytes is None
@@ -111,6 +115,22 @@ def test_only_changed_containers_are_inspected_again(docker_engine, docker_clien
 
     fourth = figures_pass(docker_engine, kept=third.inspections)
     assert not ours & fourth.inspected
+
+
+def test_kept_inspections_serve_when_the_kernel_files_are_not_readable(
+    docker_engine, docker_client, run_container, tmp_path, monkeypatch
+):
+    """A worker in a container of its own sees the engine's socket but not the host's
+    cgroup files: the kept inspections still serve, and the engine's stats give CPU and
+    memory (rather than every running container being inspected again on every pass)."""
+    container = run_container(["sleep", "600"])
+    wait_until(lambda: settled(docker_client, {container.id}), "the container to run a while")
+    first = figures_pass(docker_engine)
+    monkeypatch.setattr(engine_adapter, "CGROUP_ROOT", tmp_path)  # nothing readable there
+    second = figures_pass(docker_engine, kept=first.inspections)
+    assert container.id not in second.inspected
+    (figures,) = by_id(second, {container.id}).values()
+    assert figures.memory_bytes and figures.cpu_usage_seconds is not None
 
 
 def test_the_collector_keeps_them_in_the_shared_cache(docker_engine, run_container):
@@ -146,30 +166,65 @@ def remote_engine(db, tls_engine_material):
                 docker_client.containers.get(container_id).remove(force=True)
 
 
-def test_a_restart_whose_event_was_dropped_is_still_caught(remote_engine):
+def test_a_pass_after_the_engine_dropped_events_inspects_everything(remote_engine):
     engine, run = remote_engine
-    container = run(["sleep", "600"])
+    restarted, untouched = run(["sleep", "600"]), run(["sleep", "600"])
+    ours = {restarted.id, untouched.id}
     with engine_client(engine) as docker_client:
-        wait_until(
-            lambda: docker_client.containers.get(container.id).status == "running", "the start"
-        )
+        wait_until(lambda: settled(docker_client, ours), "the containers to run for a while")
         first = figures_pass(engine)
-        assert container.id in first.inspected
-        docker_client.api.restart(container.id, timeout=0)
+        assert ours <= first.inspected
+        # Nothing happened: on an engine read over the network too, both are kept.
+        second = figures_pass(engine, kept=first.inspections)
+        assert not ours & second.inspected
         restarted_at = timezone.now()
-        # The engine keeps its last 256 events: 100 commands run in the container log 300
-        # (exec_create, exec_start, exec_die) and push the restart's events out.
+        docker_client.api.restart(restarted.id, timeout=0)
+        # The engine keeps its last 256 events: 100 commands run in the other container log
+        # 300 (exec_create, exec_start, exec_die) and push the restart's events out.
         for _ in range(100):
-            docker_client.api.exec_start(docker_client.api.exec_create(container.id, ["true"]))
-        events = engine_adapter._container_events(
+            docker_client.api.exec_start(docker_client.api.exec_create(untouched.id, ["true"]))
+        events = engine_adapter._engine_events(
             docker_client.api,
             since=(restarted_at - dt.timedelta(seconds=5)).timestamp(),
             until=timezone.now().timestamp() + 1,
         )
-    assert not [e for e in events if engine_adapter._event_container(e) == container.id], (
+    assert not [e for e in events if engine_adapter._event_container(e) == restarted.id], (
         "the restart's events are still in the engine's buffer: the test proves nothing"
     )
-    second = figures_pass(engine, kept=first.inspections)
-    assert container.id in second.inspected
-    (figures,) = by_id(second, {container.id}).values()
-    assert figures.state == "running"
+    # The buffer no longer reaches back to the last pass: no kept inspection is trusted.
+    third = figures_pass(engine, kept=second.inspections)
+    assert ours <= third.inspected
+    assert by_id(third, {restarted.id})[restarted.id].state == "running"
+
+
+KEPT_RUNNING = {"State": {"Status": "running", "Running": True}, "read_at": 1000.0}
+KEPT_HEALTHY = {
+    "State": {"Status": "running", "Running": True, "Health": {"Status": "healthy"}},
+    "read_at": 1000.0,
+}
+KEPT_EXITED = {
+    "State": {"Status": "exited", "Running": False, "Health": {"Status": "unhealthy"}},
+    "read_at": 1000.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("kept", "state", "status", "trusted"),
+    [
+        # Listed 30 s after the inspection was kept:
+        (KEPT_RUNNING, "running", "Up 2 minutes", True),
+        (KEPT_RUNNING, "running", "Up 5 seconds", False),  # restarted since, event lost
+        (KEPT_RUNNING, "exited", "Exited (137) 10 seconds ago", False),
+        (KEPT_HEALTHY, "running", "Up 2 minutes (healthy)", True),
+        (KEPT_HEALTHY, "running", "Up 2 minutes (unhealthy)", False),
+        (KEPT_EXITED, "exited", "Exited (1) 10 minutes ago", True),  # no health while stopped
+        (KEPT_EXITED, "exited", "Exited (1) 3 seconds ago", False),  # started and stopped again
+    ],
+)
+def test_the_listing_tells_a_kept_inspection_from_a_stale_one(kept, state, status, trusted):
+    summary = {"Id": "c1", "State": state, "Status": status}
+    assert engine_adapter._still_true(kept, summary, set(), listed_at=1030.0) is trusted
+    assert engine_adapter._still_true(kept, summary, {"c1"}, listed_at=1030.0) is False
+    # Kept longer than INSPECTION_MAX_AGE_SECONDS: read again whatever the listing says.
+    too_old = 1000.0 + engine_adapter.INSPECTION_MAX_AGE_SECONDS
+    assert engine_adapter._still_true(kept, summary, set(), listed_at=too_old) is False

@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,13 +95,16 @@ class EngineFigures:
 # event of that container, so an inspection is kept and repeated only for a container that is
 # new, whose state or health in the listing differs from it, or that has one of these events
 # since the pass that kept it. Everything is inspected again when the events cannot be read,
-# when so many came that the engine's event buffer (256 on Docker 20.10) may have dropped
-# some, and at the latest after INSPECTION_MAX_AGE_SECONDS.
+# when the engine's event buffer (ENGINE_EVENTS_BUFFER, every kind of event: a container's
+# health-check execs fill it quickly) no longer reaches back to the last pass, and at the
+# latest after INSPECTION_MAX_AGE_SECONDS.
 INSPECTION_EVENTS = (
     "create", "start", "restart", "die", "kill", "oom", "stop",
     "pause", "unpause", "update", "rename", "destroy",
 )  # fmt: skip
-INSPECTION_EVENTS_TRUSTED = 200
+# The engine keeps its last 256 events of every kind (Docker's eventsLimit): a read that
+# returns that many may have lost older ones.
+ENGINE_EVENTS_BUFFER = 256
 INSPECTION_MAX_AGE_SECONDS = 300
 # Events are read from a little before the previous pass's listing, on the engine's clock.
 INSPECTION_EVENTS_SLACK_SECONDS = 2.0
@@ -165,21 +169,25 @@ def _listed_since_seconds(status: str) -> float | None:
         return None
 
 
-def _still_true(kept: dict | None, summary: dict, changed: set[str], engine_now: float) -> bool:
+def _still_true(kept: dict | None, summary: dict, changed: set[str], listed_at: float) -> bool:
     """Whether a kept inspection still describes the listed container: no event of it since,
-    the same state and health, not older than INSPECTION_MAX_AGE_SECONDS, and (should the
-    event have been lost) not started, stopped or restarted since it was read, by the
-    listing's own "Up …" / "Exited (…) … ago"."""
+    the same state (and health, while it runs: a stopped container's listing shows none), not
+    older than INSPECTION_MAX_AGE_SECONDS, and (should the event have been lost) not started,
+    stopped or restarted since it was read, by the listing's own "Up …" / "Exited (…) … ago".
+    `listed_at` is when the listing was taken, on the engine's clock."""
     if not kept or summary["Id"] in changed:
         return False
     state = kept.get("State") or {}
-    age = engine_now - kept.get("read_at", 0)
+    age = listed_at - kept.get("read_at", 0)
     listed = summary.get("Status", "")
     since = _listed_since_seconds(listed)
     return (
         age < INSPECTION_MAX_AGE_SECONDS
         and state.get("Status") == summary.get("State")
-        and (state.get("Health") or {}).get("Status") == _listed_health(listed)
+        and (
+            summary.get("State") != "running"
+            or (state.get("Health") or {}).get("Status") == _listed_health(listed)
+        )
         and (since is None or since > age + INSPECTION_EVENTS_SLACK_SECONDS)
     )
 
@@ -305,16 +313,23 @@ def _flat_keys(path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
 
 
-def _container_events(api: docker.APIClient, *, since: float, until: float) -> list[dict]:
-    """The engine's container events of INSPECTION_EVENTS between `since` and `until`
-    (seconds on the engine's clock; `until` is its current time with its fraction, as the
-    engine waits for an `until` in the future before it answers)."""
-    return _read_events(
-        api,
-        since=f"{since:.9f}",
-        until=f"{until:.9f}",
-        filters={"type": "container", "event": list(INSPECTION_EVENTS)},
-    )
+def _engine_events(api: docker.APIClient, *, since: float, until: float) -> list[dict]:
+    """Every event the engine still holds between `since` and `until`, oldest first (seconds
+    on the engine's clock; `until` is its current time with its fraction, as the engine waits
+    for an `until` in the future before it answers). Unfiltered, so that a read that comes
+    back with ENGINE_EVENTS_BUFFER of them shows the buffer may have dropped some."""
+    return _read_events(api, since=f"{since:.9f}", until=f"{until:.9f}")
+
+
+def _inspection_changes(events: list[dict], *, since: float) -> set[str]:
+    """Containers (IDs) with an INSPECTION_EVENTS event since `since`."""
+    return {
+        _event_container(e)
+        for e in events
+        if e.get("Type") == "container"
+        and e.get("Action") in INSPECTION_EVENTS
+        and _event_time(e) >= since
+    }
 
 
 def _event_container(event: dict) -> str:
@@ -332,7 +347,11 @@ def _container_starts(events: list[dict], *, since: float) -> dict[str, int]:
     engine this is a lower bound."""
     starts: dict[str, int] = {}
     for event in events:
-        if event.get("Action") == "start" and _event_time(event) >= since:
+        if (
+            event.get("Type") == "container"
+            and event.get("Action") == "start"
+            and _event_time(event) >= since
+        ):
             container_id = _event_container(event)
             starts[container_id] = starts.get(container_id, 0) + 1
     return starts
@@ -401,9 +420,10 @@ def engine_figures(
         api = docker_client.api
         asked_at = time.time()
         info = api.info()
-        # Event times are the engine's: the portal's times are moved onto its clock.
+        # Event times are the engine's: the portal's times are moved onto its clock (the
+        # engine read its clock about halfway through the request).
         engine_time = _engine_time(info.get("SystemTime"))
-        offset = engine_time.timestamp() - asked_at if engine_time else 0.0
+        offset = engine_time.timestamp() - (asked_at + time.time()) / 2 if engine_time else 0.0
         engine_now = time.time() + offset
         kept_containers = (kept or {}).get("containers") or {}
         previous_read = (kept or {}).get("read_at", 0.0) - INSPECTION_EVENTS_SLACK_SECONDS
@@ -417,20 +437,25 @@ def engine_figures(
             # Read before the containers are listed: a start in between then shows in
             # RestartCount and in a changed inspection, never in the events only.
             try:
-                events = _container_events(api, since=min(since), until=time.time() + offset)
+                events = _engine_events(api, since=min(since), until=time.time() + offset)
             except (docker.errors.APIError, requests.exceptions.RequestException, ValueError):
                 events = None  # the collector falls back to RestartCount alone
         starts = None
         if restarts_since is not None and events is not None:
             starts = _container_starts(events, since=restarts_since.timestamp() + offset)
-        trusted = events is not None and len(events) < INSPECTION_EVENTS_TRUSTED
-        changed = {_event_container(e) for e in events or () if _event_time(e) >= previous_read}
+        # The events since the last pass are all there when the buffer was not full, or
+        # still reaches back before the last pass.
+        trusted = events is not None and (
+            len(events) < ENGINE_EVENTS_BUFFER or _event_time(events[0]) < previous_read
+        )
+        changed = _inspection_changes(events or [], since=previous_read)
         summaries = api.containers(all=True)
+        listed_at = time.time() + offset
         local = kernel_figures and engine.base_url.startswith("unix://")
         attrs_for = {
             s["Id"]: kept_containers[s["Id"]]
             for s in summaries
-            if trusted and _still_true(kept_containers.get(s["Id"]), s, changed, engine_now)
+            if trusted and _still_true(kept_containers.get(s["Id"]), s, changed, listed_at)
         }
         figures: dict[str, ContainerFigures] = {}
         for s in summaries:
@@ -439,18 +464,23 @@ def engine_figures(
                 if found is not None:
                     figures[s["Id"]] = found
         remaining = [s for s in summaries if s["Id"] not in figures]
+        # A kept container that runs but whose main process the kernel did not answer for
+        # (a restart whose event and listing change were both missed) is inspected again,
+        # unless the kernel answered for none of them: then its files are not readable from
+        # here (a worker in a container of its own), and the engine's stats are asked instead.
+        unanswered = {s["Id"] for s in remaining if s["Id"] in attrs_for}
+        kept_running = {i for i, a in attrs_for.items() if (a.get("State") or {}).get("Running")}
+        kernel_reads = local and (len(kept_running) > len(unanswered) or not kept_running)
+        inspect_again = unanswered if kernel_reads else set()
         inspected: dict[str, dict] = {}
         if remaining:
-            # An engine reached through a local socket runs on this host: its containers'
-            # CPU and memory come from the kernel's files when this process can read them.
-            # A kept inspection whose main process the kernel no longer knows (a restart
-            # whose event was lost) is read again.
+
             def ask(summary: dict) -> ContainerFigures:
-                attrs = None if local else attrs_for.get(summary["Id"])
+                attrs = None if summary["Id"] in inspect_again else attrs_for.get(summary["Id"])
                 if attrs is None:
                     attrs = api.inspect_container(summary["Id"])
                     inspected[summary["Id"]] = _kept_inspection(attrs, engine_now)
-                return _container_figures(api, summary, local, attrs)
+                return _container_figures(api, summary, kernel_reads, attrs)
 
             with ThreadPoolExecutor(
                 max_workers=max(1, min(max_workers, len(remaining))),
@@ -465,7 +495,12 @@ def engine_figures(
     containers = [figures[s["Id"]] for s in summaries if s["Id"] in figures]
     if starts is not None:
         containers = [
-            replace(c, restarts_recent=_restarts_since(c, starts, restarts_since))
+            replace(
+                c,
+                restarts_recent=_restarts_since(
+                    c, starts, restarts_since + timedelta(seconds=offset)
+                ),
+            )
             for c in containers
         ]
     data_root = info.get("DockerRootDir") or ""
