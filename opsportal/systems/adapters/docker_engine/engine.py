@@ -200,12 +200,10 @@ def _container_figures(
     ask_engine: bool = True,
 ) -> ContainerFigures | None:
     """One container's figures; `attrs` is its inspection when one is kept from an earlier
-    pass (see `engine_figures`). With `ask_engine` False, None when the engine would have to
-    be asked (an inspection or stats): the caller asks it concurrently."""
+    pass (see `engine_figures`). With `ask_engine` False, None when its CPU and memory would
+    have to be asked of the engine's stats: the caller asks for them concurrently."""
     container_id = summary["Id"]
     if attrs is None:
-        if not ask_engine:
-            return None
         attrs = api.inspect_container(container_id)
     state = attrs.get("State") or {}
     health = (state.get("Health") or {}).get("Status")
