@@ -55,6 +55,9 @@ def test_ad_hoc_window_from_schedule_to_completion(
     step_row("Back up systems").locator("button.step-run").click()
     expect(page.locator("ul.messagelist")).to_contain_text("queued")
     step_row("Prepare rollback plan").locator("button.step-done").click()
+    # Its form's page must have loaded before the page is reloaded below: a reload while the
+    # submit still navigates finds no page to reload ("Not attached to an active page").
+    expect(step_row("Prepare rollback plan").locator(".step-status")).to_have_text("Done")
     for title in ("Notify users", "Back up systems"):
         for _ in range(60):
             page.reload()
