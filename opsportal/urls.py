@@ -5,8 +5,8 @@ from backups.api import register as backups_api
 from incidents.api import register as incidents_api
 from maintenance.api import register as maintenance_api
 from opsportal.audit.api import register as audit_api
+from opsportal.monitoring.api import register as systems_api
 from opsportal.operations.api import register as operations_api
-from opsportal.systems.api import register as systems_api
 
 admin.site.site_header = "OpsPortal"
 admin.site.site_title = "OpsPortal"

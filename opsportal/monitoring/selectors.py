@@ -250,6 +250,60 @@ def _beyond(
     return ", ".join(t.label(unit) for t in crossed)
 
 
+def _key_figures(
+    system: System,
+    latest: dict[tuple[int, str, str], Latest],
+    targets: dict[str, list[MetricTarget]],
+    series: dict[tuple[int, str], list[float]],
+) -> list[Figure]:
+    """The system's key figures: each marked where beyond an alert rule's line, and stale
+    where the system is down (the last value collected before it went down)."""
+    up = latest.get((system.pk, "up", ""))
+    down = up is not None and up.value != 1.0
+    figures = []
+    for m in KEY_METRICS.get(system.kind, ()):
+        row = latest.get((system.pk, m, ""))
+        value = row.value if row else None
+        figures.append(
+            Figure(
+                m,
+                METRICS[m].unit,
+                value,
+                series.get((system.pk, m), []),
+                at=row.at if row else None,
+                beyond=_beyond(targets, system, m, value),
+                # Older than the newest "up" sample: collected before the system went down.
+                stale=down and row is not None and row.at < up.at,
+            )
+        )
+    return figures
+
+
+@dataclass(frozen=True)
+class SystemReading:
+    """A system's newest collection: whether it answered, when, and its key figures."""
+
+    up: bool | None  # None: never collected
+    collected_at: dt.datetime | None
+    figures: list[Figure]
+
+
+def systems_readings(*, systems: list[System]) -> dict[int, SystemReading]:
+    """Each system's newest collection with its key figures as the overview shows them,
+    without the sparklines (the API's systems): two queries however many systems."""
+    targets = metric_targets()
+    latest = latest_values(system_ids=[s.pk for s in systems], metrics=["up", *OVERVIEW_METRICS])
+    readings = {}
+    for system in systems:
+        up = latest.get((system.pk, "up", ""))
+        readings[system.pk] = SystemReading(
+            up=None if up is None else up.value == 1.0,
+            collected_at=up.at if up else None,
+            figures=_key_figures(system, latest, targets, {}),
+        )
+    return readings
+
+
 def systems_status(*, now: dt.datetime | None = None) -> list[SystemStatus]:
     """Every system with its collection status, key figures (marked where beyond an alert
     rule's line, greyed where stale because the system is down) and sparklines: five
@@ -275,31 +329,13 @@ def systems_status(*, now: dt.datetime | None = None) -> list[SystemStatus]:
     result = []
     for system in systems:
         up = latest.get((system.pk, "up", ""))
-        down = up is not None and up.value != 1.0
-        figures = []
-        for m in KEY_METRICS.get(system.kind, ()):
-            row = latest.get((system.pk, m, ""))
-            value = row.value if row else None
-            figures.append(
-                Figure(
-                    m,
-                    METRICS[m].unit,
-                    value,
-                    series.get((system.pk, m), []),
-                    at=row.at if row else None,
-                    beyond=_beyond(targets, system, m, value),
-                    # A down system's figures are the last ones collected before it went
-                    # down: older than its newest "up" sample.
-                    stale=down and row is not None and row.at < up.at,
-                )
-            )
         result.append(
             SystemStatus(
                 system=system,
                 admin_url=system.get_admin_url(),
                 up=None if up is None else up.value == 1.0,
                 collected_at=up.at if up else None,
-                figures=figures,
+                figures=_key_figures(system, latest, targets, series),
                 firing=firing.get(system.pk, 0),
                 containers=containers.get(system.pk) if system.kind == "docker" else None,
             )
