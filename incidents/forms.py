@@ -1,6 +1,7 @@
 from django import forms
 
 from incidents.models import Incident
+from incidents.services.runbooks import REASON_FOR_CHANGE
 from opsportal.operations.forms import OperationParamsFormMixin
 from opsportal.operations.kinds import KINDS
 from opsportal.operations.selectors import connection_owners_seen
@@ -56,7 +57,7 @@ class StepRunForm(OperationParamsFormMixin, forms.Form):
         self.changing = KINDS[kind].changing
         if self.changing:
             self.fields["reason"].required = True
-            self.fields["reason"].help_text = "This operation changes the system: say why."
+            self.fields["reason"].help_text = REASON_FOR_CHANGE
         if break_glass:
             # Two-person approval's break-glass (SEV1 only): filled in, it runs without
             # waiting; the Security team is told and the audit record marks it.

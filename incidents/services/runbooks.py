@@ -4,6 +4,7 @@ four default playbooks."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -136,6 +137,17 @@ def incident_step_can_run(*, step: IncidentStep, actor) -> bool:
     )
 
 
+REASON_FOR_CHANGE = "This operation changes the system: say why."
+
+
+def reason_for_change_require(*, kind: str, reason: str) -> None:
+    """An operation that changes a system is run only with the reason of whoever asks for it
+    (ValidationError on "reason"); the run page's form marks the field required with the same
+    words."""
+    if kind in KINDS and KINDS[kind].changing and not reason.strip():
+        raise ValidationError({"reason": [REASON_FOR_CHANGE]})
+
+
 def incident_step_run(
     *,
     step: IncidentStep,
@@ -160,6 +172,7 @@ def incident_step_run(
             f"Running {step.operation_kind} needs the permissions "
             f"{' and '.join(needed)}; {actor or 'nobody'} does not hold them."
         )
+    reason_for_change_require(kind=step.operation_kind, reason=reason)
     target = target or step.target
     if target is None:
         raise IncidentRefused(
@@ -212,7 +225,7 @@ def incident_operation_request(
     now"): the same permissions as running a step of that kind (PermissionDenied naming
     them), a changing kind needs a reason (ValidationError on "reason"), and the operation
     service's own rules (the incident's systems only, one change per target at a time)."""
-    from django.core.exceptions import PermissionDenied, ValidationError
+    from django.core.exceptions import PermissionDenied
 
     from opsportal.operations.services import OperationRefused, operation_request
 
@@ -222,8 +235,7 @@ def incident_operation_request(
         raise PermissionDenied(
             f"Running {kind} needs the permission {' and '.join(repr(p) for p in missing)}."
         )
-    if kind in KINDS and KINDS[kind].changing and not reason.strip():
-        raise ValidationError({"reason": ["This operation changes the system: say why."]})
+    reason_for_change_require(kind=kind, reason=reason)
     with transaction.atomic():
         try:
             operation = operation_request(

@@ -5,6 +5,7 @@ and a changing operation is refused once the incident is resolved or closed."""
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from incidents.models import IncidentStep
@@ -245,3 +246,28 @@ def test_the_step_service_itself_refuses_roles_without_the_operations_permission
             reason="stale keys",
         )
     assert not Operation.objects.exists()
+
+
+def test_the_step_service_itself_asks_why_a_change_is_made(teams, runbooks, redis_target):
+    """The rule the run page's form shows (a change needs a reason) is the service's: a
+    caller without one is refused, as the API's "run this now" is, and nothing is queued."""
+    groups_load_defaults()
+    incident = incident_open(
+        title="slow",
+        severity="sev3",
+        category="api",
+        affected_systems=[redis_target],
+        runbook_name="High API Response Times",
+    )
+    clear = step(incident, "Clear cache if needed")
+    devops = staff_in("DevOps")
+    for reason in ("", "   "):
+        with pytest.raises(ValidationError) as refused:
+            incident_step_run(step=clear, actor=devops, target=redis_target, reason=reason)
+        assert refused.value.message_dict == {
+            "reason": ["This operation changes the system: say why."]
+        }
+    assert not Operation.objects.exists()
+    # A reading step needs none.
+    incident_step_run(step=step(incident, "Check Redis cache hit rates"), actor=devops)
+    assert Operation.objects.get().kind == "cache_statistics"
