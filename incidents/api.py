@@ -269,7 +269,7 @@ class IncidentViewSet(mixins.CreateModelMixin, ApiReadOnlyViewSet):
     pagination_class = NewestIncidentsFirst
     filterset_class = IncidentFilter
     filter_backends = [*ApiReadOnlyViewSet.filter_backends, BoundedSearchFilter]
-    search_fields = ["title"]
+    search_fields = ["title", "symptoms"]  # the admin's search
     required_permissions = {
         "list": [VIEW],
         "retrieve": [VIEW],
