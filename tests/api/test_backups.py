@@ -7,7 +7,13 @@ import psycopg
 import pytest
 
 from backups.models import Backup, BackupMethod
-from backups.services import backup_plan_ensure, backup_plan_save, backup_run_now
+from backups.services import (
+    backup_plan_ensure,
+    backup_plan_save,
+    backup_run_now,
+    drill_request,
+    drill_run,
+)
 from opsportal.systems.models import PostgresDatabase
 
 pytestmark = pytest.mark.django_db
@@ -51,3 +57,26 @@ def test_back_up_now_and_the_newest_verified_backup(api_client, database):
     refused = client.post("/api/v1/backups/", {"database": "nope"})
     assert refused.status_code == 400 and "database" in refused.json()["fields"]
     assert Backup.objects.count() == 3
+
+
+def test_a_restore_drill_reads_back_with_its_comparison(api_client, database):
+    client, _, _ = api_client("Viewers")
+    backup = backup_run_now(database=database, actor=None, reason="nightly")
+    assert backup.verification == "verified", backup.verification_message
+    drill = drill_request(backup=backup)
+    drill_run(drill_id=drill.pk)
+    drill.refresh_from_db()
+    assert drill.status == "succeeded", drill.message
+
+    listed = client.get("/api/v1/restore-drills/", {"database": "orders-db"}).json()["results"]
+    assert [d["id"] for d in listed] == [drill.pk]
+    read = client.get(f"/api/v1/restore-drills/{drill.pk}/").json()
+    assert (read["backup"], read["database"], read["status"]) == (
+        backup.pk,
+        "orders-db",
+        "succeeded",
+    )
+    assert read["tables_compared"] == len(backup.table_row_counts) and read["mismatches"] == {}
+    assert read["finished_at"] and read["duration_seconds"] >= 0
+    assert client.get(f"/api/v1/backups/{backup.pk}/").json()["drill_result"] == "passed"
+    assert client.get("/api/v1/restore-drills/", {"backup": backup.pk + 1}).json()["results"] == []
