@@ -10,7 +10,12 @@ from django.template.response import TemplateResponse
 
 from opsportal.admin_mixins import message_refusal
 from opsportal.api.models import ApiToken
-from opsportal.api.services import TokenRefused, api_token_create, api_token_revoke
+from opsportal.api.services import (
+    TokenRefused,
+    api_token_create,
+    api_token_expiry_check,
+    api_token_revoke,
+)
 
 
 def _staff(request) -> bool:
@@ -21,6 +26,15 @@ class ApiTokenForm(forms.ModelForm):
     class Meta:
         model = ApiToken
         fields = ["name", "scope", "expires_at"]
+
+    def clean_expires_at(self):
+        # The service's rule, shown on the field (the service checks it again on saving).
+        expires_at = self.cleaned_data.get("expires_at")
+        try:
+            api_token_expiry_check(expires_at)
+        except TokenRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return expires_at
 
 
 @admin.register(ApiToken)

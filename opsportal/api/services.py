@@ -38,6 +38,12 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def api_token_expiry_check(expires_at: dt.datetime | None) -> None:
+    """A new token's expiry is a time to come, or none (TokenRefused otherwise)."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise TokenRefused("The expiry is in the past: choose a time from now on, or none.")
+
+
 def api_token_create(
     *,
     user,
@@ -58,8 +64,7 @@ def api_token_create(
         raise TokenRefused("Give the token a name that says what uses it.")
     if scope not in TokenScope.values:
         raise TokenRefused(f"{scope!r} is not a token scope; choose read or read_write.")
-    if expires_at is not None and expires_at <= timezone.now():
-        raise TokenRefused("The expiry is in the past: choose a time from now on, or none.")
+    api_token_expiry_check(expires_at)
     while True:
         prefix = secrets.token_urlsafe(6)[:PREFIX_LENGTH].replace("_", "x").replace("-", "y")
         if not ApiToken.objects.filter(prefix=prefix).exists():

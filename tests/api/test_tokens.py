@@ -27,6 +27,21 @@ def test_the_admin_shows_a_new_token_once_and_stores_only_its_hash(api_client):
     user = make_user("On-call engineers", username="token-maker")
     browser = TwoFactorClient()
     browser.force_login(user)
+    # An expiry gone by is the field's error on the form, and no token is made.
+    refused = browser.post(
+        "/admin/api/apitoken/add/",
+        {
+            "name": "deploy pipeline",
+            "scope": "read_write",
+            "expires_at_0": "2020-01-01",
+            "expires_at_1": "09:00:00",
+        },
+    )
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors == {
+        "expires_at": ["The expiry is in the past: choose a time from now on, or none."]
+    }
+    assert not ApiToken.objects.filter(user=user).exists()
     response = browser.post(
         "/admin/api/apitoken/add/", {"name": "deploy pipeline", "scope": "read_write"}
     )
