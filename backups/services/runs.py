@@ -73,15 +73,18 @@ def backup_request(
 
     Poll `Backup.status` until "succeeded" or "failed".
     """
-    backup = _backup_create(database=database, actor=actor, reason=reason, trigger=trigger)
-    audit_record(
-        action=AuditAction.OPERATION,
-        obj=backup,
-        actor=actor,
-        outcome=AuditOutcome.REQUESTED,
-        message=f"Backup of {database} requested ({trigger})" + (f": {reason}" if reason else ""),
-    )
-    _dispatch_backup(backup)
+    # The row, its audit record and the queued task together, or none of them.
+    with transaction.atomic():
+        backup = _backup_create(database=database, actor=actor, reason=reason, trigger=trigger)
+        audit_record(
+            action=AuditAction.OPERATION,
+            obj=backup,
+            actor=actor,
+            outcome=AuditOutcome.REQUESTED,
+            message=f"Backup of {database} requested ({trigger})"
+            + (f": {reason}" if reason else ""),
+        )
+        _dispatch_backup(backup)
     return backup
 
 
