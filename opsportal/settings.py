@@ -441,6 +441,10 @@ MONITORING_STALE_SERIES_SECONDS = env.int("MONITORING_STALE_SERIES_SECONDS", def
 # Personal API tokens only (opsportal/api); each token may make API_TOKEN_RATE requests
 # (DRF's "<n>/<second|minute|hour|day>") before it is answered 429 with Retry-After.
 API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="1200/minute")
+# The audit export streams at most this many records a response, then names the next part
+# in a `Link: <...>; rel="next"` header: a response must end before gunicorn's worker
+# timeout (WEB_TIMEOUT) ends it mid-stream. bench/audit_export.py measures the rate.
+API_AUDIT_EXPORT_PART_ROWS = env.int("API_AUDIT_EXPORT_PART_ROWS", default=200_000)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["opsportal.api.authentication.ApiTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [
