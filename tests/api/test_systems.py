@@ -80,9 +80,7 @@ def test_a_system_never_collected_says_so(api_client, database):
     ]
 
 
-def test_the_list_reads_the_figures_in_the_same_queries_however_many_systems(
-    api_client, database
-):
+def test_the_list_reads_the_figures_in_the_same_queries_however_many_systems(api_client, database):
     client, _, _ = api_client("Viewers")
     services.collection_run_due()
     client.get("/api/v1/systems/")  # the process's first request fills Django's own caches

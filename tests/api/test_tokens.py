@@ -196,4 +196,12 @@ def test_each_token_is_throttled_on_its_own_with_retry_after(api_client, setting
     # Another token (even the same owner's) has its own budget.
     _, plain = api_token_create(user=user, name="second")
     assert ApiClient(plain).get("/api/v1/systems/").status_code == 200
+    # Writes past the limit: the first is recorded, the rest of the minute's are not (each
+    # record takes the audit chain's lock).
+    before = AuditRecord.objects.count()
+    for _ in range(5):
+        assert first.post("/api/v1/incidents/", INCIDENT).status_code == 429
+    [throttled] = AuditRecord.objects.order_by("-id")[: AuditRecord.objects.count() - before]
+    assert throttled.outcome == "failure" and throttled.message.endswith("→ 429")
+    assert throttled.source == "api" and throttled.actor == user
     cache.clear()
