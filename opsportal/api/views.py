@@ -4,6 +4,7 @@ per-token throttle, audit context and an audit record for each change made with 
 from __future__ import annotations
 
 from rest_framework import exceptions, viewsets
+from rest_framework.filters import SearchFilter
 from rest_framework.permissions import SAFE_METHODS
 
 from opsportal.api.authentication import ApiTokenAuthentication
@@ -42,6 +43,38 @@ class ApiViewSetMixin:
             problem = text_problem(name) or text_problem(values)
             if problem:
                 raise exceptions.ValidationError({name: [problem]})
+
+    def filter_queryset(self, queryset):
+        if not self.detail:
+            self._refuse_unknown_query_parameters()
+        return super().filter_queryset(queryset)
+
+    def _refuse_unknown_query_parameters(self) -> None:
+        """A list asked with a parameter it does not take is a 400 naming the ones it takes:
+        a misspelt filter (?stauts=open) must not answer with every row."""
+        known: set[str] = set()
+        filterset_class = getattr(self, "filterset_class", None)
+        if filterset_class is not None:
+            known |= set(filterset_class.base_filters)
+        for backend in self.filter_backends:
+            if issubclass(backend, SearchFilter) and getattr(self, "search_fields", None):
+                known.add(backend.search_param)
+        paginator = self.paginator
+        if paginator is not None:
+            known |= {
+                name
+                for name in (
+                    getattr(paginator, "cursor_query_param", None),
+                    getattr(paginator, "page_size_query_param", None),
+                )
+                if name
+            }
+        unknown = sorted(set(self.request.query_params) - known)
+        if unknown:
+            takes = ", ".join(sorted(known)) or "no parameters"
+            raise exceptions.ValidationError(
+                {name: [f"Unknown parameter; this list takes: {takes}."] for name in unknown}
+            )
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

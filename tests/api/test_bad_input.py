@@ -74,6 +74,23 @@ def test_wrong_types_and_out_of_range_values_name_the_field(devops):
     assert not Incident.objects.exists()
 
 
+def test_a_list_asked_with_a_parameter_it_does_not_take_says_which_it_takes(devops):
+    client, _ = devops
+    body = _error(client.get("/api/v1/incidents/", {"stauts": "open"}), 400, "stauts")
+    assert body["fields"] == {
+        "stauts": [
+            "Unknown parameter; this list takes: affected_system, category, cursor, "
+            "opened_after, opened_before, page_size, search, severity, status, team."
+        ]
+    }
+    _error(client.get("/api/v1/audit-records/export/", {"object": "x"}), 400, "object_type")
+    _error(client.get("/api/v1/maintenance/windows/", {"format": "csv"}), 400, "format")
+    # The ones it takes, together, are fine; so is a parameter on one incident's page.
+    query = {"status": "open", "search": "db", "page_size": 5, "cursor": ""}
+    assert client.get("/api/v1/incidents/", query).status_code == 200
+    assert client.get("/api/v1/backups/latest-verified/", {"database": "x"}).status_code == 200
+
+
 def test_unknown_ids_and_names_are_404_or_400(devops):
     client, _ = devops
     _error(client.get("/api/v1/incidents/999999/"), 404, "not_found")
