@@ -98,6 +98,8 @@ def live_server_url(transactional_db, tmp_path):
         "WEB_ACCESS_LOG": "0",
         # Thousands of requests in a minute with one token: the throttle is tested elsewhere.
         "API_TOKEN_RATE": "1000000/minute",
+        # The audit export's parts, small enough that a test follows several.
+        "API_AUDIT_EXPORT_PART_ROWS": "3",
         "DATABASE_URL": _test_database_url(connection.settings_dict),
     }
     log = log_path.open("w")

@@ -44,10 +44,11 @@ def readme_commands() -> list[str]:
     return commands
 
 
-def run(command: str, base_url: str, token: str) -> subprocess.CompletedProcess:
+def run(command: str, base_url: str, token: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],
         env={"PATH": "/usr/bin:/bin", "OPS": base_url, "OPS_TOKEN": token},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=30,
@@ -118,3 +119,26 @@ def test_a_pipeline_checks_maintenance_opens_an_incident_and_adds_a_note_as_the_
     )
     assert records.filter(message__startswith="Opened").exists()
     assert records.count() >= 2 and set(records.values_list("source", flat=True)) == {"api"}
+
+
+def test_the_readmes_loop_exports_every_part_of_the_audit_history(live_server_url, tmp_path):
+    """The loop under "Following an export's parts", as written, against gunicorn serving
+    parts of 3 records: every record since the date, once each, oldest first."""
+    base_url, _ = live_server_url
+    load_defaults()
+    auditor = make_user("Viewers", username="readme-auditor")
+    _, token = api_token_create(user=auditor, name="audit archive", scope="read")
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    loop = re.search(r"Following an export's parts:\n\n```sh\n(.*?)```", readme, re.S)[1]
+    since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    assert "at_after=2026-11-01T00:00:00Z" in loop
+    expected = list(
+        AuditRecord.objects.filter(at__gte=since).order_by("id").values_list("id", flat=True)
+    )
+    assert len(expected) > 6  # load_defaults' records and the token's: three parts or more
+
+    done = run(loop, base_url, token, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "audit.ndjson").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == expected
