@@ -117,7 +117,7 @@ class AuditRecordViewSet(ApiReadOnlyViewSet):
         # A response ends well before gunicorn's worker timeout would cut it: the part's last
         # id and whether a record follows it, read by offset on the primary key. Records
         # written meanwhile come after the part's last id, so no record is missed or repeated.
-        part_rows = settings.API_AUDIT_EXPORT_PART_ROWS
+        part_rows = max(1, settings.API_AUDIT_EXPORT_PART_ROWS)
         edge = list(queryset.values_list("id", flat=True)[part_rows - 1 : part_rows + 1])
         next_part = ""
         if len(edge) == 2:
