@@ -1,12 +1,15 @@
-"""The audit history's NDJSON export under gunicorn: how many records a second it streams, and
-so how many fit in one response before gunicorn's worker timeout (WEB_TIMEOUT, 60 s) ends it.
+"""The audit history's exports under gunicorn: how many records a second the API's NDJSON
+export and the admin's CSV download stream, and so how many fit in one response before
+gunicorn's worker timeout (WEB_TIMEOUT, 60 s) ends it (the API's export comes in parts of
+API_AUDIT_EXPORT_PART_ROWS; the CSV download refuses more than AUDIT_CSV_EXPORT_MAX_ROWS).
 
 The baseline, measured in the same run on the same rows: PostgreSQL's own COPY of the same
 columns as CSV to this process (what the database can hand over at best, no Python per row).
 
 With 1,000,000 records (`--records`), the export asked for all of them follows the `Link:
 rel="next"` header from part to part, as a client does, and the figures are for the whole
-range. Runs with the test env (`make bench`): python bench/audit_export.py [--records N]
+range; the CSV download is of one source's records (a quarter), signed in through the real
+two-factor form. Runs with the test env (`make bench`): python bench/audit_export.py [--records N]
 It creates its own database and removes it (and its processes) at the end.
 """
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(BASE_DIR))
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
+from bench.admin_load import PASSWORD, sign_in  # noqa: E402
 from bench.health import bench_database, free_port, get, gunicorn, wait_until  # noqa: E402
 
 # The export's columns, in a COPY of the same rows.
@@ -67,8 +71,11 @@ def prepare(records: int) -> str:
             [records, records],
         )
     print(f"generated {records:,} audit records in {time.perf_counter() - started:.1f} s")
-    viewer = get_user_model().objects.create_user("viewer", password="pw-bench-123!", is_staff=True)
+    from tests.signin import enrol_authenticator
+
+    viewer = get_user_model().objects.create_user("viewer", password=PASSWORD, is_staff=True)
     viewer.groups.add(Group.objects.get(name="Viewers"))
+    enrol_authenticator(viewer)
     return api_token_create(user=viewer, name="bench", scope="read")[1]
 
 
@@ -103,6 +110,22 @@ def export(port: int, token: str) -> tuple[int, int, float, int, float]:
     return records, size, time.perf_counter() - started, parts, slowest
 
 
+def csv_download(port: int) -> tuple[int, int, float]:
+    """The admin's CSV of the records from the admin (a quarter), signed in as the Viewer."""
+    base = f"http://127.0.0.1:{port}"
+    with requests.Session() as session:
+        sign_in(session, base, "viewer")
+        started = time.perf_counter()
+        url = f"{base}/admin/audit/auditrecord/export.csv?source__exact=admin"
+        with session.get(url, stream=True, timeout=120, allow_redirects=False) as response:
+            assert response.status_code == 200, (response.status_code, response.text[:300])
+            size = lines = 0
+            for chunk in response.iter_content(chunk_size=1 << 16):
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+    return lines - 1, size, time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -128,6 +151,8 @@ def main() -> int:
         with gunicorn("opsportal.wsgi", env=env, port=port, log=workdir / "portal.log"):
             wait_until(lambda: get(port, "/health")[0] == 200, timeout=60, what="portal")
             records, size, seconds, parts, slowest = export(port, token)
+            csv_rows, csv_bytes, csv_seconds = csv_download(port)
+        csv_limit = settings.AUDIT_CSV_EXPORT_MAX_ROWS
     timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
     rate = records / seconds
     print(f"\nAudit export, {args.records:,} records (plus the seeded defaults' own)\n")
@@ -140,7 +165,15 @@ def main() -> int:
         f"{'export, NDJSON via gunicorn':34} {records:>10,} {size / 1e6:>8.1f} {seconds:>8.2f} {rate:>10,.0f}"
     )
     print(
-        f"\n{parts} parts of at most {part_rows:,} records (API_AUDIT_EXPORT_PART_ROWS); slowest "
+        f"{'admin CSV download via gunicorn':34} {csv_rows:>10,} {csv_bytes / 1e6:>8.1f}"
+        f" {csv_seconds:>8.2f} {csv_rows / csv_seconds:>10,.0f}"
+    )
+    print(
+        f"\nCSV: at most {csv_limit:,} records a download (AUDIT_CSV_EXPORT_MAX_ROWS): about "
+        f"{csv_limit / (csv_rows / csv_seconds):.1f} s at this rate"
+    )
+    print(
+        f"{parts} parts of at most {part_rows:,} records (API_AUDIT_EXPORT_PART_ROWS); slowest "
         f"part {slowest:.1f} s against the worker timeout of {timeout} s; at this rate one "
         f"response could carry about {rate * timeout:,.0f} records before the timeout"
     )

@@ -445,6 +445,9 @@ API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="1200/minute")
 # in a `Link: <...>; rel="next"` header: a response must end before gunicorn's worker
 # timeout (WEB_TIMEOUT) ends it mid-stream. bench/audit_export.py measures the rate.
 API_AUDIT_EXPORT_PART_ROWS = env.int("API_AUDIT_EXPORT_PART_ROWS", default=200_000)
+# The audit log's CSV download (admin) cannot come in parts: more records than this are
+# refused with a message, before the download starts (bench/audit_export.py: the rate).
+AUDIT_CSV_EXPORT_MAX_ROWS = env.int("AUDIT_CSV_EXPORT_MAX_ROWS", default=500_000)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["opsportal.api.authentication.ApiTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [

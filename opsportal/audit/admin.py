@@ -1,11 +1,12 @@
 import csv
 import json
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
-from django.urls import path
+from django.http import HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from opsportal.admin_mixins import ReadOnlyAdminMixin
@@ -97,19 +98,42 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 content_type="text/plain; charset=utf-8",
             )
         queryset = changelist.get_queryset(request).order_by("id")
+        # A download that gunicorn's worker timeout would cut short must not start: a browser
+        # may keep a cut file that looks whole. More than the limit is refused, saying how
+        # to get them (narrower filters, or the API's export, which comes in parts).
+        limit = max(1, settings.AUDIT_CSV_EXPORT_MAX_ROWS)
+        if queryset.values_list("id", flat=True)[limit : limit + 1]:
+            self.message_user(
+                request,
+                f"More than {limit:,} records match these filters, more than one export "
+                "holds: narrow them (a date range, an action, a source), or fetch them with "
+                "the API's export (GET /api/v1/audit-records/export/), which comes in parts.",
+                messages.ERROR,
+            )
+            changelist_url = reverse("admin:audit_auditrecord_changelist")
+            query = request.GET.urlencode()
+            return HttpResponseRedirect(f"{changelist_url}?{query}" if query else changelist_url)
         writer = csv.writer(_Echo())
 
         def rows():
-            yield writer.writerow(CSV_COLUMNS)
+            # A thousand rows a write: the web server sends each item as a chunk of its own.
+            batch = [writer.writerow(CSV_COLUMNS)]
             for record in queryset.iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [
-                        spreadsheet_safe(
-                            getattr(record, c) if c != "changes" else _dump(record.changes)
-                        )
-                        for c in CSV_COLUMNS
-                    ]
+                batch.append(
+                    writer.writerow(
+                        [
+                            spreadsheet_safe(
+                                getattr(record, c) if c != "changes" else _dump(record.changes)
+                            )
+                            for c in CSV_COLUMNS
+                        ]
+                    )
                 )
+                if len(batch) >= 1000:
+                    yield "".join(batch)
+                    batch = []
+            if batch:
+                yield "".join(batch)
 
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'

@@ -55,3 +55,28 @@ def test_a_huge_failed_login_username_is_recorded_bounded(client):
     record = AuditRecord.objects.get(action="login_failed")
     assert len(record.object_repr) == 150 and record.object_repr.endswith("…")
     assert len(record.message) < 200
+
+
+def test_more_records_than_one_download_holds_are_refused_before_it_starts(
+    client, security_reader, settings
+):
+    """A download the web worker's timeout would cut short is not started: the page says
+    how many one export holds and how to get them, with the filters kept."""
+    settings.AUDIT_CSV_EXPORT_MAX_ROWS = 3
+    for n in range(4):
+        client.post("/admin/login/", {"username": f"intruder-{n}", "password": "whatever"})
+    filters = {"action__exact": "login_failed"}
+    refused = security_reader.get("/admin/audit/auditrecord/export.csv", filters)
+    assert refused.status_code == 302
+    assert refused["Location"] == "/admin/audit/auditrecord/?action__exact=login_failed"
+    page = security_reader.get(refused["Location"])
+    text = [str(m) for m in page.context["messages"]]
+    assert text == [
+        "More than 3 records match these filters, more than one export holds: narrow them "
+        "(a date range, an action, a source), or fetch them with the API's export "
+        "(GET /api/v1/audit-records/export/), which comes in parts."
+    ]
+    # Exactly the limit is one download, whole.
+    settings.AUDIT_CSV_EXPORT_MAX_ROWS = 4
+    rows = export_rows(security_reader, **filters)
+    assert sorted(row["object_repr"] for row in rows) == [f"intruder-{n}" for n in range(4)]
