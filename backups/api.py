@@ -140,7 +140,14 @@ class BackupViewSet(ApiReadOnlyViewSet):
         return Response(BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: BackupSerializer(many=True)})
-    @action(detail=False, methods=["get"], url_path="latest-verified", pagination_class=None)
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="latest-verified",
+        pagination_class=None,
+        filterset_class=None,
+        filter_backends=[],
+    )
     def latest_verified(self, request):
         """The newest verified, not pruned backup of each database that has one."""
         return Response(BackupSerializer(latest_verified_backups(), many=True).data)

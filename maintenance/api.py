@@ -138,6 +138,7 @@ class MaintenanceNowViewSet(ApiGenericViewSet):
     queryset = MaintenanceWindow.objects.none()
     pagination_class = None
     filter_backends = []
+    extra_query_parameters = ("system",)
     required_permissions = {"now": [VIEW]}
 
     @extend_schema(

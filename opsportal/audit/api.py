@@ -85,6 +85,7 @@ class AuditRecordViewSet(ApiReadOnlyViewSet):
     required_permissions = {"*": ["audit.view_auditrecord"]}
 
     @extend_schema(
+        filters=True,  # the list's filters and search (not detected on a non-list action)
         responses={
             (200, "application/x-ndjson"): OpenApiResponse(
                 response=OpenApiTypes.STR,
