@@ -445,6 +445,9 @@ API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="1200/minute")
 # in a `Link: <...>; rel="next"` header: a response must end before gunicorn's worker
 # timeout (WEB_TIMEOUT) ends it mid-stream. bench/audit_export.py measures the rate.
 API_AUDIT_EXPORT_PART_ROWS = env.int("API_AUDIT_EXPORT_PART_ROWS", default=200_000)
+# ... and looks at most this many consecutive record ids (a filter few records match must
+# not scan the whole table in one response).
+API_AUDIT_EXPORT_PART_IDS = env.int("API_AUDIT_EXPORT_PART_IDS", default=1_000_000)
 # The audit log's CSV download (admin) cannot come in parts: more records than this are
 # refused with a message, before the download starts (bench/audit_export.py: the rate).
 AUDIT_CSV_EXPORT_MAX_ROWS = env.int("AUDIT_CSV_EXPORT_MAX_ROWS", default=500_000)

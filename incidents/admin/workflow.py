@@ -5,7 +5,7 @@ checklist step) and download preserved evidence. Mixed into IncidentAdmin."""
 import re
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -285,6 +285,8 @@ class IncidentWorkflowViews:
                 )
             except services.IncidentRefused as exc:
                 form.add_error(None, exc.message)
+            except ValidationError as exc:
+                form.add_error(None, exc)  # the service's own field errors (a change's reason)
             else:
                 self.message_user(
                     request,

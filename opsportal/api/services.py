@@ -171,5 +171,10 @@ def api_token_record_use(
         actor=actor or token.user,
         source=AuditSource.API,
         outcome=AuditOutcome.SUCCESS if status < 400 else AuditOutcome.FAILURE,
-        message=f"API token {token} used: {method} {path[:200]} → {status}",
+        message=f"API token {token} used: {method} {path[:200]} → {status}"
+        + (
+            " (its further writes refused for its rate this minute are not recorded)"
+            if status == 429
+            else ""
+        ),
     )

@@ -113,16 +113,11 @@ class AuditRecordViewSet(ApiReadOnlyViewSet):
     )
     def export(self, request):
         queryset = self.filter_queryset(self.get_queryset()).order_by("id")
-        # A response ends well before gunicorn's worker timeout would cut it: the part's last
-        # id and whether a record follows it, read by offset on the primary key. Records
-        # written meanwhile come after the part's last id, so no record is missed or repeated.
-        part_rows = max(1, settings.API_AUDIT_EXPORT_PART_ROWS)
-        edge = list(queryset.values_list("id", flat=True)[part_rows - 1 : part_rows + 1])
+        queryset, last = self._export_part(request, queryset)
         next_part = ""
-        if len(edge) == 2:
-            queryset = queryset.filter(id__lte=edge[0])
+        if last is not None:
             query = request.query_params.copy()
-            query["after_id"] = str(edge[0])
+            query["after_id"] = str(last)
             next_part = f"{request.build_absolute_uri(request.path)}?{query.urlencode()}"
         rows = queryset.values(*EXPORT_FIELDS)
 
@@ -145,6 +140,31 @@ class AuditRecordViewSet(ApiReadOnlyViewSet):
         if next_part:
             response["Link"] = f'<{next_part}>; rel="next"'
         return response
+
+    def _export_part(self, request, queryset):
+        """This response's part of the filtered range, and the id the next part starts after
+        (None on the last part). A part ends well before gunicorn's worker timeout could cut
+        it: at most API_AUDIT_EXPORT_PART_ROWS records, and among at most
+        API_AUDIT_EXPORT_PART_IDS consecutive ids, so a filter few records match (a search)
+        does not scan the whole table in one response; such a part may hold no record.
+        Records written meanwhile come after the part's last id: none is missed or repeated."""
+        part_rows = max(1, settings.API_AUDIT_EXPORT_PART_ROWS)
+        part_ids = max(part_rows, settings.API_AUDIT_EXPORT_PART_IDS)
+        asked = AuditRecordFilter(request.query_params, queryset=AuditRecord.objects.none())
+        after = int(asked.form.cleaned_data.get("after_id") or 0) if asked.is_valid() else 0
+        everything = AuditRecord.objects.order_by("id").values_list("id", flat=True)
+        first = everything.filter(id__gt=after).first()
+        if first is None:
+            return queryset.none(), None
+        window_end = first + part_ids - 1
+        queryset = queryset.filter(id__lte=window_end)
+        # The part's last id and whether a record follows it, by offset on the primary key.
+        edge = list(queryset.values_list("id", flat=True)[part_rows - 1 : part_rows + 1])
+        if len(edge) == 2:
+            return queryset.filter(id__lte=edge[0]), edge[0]
+        if everything.filter(id__gt=window_end).exists():
+            return queryset, window_end
+        return queryset, None
 
 
 def register() -> None:

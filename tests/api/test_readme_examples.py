@@ -129,7 +129,7 @@ def test_the_readmes_loop_exports_every_part_of_the_audit_history(live_server_ur
     auditor = make_user("Viewers", username="readme-auditor")
     _, token = api_token_create(user=auditor, name="audit archive", scope="read")
     readme = (PROJECT_ROOT / "README.md").read_text()
-    loop = re.search(r"Following an export's parts:\n\n```sh\n(.*?)```", readme, re.S)[1]
+    loop = re.search(r"Following an export's parts.*?```sh\n(.*?)```", readme, re.S)[1]
     since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     assert "at_after=2026-11-01T00:00:00Z" in loop
     expected = list(
@@ -142,3 +142,11 @@ def test_the_readmes_loop_exports_every_part_of_the_audit_history(live_server_ur
     assert done.returncode == 0, done.stderr
     lines = (tmp_path / "audit.ndjson").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == expected
+
+    # A part refused (here: a token that does not authenticate) stops the loop with an
+    # error naming the part, instead of ending quietly with half the archive.
+    (tmp_path / "audit.ndjson").unlink()
+    refused = run(loop, base_url, token[:-2] + "xx", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "export stopped at http" in refused.stderr and "401" in refused.stderr
+    assert (tmp_path / "audit.ndjson").read_text() == ""

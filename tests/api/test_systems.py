@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from opsportal.monitoring import services
 from opsportal.monitoring.catalogue import KEY_METRICS
-from opsportal.monitoring.models import AlertRule
+from opsportal.monitoring.models import AlertRule, CollectionSchedule
 from opsportal.systems.models import PostgresDatabase, RedisCache
+from tests import realsystems
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +94,18 @@ def test_the_list_reads_the_figures_in_the_same_queries_however_many_systems(api
     assert [s["name"] for s in answer["results"]] == ["orders-db", "sessions"]
     assert json.dumps(answer).count('"up": true') == 2
     assert len(two_systems) == len(one_system)
+
+
+def test_a_system_gone_down_shows_its_last_figures_as_stale(api_client, database):
+    services.collection_run_due()
+    # The database stops answering: its port closed.
+    database.port = realsystems.free_port()
+    database.save()
+    CollectionSchedule.objects.update(next_due_at=None)
+    services.collection_run_due()
+    client, _, _ = api_client("Viewers")
+    reading = client.get(f"/api/v1/systems/{database.pk}/").json()["collection"]
+    assert reading["up"] is False
+    used = {f["metric"]: f for f in reading["key_figures"]}["pg_connections_used_percent"]
+    assert used["value"] is not None and used["stale"] is True
+    assert used["at"] < reading["collected_at"]

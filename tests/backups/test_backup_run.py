@@ -180,3 +180,24 @@ def test_a_drill_of_a_tampered_file_fails_before_restoring(source_database, dba_
     assert drill.status == RestoreStatus.FAILED
     assert "checksum" in drill.message.lower()
     assert Backup.objects.get(pk=backup.pk).drill_result == "failed"
+
+
+def test_a_request_whose_audit_record_fails_leaves_nothing_queued(
+    source_database, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The queued row, its audit record and the task's dispatch go together: a request that
+    cannot be audited queues no backup a worker would then run unrecorded."""
+    from backups.services import runs
+
+    def audit_unavailable(**kwargs):
+        raise RuntimeError("audit chain unavailable")
+
+    monkeypatch.setattr(runs, "audit_record", audit_unavailable)
+    before = Backup.objects.count()
+    with (
+        django_capture_on_commit_callbacks() as dispatched,
+        pytest.raises(RuntimeError, match="audit chain unavailable"),
+    ):
+        services.backup_request(database=source_database, reason="before the upgrade")
+    assert Backup.objects.count() == before
+    assert dispatched == []
